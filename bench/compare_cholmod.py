@@ -1,0 +1,102 @@
+"""Side-by-side: gmrf_core's supernodal Cholesky vs CHOLMOD (scikit-sparse), same run.
+
+For the 2-D 5-point Laplacian and the 2-D SPDE alpha=2 precision at 250², 500² and
+1000²: nnz(L), flops, analyze time with the *same* ordering (ours, handed to
+CHOLMOD as a pre-permuted matrix with its natural ordering), numeric
+refactorization time (median), GFLOP/s and the ratios ours / CHOLMOD. CHOLMOD runs
+at its best: Debian's OpenBLAS, OMP_THREAD_LIMIT=1, OPENBLAS_CORETYPE set, best of
+1 and 2 BLAS threads. Also checks log-determinants and solve residuals.
+
+Usage: python bench/compare_cholmod.py [--sizes 250 500 1000] [--repeat 5]
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _env import cholmod_blas_threads, ensure_cholmod_env, median_time  # noqa: E402
+
+ensure_cholmod_env()
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from sksparse.cholmod import analyze as cholmod_analyze  # noqa: E402
+
+import gmrf_core as gm  # noqa: E402
+from gmrf_core.datasets import laplacian_2d, spde_precision_2d  # noqa: E402
+
+
+def compare(name, Q, repeat, ordering):
+    symbolic = gm.analyze(Q, ordering=ordering)
+    perm = symbolic.perm
+    t_ours_analyze = median_time(lambda: gm.analyze(Q, ordering=perm), repeat=3)
+    factor = symbolic.factorize(Q)
+    t_ours = median_time(lambda: factor.refactorize(Q), repeat=repeat)
+
+    Qp = sp.csc_matrix(Q[perm][:, perm])
+    Qp.sort_indices()
+    t_cm_analyze = median_time(
+        lambda: cholmod_analyze(Qp, mode="supernodal", ordering_method="natural"), repeat=3
+    )
+    cm = cholmod_analyze(Qp, mode="supernodal", ordering_method="natural")
+    t_cm = np.inf
+    for threads in (1, 2):
+        with cholmod_blas_threads(threads):
+            t_cm = min(t_cm, median_time(lambda: cm.cholesky_inplace(Qp), repeat=repeat))
+
+    logdet_ours, logdet_cm = factor.logdet(), cm.logdet()
+    b = np.random.default_rng(0).standard_normal(Q.shape[0])
+    residual = np.linalg.norm(Q @ factor.solve(b) - b) / np.linalg.norm(b)
+    return dict(
+        name=name,
+        n=Q.shape[0],
+        nnz_L=factor.nnz,
+        nnz_L_cholmod=cm.L().nnz if Q.shape[0] <= 300_000 else -1,
+        gflop=symbolic.flops / 1e9,
+        analyze=t_ours_analyze,
+        analyze_cm=t_cm_analyze,
+        factor=t_ours,
+        factor_cm=t_cm,
+        logdet_rel=abs(logdet_ours - logdet_cm) / abs(logdet_cm),
+        residual=residual,
+        ordering=symbolic.ordering,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ordering", default="auto")
+    args = parser.parse_args()
+    print(
+        f"OMP_THREAD_LIMIT={os.environ.get('OMP_THREAD_LIMIT')} "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}; ours: 1 BLAS thread, "
+        "CHOLMOD: best of 1 and 2 BLAS threads; times are medians"
+    )
+    header = (
+        f"{'matrix':<14}{'n':>9}{'nnz(L)':>12}{'GFLOP':>7}{'analyze':>9}{'CHOLMOD':>9}{'ratio':>7}"
+        f"{'factor':>9}{'CHOLMOD':>9}{'ratio':>7}{'GFLOP/s':>9}{'logdet rel':>12}{'resid':>9}"
+    )
+    print(header)
+    rows = []
+    for m in args.sizes:
+        for name, build in (
+            ("laplace5", lambda m=m: laplacian_2d(m)),
+            ("spde_a2", lambda m=m: spde_precision_2d(m, kappa=0.05)),
+        ):
+            r = compare(f"{name} {m}²", build(), args.repeat, args.ordering)
+            rows.append(r)
+            print(
+                f"{r['name']:<14}{r['n']:>9}{r['nnz_L']:>12}{r['gflop']:>7.1f}"
+                f"{r['analyze']:>9.3f}{r['analyze_cm']:>9.3f}{r['analyze'] / r['analyze_cm']:>7.2f}"
+                f"{r['factor']:>9.3f}{r['factor_cm']:>9.3f}{r['factor'] / r['factor_cm']:>7.2f}"
+                f"{r['gflop'] / r['factor']:>9.1f}{r['logdet_rel']:>12.1e}{r['residual']:>9.1e}",
+                flush=True,
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The only code in gmrf_core that touches C: BLAS/LAPACK symbols for Numba kernels."""

@@ -1,0 +1,31 @@
+"""gmrf_core: fast, exact-gradient inference for latent Gaussian Markov random fields."""
+
+from . import errors
+from .errors import (
+    ConvergenceError,
+    DerivativeError,
+    GMRFError,
+    InputError,
+    NotPositiveDefiniteError,
+    NotSymmetricError,
+    PatternError,
+    PatternMismatchError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "errors",
+    "GMRFError",
+    "InputError",
+    "NotSymmetricError",
+    "NotPositiveDefiniteError",
+    "PatternMismatchError",
+    "PatternError",
+    "ConvergenceError",
+    "DerivativeError",
+]
+
+from .linalg import Factor, Symbolic, analyze, cholesky  # noqa: E402
+
+__all__ += ["Factor", "Symbolic", "analyze", "cholesky"]

@@ -1,0 +1,61 @@
+"""The package's exception hierarchy.
+
+Every error raised on purpose by gmrf_core derives from :class:`GMRFError`, so
+``except gm.GMRFError`` catches them all. Each subclass also derives from the
+closest built-in exception (``ValueError``, ``ArithmeticError``) so generic
+handlers keep working.
+"""
+
+__all__ = [
+    "GMRFError",
+    "InputError",
+    "NotSymmetricError",
+    "NotPositiveDefiniteError",
+    "PatternMismatchError",
+    "PatternError",
+    "ConvergenceError",
+    "DerivativeError",
+]
+
+
+class GMRFError(Exception):
+    """Base class of every exception raised by gmrf_core."""
+
+
+class InputError(GMRFError, ValueError):
+    """Input of the wrong shape, type or content (NaN/inf, empty, bad counts, ...)."""
+
+
+class NotSymmetricError(InputError):
+    """A matrix that must be symmetric is not (beyond the relative tolerance)."""
+
+
+class NotPositiveDefiniteError(GMRFError, ArithmeticError):
+    """The Cholesky factorization broke down: the matrix is not positive definite.
+
+    Attributes
+    ----------
+    column : int
+        Column of the matrix, in the *original* (unpermuted) ordering, at which
+        the pivot was zero, negative or not finite.
+    """
+
+    def __init__(self, message, column):
+        super().__init__(message)
+        self.column = int(column)
+
+
+class PatternMismatchError(InputError):
+    """A matrix given to ``refactorize`` does not have the analysed sparsity pattern."""
+
+
+class PatternError(InputError):
+    """Entries requested outside the sparsity pattern where they are available."""
+
+
+class ConvergenceError(GMRFError, RuntimeError):
+    """An iterative method (e.g. Newton for the Laplace mode) did not converge."""
+
+
+class DerivativeError(GMRFError, ValueError):
+    """A derivative that cannot be computed exactly was asked for."""

@@ -1,0 +1,550 @@
+"""Sparse Cholesky factorization of symmetric positive definite matrices.
+
+The public face of the Numba kernels in :mod:`gmrf_core.kernels`: validation,
+conversion, and the one place where kernel status codes become exceptions.
+
+Convention: every matrix is given as a *full* symmetric sparse matrix (both
+triangles stored), in any ``scipy.sparse`` format, sparse matrix or sparse
+array. The factorization computes ``Q[perm][:, perm] = L Lᵀ`` where ``perm``
+combines the fill-reducing ordering with a postorder of the elimination tree.
+
+Typical use, one analysis per sparsity pattern and one numeric factorization
+per hyperparameter value::
+
+    symbolic = gm.analyze(Q0)          # ordering + symbolic analysis, once
+    factor = symbolic.factorize(Q0)
+    for theta in thetas:
+        factor.refactorize(Q(theta))   # same pattern, new values
+        factor.logdet(), factor.solve(b)
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from .bindings import blas
+from .errors import (
+    InputError,
+    NotPositiveDefiniteError,
+    NotSymmetricError,
+    PatternMismatchError,
+)
+from .kernels import cholesky as _kchol
+from .kernels import symbolic as _ksym
+
+__all__ = ["Symbolic", "Factor", "analyze", "cholesky", "as_csc", "ORDERINGS"]
+
+ORDERINGS = ("auto", "amd", "nd", "natural")
+
+# Above this order "auto" uses nested dissection (METIS): on large 2-D and 3-D
+# meshes it gives markedly less fill than minimum degree.
+_AUTO_ND_THRESHOLD = 1_000_000
+
+# CHOLMOD's default relaxed-amalgamation parameters (cholmod_common: nrelax, zrelax)
+_RELAX = (4, 16, 48, 0.8, 0.1, 0.05)
+
+
+def as_csc(matrix, name="Q"):
+    """Return ``matrix`` as a canonical float64 CSC matrix, or raise InputError.
+
+    Accepts any scipy.sparse matrix or array, and dense 2-D arrays. Duplicates
+    are summed and row indices sorted (a copy is made only when needed).
+    """
+    if sp.issparse(matrix):
+        if matrix.ndim != 2:
+            raise InputError(f"{name} must be 2-D, got {matrix.ndim} dimensions.")
+        out = sp.csc_matrix(matrix)
+    else:
+        try:
+            dense = np.asarray(matrix)
+        except Exception as exc:  # pragma: no cover - exotic objects
+            raise InputError(f"{name} must be a scipy.sparse matrix; got {type(matrix)}.") from exc
+        if dense.dtype == object or dense.ndim != 2:
+            raise InputError(
+                f"{name} must be a 2-D scipy.sparse matrix (or dense array); got "
+                f"{type(matrix).__name__} with shape {getattr(dense, 'shape', None)}."
+            )
+        out = sp.csc_matrix(dense)
+    if np.iscomplexobj(out.data):
+        raise InputError(f"{name} must be real; got dtype {out.dtype}.")
+    if out.dtype != np.float64:
+        out = out.astype(np.float64)
+    if not out.has_canonical_format:
+        out = out.copy()
+        out.sum_duplicates()
+    return out
+
+
+def _check_square(Q, name="Q"):
+    nrow, ncol = Q.shape
+    if nrow != ncol:
+        raise InputError(f"{name} must be square; got shape {Q.shape}.")
+    if nrow == 0:
+        raise InputError(f"{name} is empty (shape {Q.shape}); nothing to factorize.")
+
+
+def _ordering(indptr, indices, n, ordering):
+    """Fill-reducing permutation, ``perm[k]`` = original index eliminated k-th."""
+    if isinstance(ordering, str):
+        method = ordering.lower()
+        if method not in ORDERINGS:
+            raise InputError(
+                f"ordering must be one of {ORDERINGS} or a permutation; got {ordering!r}."
+            )
+        if method == "auto":
+            method = "nd" if n > _AUTO_ND_THRESHOLD else "amd"
+        if method == "natural":
+            return np.arange(n, dtype=np.int64)
+        if method == "amd":
+            from .kernels.amd import amd_order
+
+            return amd_order(indptr, indices, n)
+        from .bindings.metis import nested_dissection
+
+        return nested_dissection(indptr, indices, n)
+    perm = np.asarray(ordering)
+    if perm.ndim != 1 or perm.size != n or not np.issubdtype(perm.dtype, np.integer):
+        raise InputError(f"a user ordering must be an integer permutation of length {n}.")
+    check = np.zeros(n, dtype=bool)
+    if perm.min() < 0 or perm.max() >= n:
+        raise InputError(f"the user ordering has entries outside [0, {n}).")
+    check[perm] = True
+    if not check.all():
+        raise InputError("the user ordering is not a permutation (it repeats indices).")
+    return perm.astype(np.int64)
+
+
+class Symbolic:
+    """Result of the symbolic analysis of a sparsity pattern (see :func:`analyze`).
+
+    Holds the fill-reducing permutation, the supernode partition and row
+    structure of L, and the map from Q's entries into the factor. Reusable for
+    every matrix with the same pattern.
+
+    Attributes
+    ----------
+    n : int
+        Order of the matrix.
+    perm : numpy.ndarray
+        Permutation with ``Q[perm][:, perm] = L Lᵀ``.
+    nnz : int
+        Number of entries of L (lower triangle, diagonal included).
+    nsuper : int
+        Number of supernodes.
+    flops : float
+        Floating-point operations of one numeric factorization (Σ c_j²).
+    """
+
+    def __init__(self, Q, ordering="auto", symmetry_rtol=1e-8):
+        Q = as_csc(Q)
+        _check_square(Q)
+        n = Q.shape[0]
+        self.n = n
+        self.symmetry_rtol = float(symmetry_rtol)
+        self._indptr_in = Q.indptr
+        self._indices_in = Q.indices
+        indptr = Q.indptr.astype(np.int64)
+        indices = Q.indices.astype(np.int64)
+        self._indptr = indptr
+        self._indices = indices
+
+        work = np.empty(n, dtype=np.int64)
+        mirror = np.empty(indices.size, dtype=np.int64)
+        status = _ksym._mirror_map(n, indptr, indices, mirror, work)
+        if status != 0:
+            column = -status - 1
+            raise NotSymmetricError(
+                f"Q's sparsity pattern is not symmetric (first at column {column}). gmrf_core "
+                "expects the full symmetric matrix with both triangles stored; if you have only "
+                "one triangle T, pass T + T.T - diag(T)."
+            )
+        self._mirror = mirror
+        diag_pos = np.empty(n, dtype=np.int64)
+        _ksym._diagonal_positions(n, indptr, indices, diag_pos)
+        self._diag_pos = diag_pos
+
+        perm = _ordering(indptr, indices, n, ordering)
+        self.ordering = ordering if isinstance(ordering, str) else "user"
+        self._analyze(indptr, indices, perm)
+
+    # -- symbolic phase ---------------------------------------------------------
+    def _analyze(self, indptr, indices, perm):
+        n = self.n
+        nnz_q = indices.size
+        pinv = np.empty(n, dtype=np.int64)
+        pinv[perm] = np.arange(n, dtype=np.int64)
+        work = np.empty(n, dtype=np.int64)
+
+        # elimination tree of the permuted matrix and its postorder
+        u_ptr = np.empty(n + 1, dtype=np.int64)
+        u_rows = np.empty(nnz_q, dtype=np.int64)
+        _ksym._permuted_upper(n, indptr, indices, pinv, u_ptr, u_rows, work)
+        parent = np.empty(n, dtype=np.int64)
+        _ksym._etree(n, u_ptr, u_rows, parent, work)
+        del u_ptr, u_rows
+        post = np.empty(n, dtype=np.int64)
+        head = np.empty(n, dtype=np.int64)
+        next_ = np.empty(n, dtype=np.int64)
+        _ksym._postorder(n, parent, post, head, next_, work)
+        ipost = np.empty(n, dtype=np.int64)
+        ipost[post] = np.arange(n, dtype=np.int64)
+        parent_post = np.where(parent[post] >= 0, ipost[np.maximum(parent[post], 0)], -1)
+        perm = perm[post]
+        pinv[perm] = np.arange(n, dtype=np.int64)
+
+        # lower triangle of C = P Q Pᵀ with the map back to Q's entries
+        c_ptr = np.empty(n + 1, dtype=np.int64)
+        c_rows = np.empty(nnz_q, dtype=np.int64)
+        c_src = np.empty(nnz_q, dtype=np.int64)
+        _ksym._permuted_lower(n, indptr, indices, pinv, c_ptr, c_rows, c_src, work)
+        nnz_c = int(c_ptr[n])
+        c_rows = c_rows[:nnz_c]
+        c_src = c_src[:nnz_c].copy()
+
+        colcount = np.empty(n, dtype=np.int64)
+        _ksym._column_counts(
+            n, c_ptr, c_rows, parent_post, colcount, head, next_, work, np.empty(n, np.int64)
+        )
+
+        super_ptr = np.empty(n + 1, dtype=np.int64)
+        nsuper = _ksym._supernodes(n, parent_post, colcount, *_RELAX, super_ptr)
+        super_ptr = super_ptr[: nsuper + 1].copy()
+        col_super = np.empty(n, dtype=np.int64)
+        sparent = np.empty(nsuper, dtype=np.int64)
+        nrows = np.empty(nsuper, dtype=np.int64)
+        _ksym._supernode_structure_counts(
+            n, nsuper, super_ptr, parent_post, colcount, col_super, sparent, nrows
+        )
+        rows_ptr = np.zeros(nsuper + 1, dtype=np.int64)
+        np.cumsum(nrows, out=rows_ptr[1:])
+        rows = np.empty(int(rows_ptr[-1]), dtype=np.int64)
+        status = _ksym._supernode_rows(
+            n,
+            nsuper,
+            super_ptr,
+            c_ptr,
+            c_rows,
+            col_super,
+            sparent,
+            rows_ptr,
+            rows,
+            work,
+            np.empty(nsuper, np.int64),
+            np.empty(nsuper, np.int64),
+        )
+        if status != _ksym.OK:  # pragma: no cover - internal consistency check
+            raise RuntimeError("gmrf_core internal error: supernode row counts are inconsistent.")
+        ncols = np.diff(super_ptr)
+        lx_ptr = np.zeros(nsuper + 1, dtype=np.int64)
+        np.cumsum(nrows * ncols, out=lx_ptr[1:])
+        dest = np.empty(nnz_c, dtype=np.int64)
+        _ksym._scatter_map(n, nsuper, super_ptr, rows_ptr, rows, lx_ptr, c_ptr, c_rows, work, dest)
+
+        self.perm = perm
+        self.pinv = pinv
+        self.parent = parent_post
+        self.colcount = colcount
+        self.nsuper = nsuper
+        self.super_ptr = super_ptr
+        self.super_parent = sparent
+        self.rows_ptr = rows_ptr
+        self.rows = rows
+        self.lx_ptr = lx_ptr
+        self.col_super = col_super
+        self._c_ptr = c_ptr
+        self._c_src = c_src
+        self._dest = dest
+        self._cwork_size = max(
+            1, int(_ksym._update_workspace_size(nsuper, super_ptr, rows_ptr, rows, col_super))
+        )
+        # stored entries: relaxed supernodes keep a few explicit zeros (CHOLMOD counts them too)
+        self.nnz = int(np.sum(nrows * ncols - ncols * (ncols - 1) // 2))
+        self.flops = float(_ksym._flop_count(nsuper, super_ptr, rows_ptr))
+
+    # -- numeric phase ----------------------------------------------------------
+    def check_values(self, Q, name="Q"):
+        """Validate ``Q`` against this analysis: pattern, finiteness, symmetry.
+
+        Returns Q's data array (float64) ready for the numeric kernels.
+
+        Raises
+        ------
+        PatternMismatchError
+            If Q's sparsity pattern is not the analysed one.
+        InputError
+            If Q has NaN or infinite entries.
+        NotSymmetricError
+            If ``|q_ij - q_ji| > symmetry_rtol * sqrt(|q_ii q_jj|)`` somewhere.
+        """
+        Q = as_csc(Q, name)
+        if Q.shape != (self.n, self.n):
+            raise PatternMismatchError(
+                f"{name} has shape {Q.shape}, but the analysis was done for ({self.n}, {self.n})."
+            )
+        same = (Q.indptr is self._indptr_in and Q.indices is self._indices_in) or (
+            np.array_equal(Q.indptr, self._indptr) and np.array_equal(Q.indices, self._indices)
+        )
+        if not same:
+            raise PatternMismatchError(
+                f"{name}'s sparsity pattern differs from the analysed one (nnz {Q.nnz} vs "
+                f"{self._indices.size}). Keep explicit zeros so the pattern stays fixed, or call "
+                "gm.analyze again for the new pattern."
+            )
+        data = Q.data
+        status = _ksym._check_values(
+            self.n,
+            self._indptr,
+            self._indices,
+            data,
+            self._mirror,
+            self.symmetry_rtol,
+            self._diag_pos,
+        )
+        if status > 0:
+            raise InputError(f"{name} has a NaN or infinite entry in column {status - 1}.")
+        if status < 0:
+            raise NotSymmetricError(
+                f"{name} is not symmetric: column {-status - 1} differs from its row by more than "
+                f"{self.symmetry_rtol:g} relative to sqrt(|q_ii q_jj|). Pass the full symmetric "
+                "matrix, e.g. (Q + Q.T) / 2."
+            )
+        return data
+
+    def factorize(self, Q):
+        """Numeric factorization of ``Q`` (same pattern as analysed) -> :class:`Factor`."""
+        factor = Factor(self)
+        factor.refactorize(Q)
+        return factor
+
+    def __repr__(self):
+        return (
+            f"Symbolic(n={self.n}, nnz(L)={self.nnz}, nsuper={self.nsuper}, "
+            f"ordering={self.ordering!r})"
+        )
+
+
+class Factor:
+    """Numeric Cholesky factor ``Q[perm][:, perm] = L Lᵀ`` (see :func:`cholesky`).
+
+    Create with :func:`cholesky` or :meth:`Symbolic.factorize`; update in place
+    with :meth:`refactorize` for new values on the same pattern.
+    """
+
+    def __init__(self, symbolic):
+        self.symbolic = symbolic
+        s = symbolic
+        self._lx = np.empty(int(s.lx_ptr[-1]), dtype=np.float64)
+        self._relmap = np.empty(s.n, dtype=np.int64)
+        self._head = np.empty(s.nsuper, dtype=np.int64)
+        self._next = np.empty(s.nsuper, dtype=np.int64)
+        self._lpos = np.empty(s.nsuper, dtype=np.int64)
+        self._cwork = np.empty(s._cwork_size, dtype=np.float64)
+        self._valid = False
+
+    @property
+    def n(self):
+        return self.symbolic.n
+
+    @property
+    def perm(self):
+        """Permutation with ``Q[perm][:, perm] = L Lᵀ``."""
+        return self.symbolic.perm
+
+    @property
+    def nnz(self):
+        """Number of entries of L (lower triangle including the diagonal)."""
+        return self.symbolic.nnz
+
+    def refactorize(self, Q):
+        """Recompute the factor for new values of ``Q`` on the analysed pattern.
+
+        Parameters
+        ----------
+        Q : scipy.sparse matrix or array
+            Full symmetric matrix with exactly the pattern given to :func:`analyze`.
+
+        Returns
+        -------
+        Factor
+            ``self``, updated in place.
+
+        Raises
+        ------
+        PatternMismatchError, NotSymmetricError, InputError
+            See :meth:`Symbolic.check_values`.
+        NotPositiveDefiniteError
+            If a pivot is zero, negative or not finite; ``.column`` is the column of
+            Q (original ordering) where the factorization broke down.
+        """
+        s = self.symbolic
+        data = s.check_values(Q)
+        self._valid = False
+        with blas.blas_threads(1):
+            status = _kchol._factorize(
+                s.n,
+                s.nsuper,
+                s.super_ptr,
+                s.rows_ptr,
+                s.rows,
+                s.lx_ptr,
+                s.col_super,
+                s._c_ptr,
+                s._c_src,
+                s._dest,
+                data,
+                self._lx,
+                self._relmap,
+                self._head,
+                self._next,
+                self._lpos,
+                self._cwork,
+            )
+        if status >= 0:
+            column = int(s.perm[status])
+            raise NotPositiveDefiniteError(
+                f"Q is not positive definite: the Cholesky factorization broke down at column "
+                f"{column} (pivot {status} in the factor's ordering). Check that the matrix is a "
+                "proper precision (an intrinsic model needs constraints or a small diagonal "
+                "addition).",
+                column,
+            )
+        self._valid = True
+        return self
+
+    def logdet(self):
+        """log det Q = 2 Σ log L_jj."""
+        s = self.symbolic
+        return 2.0 * _kchol._diag_logsum(s.nsuper, s.super_ptr, s.rows_ptr, s.lx_ptr, self._lx)
+
+    def _rhs(self, b, name="b"):
+        if sp.issparse(b):
+            b = b.toarray()
+        b = np.asarray(b, dtype=np.float64)
+        if b.ndim not in (1, 2) or b.shape[0] != self.n:
+            raise InputError(f"{name} must have shape ({self.n},) or ({self.n}, k); got {b.shape}.")
+        if not np.all(np.isfinite(b)):
+            raise InputError(f"{name} has NaN or infinite entries.")
+        return b
+
+    def _permuted(self, b):
+        b2 = b.reshape(self.n, -1)
+        work = np.empty(b2.shape, dtype=np.float64)
+        _kchol._permute_rows(np.ascontiguousarray(b2), self.symbolic.perm, work)
+        return work
+
+    def _unpermuted(self, work, shape):
+        out = np.empty(work.shape, dtype=np.float64)
+        _kchol._unpermute_rows(work, self.symbolic.perm, out)
+        return out.reshape(shape)
+
+    def solve(self, b):
+        """Solve Q x = b for a vector (n,) or a matrix (n, k) of right-hand sides."""
+        b = self._rhs(b)
+        s = self.symbolic
+        work = self._permuted(b)
+        _kchol._forward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
+        _kchol._backward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
+        return self._unpermuted(work, b.shape)
+
+    def solve_L(self, b):
+        """Return y with L y = b[perm] (y in the factor's ordering)."""
+        b = self._rhs(b)
+        s = self.symbolic
+        work = self._permuted(b)
+        _kchol._forward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
+        return work.reshape(b.shape)
+
+    def solve_Lt(self, y):
+        """Return x with Lᵀ x[perm] = y (``y`` in the factor's ordering, x in Q's)."""
+        y = self._rhs(y, "y")
+        s = self.symbolic
+        work = np.array(y.reshape(self.n, -1), dtype=np.float64, order="C")
+        _kchol._backward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
+        return self._unpermuted(work, y.shape)
+
+    def sample(self, size=None, rng=None):
+        """Draw from N(0, Q⁻¹): x = Pᵀ L⁻ᵀ z with z ~ N(0, I) (Rue & Held 2005, Alg. 2.4).
+
+        Parameters
+        ----------
+        size : int, optional
+            Number of draws; None for a single draw of shape (n,).
+        rng : numpy.random.Generator or seed, optional
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n,) if ``size`` is None, else (size, n).
+        """
+        rng = np.random.default_rng(rng)
+        k = 1 if size is None else int(size)
+        if k < 0:
+            raise InputError(f"size must be non-negative; got {size}.")
+        z = rng.standard_normal((self.n, k))
+        x = self.solve_Lt(z)
+        return x[:, 0] if size is None else np.ascontiguousarray(x.T)
+
+    def L(self):
+        """L as a scipy.sparse CSC matrix (lower triangular, factor ordering)."""
+        s = self.symbolic
+        l_ptr = np.empty(s.n + 1, dtype=np.int64)
+        l_rows = np.empty(s.nnz, dtype=np.int64)
+        l_data = np.empty(s.nnz, dtype=np.float64)
+        _kchol._factor_to_csc(
+            s.n,
+            s.nsuper,
+            s.super_ptr,
+            s.rows_ptr,
+            s.rows,
+            s.lx_ptr,
+            self._lx,
+            l_ptr,
+            l_rows,
+            l_data,
+        )
+        return sp.csc_matrix((l_data, l_rows, l_ptr), shape=(s.n, s.n))
+
+    def __repr__(self):
+        return f"Factor(n={self.n}, nnz(L)={self.nnz}, nsuper={self.symbolic.nsuper})"
+
+
+def analyze(Q, ordering="auto", *, symmetry_rtol=1e-8):
+    """Symbolic analysis of a symmetric sparsity pattern.
+
+    Parameters
+    ----------
+    Q : scipy.sparse matrix or array, shape (n, n)
+        Full symmetric matrix (both triangles stored). Only its pattern is used
+        here; its values are checked when factorizing.
+    ordering : {"auto", "amd", "nd", "natural"} or array of int
+        Fill-reducing ordering: approximate minimum degree (Amestoy, Davis & Duff
+        1996), nested dissection (METIS), none, or a user permutation (``perm[k]``
+        eliminated k-th). "auto" is AMD up to 10⁶ unknowns, nested dissection above.
+        The permutation is composed with a postorder of the elimination tree.
+    symmetry_rtol : float
+        Relative tolerance of the symmetry check in :meth:`Factor.refactorize`.
+
+    Returns
+    -------
+    Symbolic
+
+    Raises
+    ------
+    InputError
+        Non-square, empty, complex or non-numeric input; an invalid ordering.
+    NotSymmetricError
+        If the pattern is not symmetric.
+    """
+    return Symbolic(Q, ordering=ordering, symmetry_rtol=symmetry_rtol)
+
+
+def cholesky(Q, ordering="auto", *, symmetry_rtol=1e-8):
+    """Sparse Cholesky factorization ``Q[perm][:, perm] = L Lᵀ``.
+
+    Equivalent to ``analyze(Q, ordering).factorize(Q)``; see :func:`analyze`.
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        With ``.column`` the original column where the factorization failed.
+    """
+    return analyze(Q, ordering=ordering, symmetry_rtol=symmetry_rtol).factorize(Q)

@@ -1,0 +1,846 @@
+"""Approximate minimum degree (AMD) fill-reducing ordering.
+
+The quotient-graph minimum degree algorithm of Amestoy, Davis & Duff (1996),
+following the structure of SuiteSparse AMD's ``amd_2`` routine: elements and
+supervariables share one integer workspace ``iw``; each step picks the
+supervariable of least *approximate external degree*, turns it into an
+element, absorbs the elements it covers, updates approximate degrees of its
+neighbours, merges indistinguishable variables (found by hashing) and
+mass-eliminates variables left with nothing but the new element. Rows whose
+degree exceeds ``dense_threshold * sqrt(n)`` are set aside and ordered last.
+The pivot sequence is finally postordered along the assembly tree, so that
+nodes of a subtree are contiguous (good for supernodes, same fill).
+
+References
+----------
+P. R. Amestoy, T. A. Davis and I. S. Duff, "An approximate minimum degree
+ordering algorithm", SIAM J. Matrix Anal. Appl. 17(4):886-905, 1996.
+
+P. R. Amestoy, T. A. Davis and I. S. Duff, "Algorithm 837: AMD, an
+approximate minimum degree ordering algorithm", ACM Trans. Math. Softw.
+30(3):381-388, 2004.
+
+Notation used in the comments: ``Le`` is the pattern (set of supervariables)
+of element ``e``; ``me`` is the current pivot, and ``Lme`` the pattern of the
+element it becomes. ``flip(x) = -x - 2`` encodes "a pointer to x" in arrays
+whose non-negative values mean something else, keeping -1 (EMPTY) free.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from ..errors import GMRFError, InputError, NotSymmetricError
+from ._jit import jit
+
+__all__ = ["amd_order"]
+
+EMPTY = -1
+
+# kernel status codes
+OK = 0
+ERR_WORKSPACE = 1  # iw too small: fewer than n free slots after loading the pattern
+ERR_INPUT = 2  # an index out of range or a column longer than n - 1 (caught by the wrapper first)
+
+# pattern check status codes (_check_pattern)
+PATTERN_OK = 0
+PATTERN_OUT_OF_RANGE = 1
+PATTERN_UNSORTED = 2
+PATTERN_NOT_SYMMETRIC = 3
+
+_INT64_MAX = 9223372036854775807
+
+
+@jit
+def _flip(i):
+    """Encode/decode a pointer stored as a value < -1 (an involution)."""
+    return -i - 2
+
+
+@jit
+def _clear_flag(wflg, wbig, w, n):
+    """Return a fresh flag value; reset ``w`` when the counter nears overflow.
+
+    ``w[x] >= wflg`` marks "seen in the current pass", so raising ``wflg``
+    clears all marks at once. Only when ``wflg`` would overflow are the live
+    (nonzero) entries rewritten to 1; zero keeps meaning "absorbed element".
+    """
+    if wflg < 2 or wflg >= wbig:
+        for x in range(n):
+            if w[x] != 0:
+                w[x] = 1
+        wflg = 2
+    return wflg
+
+
+@jit
+def _unlink_degree_list(i, head, nxt, last, degree):
+    """Remove supervariable i from the doubly linked list of its degree."""
+    ilast = last[i]
+    inext = nxt[i]
+    if inext != EMPTY:
+        last[inext] = ilast
+    if ilast != EMPTY:
+        nxt[ilast] = inext
+    else:
+        head[degree[i]] = inext
+
+
+@jit
+def _garbage_collect(n, iw, pe, length, pme1, pfree):
+    """Compact the live objects of ``iw`` to its front; return ``(pme1, pfree)``.
+
+    Every live object (a principal variable's list or an unabsorbed element)
+    has ``pe[j] >= 0`` and ``length[j] >= 1``. Its first entry is moved into
+    ``pe[j]`` and replaced by ``flip(j)``, which is the only kind of negative
+    value ``iw`` ever holds, so one left-to-right sweep finds every object
+    start. The partially built element in ``iw[pme1:pfree]`` is moved last.
+    """
+    for j in range(n):
+        pn = pe[j]
+        if pn >= 0:
+            pe[j] = iw[pn]
+            iw[pn] = _flip(j)
+    psrc = 0
+    pdst = 0
+    while psrc < pme1:
+        j = _flip(iw[psrc])
+        psrc += 1
+        if j >= 0:
+            iw[pdst] = pe[j]
+            pe[j] = pdst
+            pdst += 1
+            for _ in range(length[j] - 1):
+                iw[pdst] = iw[psrc]
+                pdst += 1
+                psrc += 1
+    new_pme1 = pdst
+    for psrc in range(pme1, pfree):
+        iw[pdst] = iw[psrc]
+        pdst += 1
+    return new_pme1, pdst
+
+
+@jit
+def _postorder(n, parent, nv, fsize, order, child, sibling, stack):
+    """Postorder the assembly tree by depth-first search (no recursion).
+
+    Nodes are the elements (``nv[j] > 0``); ``parent[j]`` is EMPTY for roots.
+    In each family the child with the largest front (``fsize``) is visited
+    last, so its contribution block is the one still on the stack when the
+    parent is assembled (Liu's heuristic, as in AMD). ``order[e] = k`` on
+    output for the k-th element; EMPTY for non-elements.
+    """
+    for j in range(n):
+        child[j] = EMPTY
+        sibling[j] = EMPTY
+    # Build children lists; iterating downwards leaves them in increasing order.
+    for j in range(n - 1, -1, -1):
+        if nv[j] > 0 and parent[j] != EMPTY:
+            sibling[j] = child[parent[j]]
+            child[parent[j]] = j
+    # Move the child with the largest front to the end of each list.
+    for i in range(n):
+        if nv[i] > 0 and child[i] != EMPTY:
+            fprev = EMPTY
+            maxfrsize = EMPTY
+            bigfprev = EMPTY
+            bigf = EMPTY
+            f = child[i]
+            while f != EMPTY:
+                if fsize[f] >= maxfrsize:
+                    maxfrsize = fsize[f]
+                    bigfprev = fprev
+                    bigf = f
+                fprev = f
+                f = sibling[f]
+            fnext = sibling[bigf]
+            if fnext != EMPTY:
+                if bigfprev == EMPTY:
+                    child[i] = fnext
+                else:
+                    sibling[bigfprev] = fnext
+                sibling[bigf] = EMPTY
+                sibling[fprev] = bigf
+    for i in range(n):
+        order[i] = EMPTY
+    k = 0
+    for root in range(n):
+        if parent[root] != EMPTY or nv[root] <= 0:
+            continue
+        top = 0
+        stack[0] = root
+        while top >= 0:
+            i = stack[top]
+            if child[i] != EMPTY:
+                # Push the children so that the first of the list is popped
+                # first and the biggest (last) one is ordered last.
+                f = child[i]
+                while f != EMPTY:
+                    top += 1
+                    f = sibling[f]
+                h = top
+                f = child[i]
+                while f != EMPTY:
+                    stack[h] = f
+                    h -= 1
+                    f = sibling[f]
+                child[i] = EMPTY  # children are on the stack: order i when seen again
+            else:
+                top -= 1
+                order[i] = k
+                k += 1
+    return k
+
+
+@jit
+def _amd(
+    n,
+    indptr,
+    indices,
+    perm,
+    iw,
+    pe,
+    length,
+    nv,
+    nxt,
+    last,
+    head,
+    hhead,
+    elen,
+    degree,
+    w,
+    info,
+    dense_threshold,
+    aggressive,
+):
+    """Approximate minimum degree ordering of a symmetric pattern (kernel).
+
+    Parameters
+    ----------
+    n : int
+        Order of the matrix.
+    indptr, indices : int64 arrays
+        Full symmetric pattern in CSC (both triangles, rows sorted, no
+        duplicates); diagonal entries are skipped.
+    perm : int64 array (n,)
+        Output: ``perm[k]`` is the original index of the k-th pivot.
+    iw : int64 array
+        Workspace holding the quotient graph; needs ``len(iw) >= nnz_off + n``
+        (``nnz_off`` = number of off-diagonal entries), and about
+        ``1.2 * nnz_off + n`` to keep garbage collections rare.
+    pe, length, nv, nxt, last, head, hhead, elen, degree, w : int64 arrays (n,)
+        Workspace (contents undefined on output).
+    info : int64 array (2,)
+        Output statistics: ``info[0]`` number of garbage collections of
+        ``iw``, ``info[1]`` number of dense rows ordered last.
+    dense_threshold : float
+        Rows with more than ``max(16, dense_threshold * sqrt(n))``
+        off-diagonal entries are ordered last; negative: only rows with more
+        than ``n - 2`` entries.
+    aggressive : int
+        Nonzero: absorb every element whose pattern is covered by the new
+        element's (aggressive absorption), not just the ones adjacent to the
+        pivot.
+
+    Returns
+    -------
+    status : int
+        ``OK`` (0), ``ERR_WORKSPACE`` (iw too small) or ``ERR_INPUT``.
+
+    Notes
+    -----
+    Meaning of the arrays during elimination (as in SuiteSparse ``amd_2``):
+
+    - ``pe[i]``: start of object i in ``iw``; ``flip(j)`` once i was merged
+      into supervariable j or element i absorbed into element j; EMPTY for a
+      dense variable or an element with an empty pattern (a tree root).
+    - variable i: ``iw[pe[i] : pe[i] + elen[i]]`` are the elements containing
+      i, ``iw[pe[i] + elen[i] : pe[i] + length[i]]`` its remaining neighbour
+      supervariables (entries already covered by an element are pruned).
+    - element e: ``iw[pe[e] : pe[e] + length[e]]`` is Le; ``elen[e] =
+      flip(size of its front)``; ``degree[e] = |Le|`` in variables.
+    - ``nv[i]``: number of variables in supervariable i (0 when not
+      principal; negated while i is in Lme).
+    - ``degree[i]``: upper bound on the external degree of variable i.
+    - ``head``/``nxt``/``last``: degree lists; ``hhead``/``nxt`` (and the
+      key in ``last``) hash buckets during supervariable detection.
+    - ``w``: 0 for absorbed elements; ``w[e] - wflg = |Le \\ Lme|`` during
+      the degree update; marks during supervariable detection.
+    """
+    iwlen = iw.shape[0]
+    info[0] = 0
+    info[1] = 0
+    if n == 0:
+        return OK
+
+    # ------------------------------------------------------------------
+    # Load the off-diagonal pattern: variable j's list is its row of A.
+    # ------------------------------------------------------------------
+    pfree = 0
+    for j in range(n):
+        pe[j] = pfree
+        for p in range(indptr[j], indptr[j + 1]):
+            i = indices[p]
+            if i < 0 or i >= n:
+                return ERR_INPUT
+            if i != j:
+                if pfree >= iwlen:
+                    return ERR_WORKSPACE
+                iw[pfree] = i
+                pfree += 1
+        length[j] = pfree - pe[j]
+        if length[j] > n - 1:
+            return ERR_INPUT  # duplicates: degrees must index head[0:n]
+    # Elbow room of n guarantees one garbage collection always makes enough
+    # space for a new element (its pattern has fewer than n entries).
+    if iwlen - pfree < n:
+        return ERR_WORKSPACE
+
+    # "dense" rows: postponing them avoids O(n^2) work on their long lists.
+    if dense_threshold < 0.0:
+        dense = n - 2
+    else:
+        dense_f = dense_threshold * math.sqrt(n)
+        dense = n if dense_f >= n else int(dense_f)
+    dense = max(16, dense)
+    dense = min(n, dense)
+
+    for i in range(n):
+        last[i] = EMPTY
+        head[i] = EMPTY
+        hhead[i] = EMPTY
+        nxt[i] = EMPTY
+        nv[i] = 1
+        w[i] = 1
+        elen[i] = 0
+        degree[i] = length[i]
+
+    wbig = _INT64_MAX - n  # wflg + n must not overflow
+    wflg = _clear_flag(0, wbig, w, n)
+    mindeg = 0
+    nel = 0  # number of variables eliminated so far
+    lemax = 0  # largest |Le| seen; w must be bumped by this much to clear it
+
+    # ------------------------------------------------------------------
+    # Degree lists; empty rows are eliminated at once, dense rows set aside.
+    # ------------------------------------------------------------------
+    for i in range(n):
+        deg = degree[i]
+        if deg == 0:
+            # An isolated variable: an element with an empty pattern (a root).
+            elen[i] = _flip(1)
+            nel += 1
+            pe[i] = EMPTY
+            w[i] = 0
+        elif deg > dense:
+            # Not principal, no parent: ignored by every scan (nv == 0) and
+            # placed last in the final order.
+            nv[i] = 0
+            elen[i] = EMPTY
+            nel += 1
+            pe[i] = EMPTY
+            info[1] += 1
+        else:
+            inext = head[deg]
+            if inext != EMPTY:
+                last[inext] = i
+            nxt[i] = inext
+            head[deg] = i
+
+    while nel < n:
+        # --------------------------------------------------------------
+        # Pivot: a supervariable of least approximate degree.
+        # --------------------------------------------------------------
+        deg = mindeg
+        me = EMPTY
+        while deg < n:
+            me = head[deg]
+            if me != EMPTY:
+                break
+            deg += 1
+        mindeg = deg
+        if me == EMPTY:
+            return ERR_INPUT  # unreachable for a symmetric pattern
+        inext = nxt[me]
+        if inext != EMPTY:
+            last[inext] = EMPTY
+        head[deg] = inext
+
+        elenme = elen[me]
+        nvpiv = nv[me]
+        nel += nvpiv
+
+        # --------------------------------------------------------------
+        # Construct the new element Lme: the union of the patterns of the
+        # elements adjacent to me and of me's own variable list. Variables
+        # entering Lme are flagged by a negative nv and leave their degree
+        # lists (their degrees are about to change).
+        # --------------------------------------------------------------
+        nv[me] = -nvpiv
+        degme = 0
+        if elenme == 0:
+            # No adjacent elements: Lme is a subset of me's list, so it can be
+            # written over that list in place.
+            pme1 = pe[me]
+            pme2 = pme1 - 1
+            for p in range(pme1, pme1 + length[me]):
+                i = iw[p]
+                nvi = nv[i]
+                if nvi > 0:
+                    degme += nvi
+                    nv[i] = -nvi
+                    pme2 += 1
+                    iw[pme2] = i
+                    _unlink_degree_list(i, head, nxt, last, degree)
+        else:
+            # Build Lme in the free space at the end of iw, absorbing each
+            # element of me's list into me as it is scanned.
+            p = pe[me]
+            pme1 = pfree
+            slenme = length[me] - elenme
+            length_me = length[me]
+            for knt1 in range(1, elenme + 2):
+                if knt1 > elenme:
+                    e = me  # finally me's own variable list
+                    pj = p
+                    ln = slenme
+                else:
+                    e = iw[p]
+                    p += 1
+                    pj = pe[e]
+                    ln = length[e]
+                for knt2 in range(1, ln + 1):
+                    i = iw[pj]
+                    pj += 1
+                    nvi = nv[i]
+                    if nvi <= 0:
+                        continue  # already in Lme, or not principal
+                    if pfree >= iwlen:
+                        # Out of space: shrink the lists being read to their
+                        # unread parts (fully read elements are already
+                        # marked absorbed) and compact.
+                        pe[me] = p
+                        length[me] = length_me - knt1
+                        if length[me] == 0:
+                            pe[me] = EMPTY
+                        pe[e] = pj
+                        length[e] = ln - knt2
+                        if length[e] == 0:
+                            pe[e] = EMPTY
+                        pme1, pfree = _garbage_collect(n, iw, pe, length, pme1, pfree)
+                        info[0] += 1
+                        if pfree >= iwlen:
+                            return ERR_WORKSPACE
+                        pj = pe[e]
+                        p = pe[me]
+                    degme += nvi
+                    nv[i] = -nvi
+                    iw[pfree] = i
+                    pfree += 1
+                    _unlink_degree_list(i, head, nxt, last, degree)
+                if e != me:
+                    # e's pattern is inside Lme: e is absorbed, me is its parent.
+                    pe[e] = _flip(me)
+                    w[e] = 0
+            pme2 = pfree - 1
+
+        degree[me] = degme
+        pe[me] = pme1
+        length[me] = pme2 - pme1 + 1
+        elen[me] = _flip(nvpiv + degme)  # front size, kept for the postorder
+
+        wflg = _clear_flag(wflg, wbig, w, n)
+
+        # --------------------------------------------------------------
+        # Scan 1: w[e] - wflg = |Le \ Lme| for every element e adjacent to a
+        # variable of Lme. Starting from |Le| = degree[e], subtract the size
+        # of every variable of Lme met in Le (each i in Lme lists the
+        # elements that contain it).
+        # --------------------------------------------------------------
+        for pme in range(pme1, pme2 + 1):
+            i = iw[pme]
+            eln = elen[i]
+            if eln > 0:
+                nvi = -nv[i]
+                wnvi = wflg - nvi
+                for p in range(pe[i], pe[i] + eln):
+                    e = iw[p]
+                    we = w[e]
+                    if we >= wflg:
+                        we -= nvi  # seen before in this scan
+                    elif we != 0:
+                        we = degree[e] + wnvi  # first time: |Le| - nv[i]
+                    w[e] = we
+
+        # --------------------------------------------------------------
+        # Scan 2: approximate external degree of each i in Lme,
+        #   d(i) <= |Lme \ i| + sum_e |Le \ Lme| + sum_(j in i's vars) nv[j],
+        # the bound of Amestoy, Davis & Duff (1996, eq. 4); prune absorbed
+        # elements and variables now covered by Lme from i's lists, put me
+        # first in i's element list, and hash i's lists for supervariable
+        # detection.
+        # --------------------------------------------------------------
+        for pme in range(pme1, pme2 + 1):
+            i = iw[pme]
+            p1 = pe[i]
+            p2 = p1 + elen[i] - 1
+            pn = p1
+            hsh = 0
+            deg = 0
+            for p in range(p1, p2 + 1):
+                e = iw[p]
+                we = w[e]
+                if we != 0:
+                    dext = we - wflg
+                    if dext > 0 or not aggressive:
+                        deg += dext
+                        iw[pn] = e
+                        pn += 1
+                        hsh += e
+                    else:
+                        # Le is inside Lme (aggressive absorption): e's
+                        # information is redundant, absorb it into me.
+                        pe[e] = _flip(me)
+                        w[e] = 0
+            elen[i] = pn - p1 + 1  # elements kept, plus me (added below)
+
+            p3 = pn
+            p4 = p1 + length[i]
+            for p in range(p2 + 1, p4):
+                j = iw[p]
+                nvj = nv[j]
+                if nvj > 0:
+                    # j is principal and not in Lme (those have nv < 0)
+                    deg += nvj
+                    iw[pn] = j
+                    pn += 1
+                    hsh += j
+
+            if elen[i] == 1 and p3 == pn:
+                # Mass elimination: i is adjacent to nothing but me, so it
+                # would be the next pivot anyway with no extra fill; merge it
+                # into the pivot block.
+                pe[i] = _flip(me)
+                nvi = -nv[i]
+                degme -= nvi
+                nvpiv += nvi
+                nel += nvi
+                nv[i] = 0
+                elen[i] = EMPTY
+            else:
+                # Degree without |Lme| yet (added when the lists are rebuilt).
+                degree[i] = min(degree[i], deg)
+                # Put me at the front of the element list: the first element
+                # moves to the end of the element part, whose first variable
+                # moves to the end of the list. Room exists since i's list lost
+                # at least one entry (me itself, or an element absorbed in me).
+                iw[pn] = iw[p3]
+                iw[p3] = iw[p1]
+                iw[p1] = me
+                length[i] = pn - p1 + 1
+                hsh = hsh % n
+                nxt[i] = hhead[hsh]
+                hhead[hsh] = i
+                last[i] = hsh  # remember the bucket
+
+        degree[me] = degme
+
+        # Clear w: every w[e] - wflg <= lemax, so this skips all marks.
+        lemax = max(lemax, degme)
+        wflg += lemax
+        wflg = _clear_flag(wflg, wbig, w, n)
+
+        # --------------------------------------------------------------
+        # Supervariable detection: variables of Lme with identical element
+        # and variable lists are indistinguishable; only candidates that share
+        # a hash bucket are compared (me is first in every list; skip it).
+        # --------------------------------------------------------------
+        for pme in range(pme1, pme2 + 1):
+            i = iw[pme]
+            if nv[i] >= 0:
+                continue  # mass-eliminated, or absorbed into another supervariable
+            hsh = last[i]
+            i = hhead[hsh]
+            hhead[hsh] = EMPTY  # each bucket is examined once
+            while i != EMPTY and nxt[i] != EMPTY:
+                ln = length[i]
+                eln = elen[i]
+                for p in range(pe[i] + 1, pe[i] + ln):
+                    w[iw[p]] = wflg
+                jlast = i
+                j = nxt[i]
+                while j != EMPTY:
+                    ok = length[j] == ln and elen[j] == eln
+                    if ok:
+                        for p in range(pe[j] + 1, pe[j] + ln):
+                            if w[iw[p]] != wflg:
+                                ok = False
+                                break
+                    if ok:
+                        # j is indistinguishable from i: absorb it.
+                        pe[j] = _flip(i)
+                        nv[i] += nv[j]  # both negative (both in Lme)
+                        nv[j] = 0
+                        elen[j] = EMPTY
+                        j = nxt[j]
+                        nxt[jlast] = j
+                    else:
+                        jlast = j
+                        j = nxt[j]
+                wflg += 1
+                i = nxt[i]
+
+        # --------------------------------------------------------------
+        # Finish the degrees (add |Lme| minus i itself, capped by the number
+        # of variables left), put the variables back in the degree lists and
+        # drop the non-principal ones from Lme.
+        # --------------------------------------------------------------
+        p = pme1
+        nleft = n - nel
+        for pme in range(pme1, pme2 + 1):
+            i = iw[pme]
+            nvi = -nv[i]
+            if nvi > 0:
+                nv[i] = nvi
+                deg = degree[i] + degme - nvi
+                deg = min(deg, nleft - nvi)
+                inext = head[deg]
+                if inext != EMPTY:
+                    last[inext] = i
+                nxt[i] = inext
+                last[i] = EMPTY
+                head[deg] = i
+                mindeg = min(mindeg, deg)
+                degree[i] = deg
+                iw[p] = i
+                p += 1
+
+        nv[me] = nvpiv
+        length[me] = p - pme1
+        if length[me] == 0:
+            # Nothing left outside the pivot block: a root of the assembly tree.
+            pe[me] = EMPTY
+            w[me] = 0
+        if elenme != 0:
+            # Lme was built at the end of iw: release what the pruning freed.
+            pfree = p
+
+    # ------------------------------------------------------------------
+    # Assembly tree: parent of j is flip(pe[j]); elen[e] = front size.
+    # ------------------------------------------------------------------
+    for i in range(n):
+        pe[i] = _flip(pe[i])
+        elen[i] = _flip(elen[i])
+
+    # Non-principal variables point to the variable or element that absorbed
+    # them; make each point straight at its element (path compression).
+    for i in range(n):
+        if nv[i] != 0:
+            continue
+        j = pe[i]
+        if j == EMPTY:
+            continue  # dense variable: no parent
+        while nv[j] == 0:
+            j = pe[j]
+        e = j
+        j = i
+        while nv[j] == 0:
+            jnext = pe[j]
+            pe[j] = e
+            j = jnext
+
+    # head, nxt, last are free again: child, sibling and stack lists.
+    _postorder(n, pe, nv, elen, w, head, nxt, last)
+
+    # ------------------------------------------------------------------
+    # Pivot order: elements in postorder, each preceded by the variables
+    # merged into it; dense variables last.
+    # ------------------------------------------------------------------
+    for k in range(n):
+        head[k] = EMPTY
+        nxt[k] = EMPTY
+    for e in range(n):
+        k = w[e]
+        if k != EMPTY:
+            head[k] = e
+    nel = 0
+    for k in range(n):
+        e = head[k]
+        if e == EMPTY:
+            break
+        nxt[e] = nel
+        nel += nv[e]
+    for i in range(n):
+        if nv[i] == 0:
+            e = pe[i]
+            if e != EMPTY:
+                # i takes the first slot of e's block; e moves one down
+                nxt[i] = nxt[e]
+                nxt[e] += 1
+            else:
+                nxt[i] = nel
+                nel += 1
+    for i in range(n):
+        perm[nxt[i]] = i
+    return OK
+
+
+@jit
+def _check_pattern(n, indptr, indices, cursor):
+    """Check a CSC pattern: indices in range, sorted, unique, symmetric.
+
+    Returns ``(status, column)`` with status one of the ``PATTERN_*`` codes
+    and the first offending column. Symmetry takes one sweep: with sorted
+    columns, the entries (j, i) of column i are met in increasing j, so one
+    cursor per column finds each mirror entry in turn.
+    """
+    for j in range(n):
+        prev = -1
+        for p in range(indptr[j], indptr[j + 1]):
+            i = indices[p]
+            if i < 0 or i >= n:
+                return PATTERN_OUT_OF_RANGE, j
+            if i <= prev:
+                return PATTERN_UNSORTED, j
+            prev = i
+    for i in range(n):
+        cursor[i] = indptr[i]
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            i = indices[p]
+            q = cursor[i]
+            if q >= indptr[i + 1] or indices[q] != j:
+                return PATTERN_NOT_SYMMETRIC, min(i, j)
+            cursor[i] = q + 1
+    return PATTERN_OK, 0
+
+
+def _workspace(n, iwlen):
+    """Allocate the kernel's workspace: ``iw`` and ten size-n arrays."""
+    iw = np.empty(iwlen, dtype=np.int64)
+    n_arrays = [np.empty(n, dtype=np.int64) for _ in range(10)]
+    return iw, n_arrays
+
+
+def amd_order(indptr, indices, n, *, dense_threshold=10.0, aggressive=True):
+    """Approximate minimum degree fill-reducing ordering of a symmetric pattern.
+
+    Parameters
+    ----------
+    indptr : array_like of int, shape (n + 1,)
+        Column pointers of the full symmetric sparsity pattern in CSC.
+    indices : array_like of int
+        Row indices: both triangles present, sorted within each column, no
+        duplicates. Diagonal entries may be present; they are ignored.
+    n : int
+        Order of the matrix.
+    dense_threshold : float, optional
+        Rows with more than ``max(16, dense_threshold * sqrt(n))`` off-diagonal
+        entries are "dense": they are left out of the minimum degree search
+        and ordered last (default 10, as in SuiteSparse AMD). A negative value
+        only postpones rows with more than ``n - 2`` entries.
+    aggressive : bool, optional
+        Aggressive element absorption (default True, as in SuiteSparse AMD).
+
+    Returns
+    -------
+    perm : ndarray of int64, shape (n,)
+        ``perm[k]`` is the original index of the k-th pivot; the reordered
+        matrix is ``A[perm][:, perm]`` (the convention of CHOLMOD's
+        ``Factor.P()``).
+
+    Raises
+    ------
+    InputError
+        Wrong shapes or types, indices out of range, unsorted or duplicate
+        row indices, NaN threshold.
+    NotSymmetricError
+        The pattern is not structurally symmetric.
+    GMRFError
+        The workspace could not be made large enough (should not happen).
+
+    References
+    ----------
+    P. R. Amestoy, T. A. Davis and I. S. Duff, "An approximate minimum degree
+    ordering algorithm", SIAM J. Matrix Anal. Appl. 17(4):886-905, 1996.
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise InputError(f"n must be a non-negative integer, got {n!r}")
+    n = int(n)
+    indptr = _as_index_array(indptr, "indptr")
+    indices = _as_index_array(indices, "indices")
+    if indptr.shape[0] != n + 1:
+        raise InputError(
+            f"indptr must have length n + 1 = {n + 1}, got {indptr.shape[0]}; "
+            "pass the CSC column pointers of the n-by-n pattern"
+        )
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        raise InputError("indptr must start at 0 and be non-decreasing (CSC column pointers)")
+    nnz = int(indptr[n])
+    if nnz > indices.shape[0]:
+        raise InputError(f"indptr[n] = {nnz} exceeds len(indices) = {indices.shape[0]}")
+    if not isinstance(dense_threshold, numbers.Real) or math.isnan(dense_threshold):
+        raise InputError(f"dense_threshold must be a real number, got {dense_threshold!r}")
+
+    perm = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return perm
+
+    status, column = _check_pattern(n, indptr, indices, np.empty(n, dtype=np.int64))
+    if status == PATTERN_OUT_OF_RANGE:
+        raise InputError(f"row index out of range [0, {n}) in column {column}")
+    if status == PATTERN_UNSORTED:
+        raise InputError(
+            f"row indices of column {column} are not strictly increasing (unsorted or "
+            "duplicated); canonicalize the matrix first, e.g. scipy's A.sum_duplicates() "
+            "and A.sort_indices()"
+        )
+    if status == PATTERN_NOT_SYMMETRIC:
+        raise NotSymmetricError(
+            f"the sparsity pattern is not symmetric (first mismatch at column {column}); "
+            "pass the pattern of A + A.T with both triangles"
+        )
+
+    # Like SuiteSparse AMD: the pattern plus 20% elbow room plus n. The kernel
+    # only fails if the elbow room is below n, so one doubling is a safety net.
+    iwlen = nnz + nnz // 5 + n
+    for _attempt in range(3):
+        iw, (pe, length, nv, nxt, last, head, hhead, elen, degree, w) = _workspace(n, iwlen)
+        status = _amd(
+            n,
+            indptr,
+            indices,
+            perm,
+            iw,
+            pe,
+            length,
+            nv,
+            nxt,
+            last,
+            head,
+            hhead,
+            elen,
+            degree,
+            w,
+            np.zeros(2, dtype=np.int64),
+            float(dense_threshold),
+            1 if aggressive else 0,
+        )
+        if status == OK:
+            return perm
+        if status != ERR_WORKSPACE:
+            break
+        iwlen *= 2
+    raise GMRFError(f"AMD ordering failed with status {status} (n = {n}, nnz = {nnz})")
+
+
+def _as_index_array(a, name):
+    """Convert to a contiguous 1-D int64 array, rejecting non-integer input."""
+    arr = np.asarray(a)
+    if arr.ndim != 1:
+        raise InputError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
