@@ -26,6 +26,7 @@ __all__ = [
     "DerivativeError",
 ]
 
+from . import likelihoods  # noqa: E402
 from .linalg import Factor, Symbolic, analyze, cholesky  # noqa: E402
 
-__all__ += ["Factor", "Symbolic", "analyze", "cholesky"]
+__all__ += ["Factor", "Symbolic", "analyze", "cholesky", "likelihoods"]

@@ -1,0 +1,123 @@
+"""Binomial and Bernoulli observations with logit link."""
+
+import numpy as np
+from scipy.special import expit, gammaln
+
+from ..errors import InputError
+from .base import Likelihood
+
+__all__ = ["Binomial", "Bernoulli"]
+
+
+class Binomial(Likelihood):
+    """y_i | η_i ~ Binomial(N_i, p_i) with logit p_i = η_i.
+
+    No hyperparameters. With softplus(η) = log(1 + e^η), computed as
+    ``logaddexp(0, η)`` so that it never overflows:
+
+        log p_i = log C(N_i, y_i) + y_i η_i − N_i softplus(η_i)
+                = log C(N_i, y_i) − y_i softplus(−η_i) − (N_i − y_i) softplus(η_i)
+        ∂/∂η    = y_i − N_i p_i = y_i (1 − p_i) − (N_i − y_i) p_i
+        ∂²/∂η²  = −N_i p_i (1 − p_i)
+        ∂³/∂η³  = −N_i p_i (1 − p_i)(1 − 2 p_i) = N_i p_i (1 − p_i) tanh(η_i / 2)
+
+    p_i and 1 − p_i are evaluated as expit(η_i) and expit(−η_i), and 1 − 2p_i as
+    −tanh(η_i/2), so every quantity is finite and accurate for |η_i| up to ~700 and
+    beyond.
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        Number of successes, integers 0 ≤ y_i ≤ N_i; NaN marks a missing one.
+    trials : int or array_like of shape (n,)
+        N_i, non-negative integers (a scalar is broadcast). May be NaN where y is missing.
+
+    Raises
+    ------
+    InputError
+        For negative, non-integer or infinite counts, trials that are negative,
+        non-integer, non-finite or of the wrong shape, and y_i > N_i.
+    """
+
+    theta_names = ()
+
+    def __init__(self, y, trials):
+        super().__init__(y)
+        self._check_counts("success counts")
+        if trials is None:
+            raise InputError("Binomial: trials is required (number of trials per observation).")
+        self.trials, self._trials = self._per_observation(
+            trials, "trials", default=0.0, integer=True, allow_zero=True
+        )
+        too_many = self.observed & (self._y > self._trials)
+        if too_many.any():
+            index = int(np.argmax(too_many))
+            raise InputError(
+                f"{self._name}: y must not exceed trials, got y = {self.y[index]!r} > "
+                f"trials = {self.trials[index]!r} at index {index} "
+                f"({int(too_many.sum())} such observation(s))."
+            )
+        # log binomial coefficient log C(N, y)
+        self._constant = (
+            gammaln(self._trials + 1.0)
+            - gammaln(self._y + 1.0)
+            - gammaln(self._trials - self._y + 1.0)
+        )
+
+    def _log_density_terms(self, eta, theta):
+        # y η − N softplus(η) = −y softplus(−η) − (N − y) softplus(η): a sum of terms of one
+        # sign, so tiny log densities (p near 1) keep full relative accuracy
+        return (
+            self._constant
+            - self._y * np.logaddexp(0.0, -eta)
+            - (self._trials - self._y) * np.logaddexp(0.0, eta)
+        )
+
+    def _eta_derivatives(self, eta, theta):
+        probability = expit(eta)
+        complement = expit(-eta)
+        variance = probability * complement
+        return (
+            # y - N p written so that it keeps full relative accuracy when p is near 1
+            self._y * complement - (self._trials - self._y) * probability,
+            -self._trials * variance,
+            self._trials * variance * np.tanh(0.5 * eta),
+        )
+
+    def _mean(self, eta, theta):
+        return self.trials * expit(eta)
+
+    def _sample(self, eta, theta, rng):
+        known = ~np.isnan(self.trials)
+        out = np.full(self.n, np.nan)
+        out[known] = rng.binomial(self.trials[known].astype(np.int64), expit(eta[known]))
+        return out
+
+
+class Bernoulli(Binomial):
+    """y_i | η_i ~ Bernoulli(p_i) with logit p_i = η_i: a :class:`Binomial` with N_i = 1.
+
+    log p_i = y_i η_i − softplus(η_i); derivatives as for :class:`Binomial` with N_i = 1.
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        Observations in {0, 1} (booleans accepted); NaN marks a missing one.
+
+    Raises
+    ------
+    InputError
+        If an observed y_i is not 0 or 1, or y is empty, not 1-D or infinite.
+    """
+
+    def __init__(self, y):
+        y, observed = self._check_response(y)
+        values = y[observed]
+        bad = (values != 0.0) & (values != 1.0)
+        if bad.any():
+            index = int(np.flatnonzero(observed)[np.argmax(bad)])
+            raise InputError(
+                f"Bernoulli: y must be 0 or 1 (NaN for missing), got {y[index]!r} at index "
+                f"{index} ({int(bad.sum())} bad value(s)); use Binomial for counts out of N."
+            )
+        super().__init__(y, trials=1)
