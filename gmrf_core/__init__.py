@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 from . import likelihoods  # noqa: E402
-from .linalg import Factor, Symbolic, analyze, cholesky  # noqa: E402
+from .gmrf import GMRF  # noqa: E402
+from .linalg import Factor, SelectedInverse, Symbolic, analyze, cholesky  # noqa: E402
 
-__all__ += ["Factor", "Symbolic", "analyze", "cholesky", "likelihoods"]
+__all__ += ["GMRF", "Factor", "SelectedInverse", "Symbolic", "analyze", "cholesky", "likelihoods"]

@@ -26,12 +26,14 @@ from .errors import (
     InputError,
     NotPositiveDefiniteError,
     NotSymmetricError,
+    PatternError,
     PatternMismatchError,
 )
 from .kernels import cholesky as _kchol
+from .kernels import selinv as _kselinv
 from .kernels import symbolic as _ksym
 
-__all__ = ["Symbolic", "Factor", "analyze", "cholesky", "as_csc", "ORDERINGS"]
+__all__ = ["Symbolic", "Factor", "SelectedInverse", "analyze", "cholesky", "as_csc", "ORDERINGS"]
 
 ORDERINGS = ("auto", "amd", "nd", "natural")
 
@@ -309,6 +311,63 @@ class Symbolic:
             )
         return data
 
+    @property
+    def q_positions(self):
+        """Position in the factor storage of every entry of Q's pattern (CSC order).
+
+        Lower-triangle entries of the permuted matrix come from the scatter map,
+        the others through their symmetric mirror. Computed once, on first use.
+        """
+        if getattr(self, "_q_positions", None) is None:
+            positions = np.empty(self._indices.size, dtype=np.int64)
+            positions[self._c_src] = self._dest
+            lower = np.zeros(self._indices.size, dtype=bool)
+            lower[self._c_src] = True
+            upper = np.flatnonzero(~lower)
+            positions[upper] = positions[self._mirror[upper]]
+            self._q_positions = positions
+        return self._q_positions
+
+    def same_pattern(self, B):
+        """True if the CSC matrix ``B`` has exactly Q's sparsity pattern."""
+        return B.shape == (self.n, self.n) and (
+            (B.indptr is self._indptr_in and B.indices is self._indices_in)
+            or (np.array_equal(B.indptr, self._indptr) and np.array_equal(B.indices, self._indices))
+        )
+
+    def positions(self, rows, cols):
+        """Factor-storage positions of the entries (rows[k], cols[k]) of Q (original order).
+
+        Raises
+        ------
+        PatternError
+            If an entry lies outside the pattern of L (where Q⁻¹ is not computed).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= self.n):
+            raise InputError(f"indices out of range for a {self.n} x {self.n} matrix.")
+        pos = np.empty(rows.size, dtype=np.int64)
+        bad = _kselinv._locate(
+            self.n,
+            self.super_ptr,
+            self.rows_ptr,
+            self.rows,
+            self.lx_ptr,
+            self.col_super,
+            self.pinv,
+            rows,
+            cols,
+            pos,
+        )
+        if bad >= 0:
+            raise PatternError(
+                f"entry ({rows[bad]}, {cols[bad]}) lies outside the sparsity pattern of the "
+                "Cholesky factor, where the selected inverse is not computed. Only entries on "
+                "the pattern of L (which contains Q's pattern) are available."
+            )
+        return pos
+
     def factorize(self, Q):
         """Numeric factorization of ``Q`` (same pattern as analysed) -> :class:`Factor`."""
         factor = Factor(self)
@@ -503,8 +562,141 @@ class Factor:
         )
         return sp.csc_matrix((l_data, l_rows, l_ptr), shape=(s.n, s.n))
 
+    def selected_inverse(self):
+        """Entries of Q⁻¹ on the pattern of L (Takahashi recursion) -> :class:`SelectedInverse`."""
+        return SelectedInverse(self)
+
     def __repr__(self):
         return f"Factor(n={self.n}, nnz(L)={self.nnz}, nsuper={self.symbolic.nsuper})"
+
+
+class SelectedInverse:
+    """Entries of Σ = Q⁻¹ on the sparsity pattern of the Cholesky factor.
+
+    Computed by the supernodal Takahashi recursion (Takahashi, Fagan & Chen 1973;
+    Erisman & Tinney 1975; Lin et al. 2011, SelInv) on the factor's own storage,
+    in about the time of one numeric factorization. The pattern of L contains
+    Q's pattern, so every entry needed for tr(Q⁻¹ dQ/dθ) and every marginal
+    variance is available.
+
+    Create with :meth:`Factor.selected_inverse`. A SelectedInverse is a snapshot:
+    refactorizing the factor later does not change it.
+    """
+
+    def __init__(self, factor):
+        if not factor._valid:
+            raise InputError("the factor holds no valid factorization (the last one failed).")
+        s = factor.symbolic
+        self.symbolic = s
+        self.n = s.n
+        self._zx = np.empty_like(factor._lx)
+        big, rect = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
+        with blas.blas_threads(1):
+            status = _kselinv._selected_inverse(
+                s.nsuper,
+                s.super_ptr,
+                s.rows_ptr,
+                s.rows,
+                s.lx_ptr,
+                s.col_super,
+                factor._lx,
+                self._zx,
+                np.empty(s.n, dtype=np.int64),
+                np.empty(max(int(big), 1)),
+                np.empty(max(int(rect), 1)),
+            )
+        if status != 0:  # pragma: no cover - a valid factor has positive pivots
+            raise NotPositiveDefiniteError("selected inversion met a zero pivot.", s.perm[0])
+
+    def diag(self):
+        """Marginal variances: the diagonal of Q⁻¹ in the original ordering."""
+        s = self.symbolic
+        out = np.empty(self.n)
+        _kselinv._diagonal(s.nsuper, s.super_ptr, s.rows_ptr, s.lx_ptr, self._zx, s.perm, out)
+        return out
+
+    def _positions_of(self, B):
+        B = as_csc(B, "B")
+        if B.shape != (self.n, self.n):
+            raise InputError(f"B must have shape ({self.n}, {self.n}); got {B.shape}.")
+        if self.symbolic.same_pattern(B):
+            return B, self.symbolic.q_positions
+        cols = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(B.indptr))
+        return B, self.symbolic.positions(B.indices, cols)
+
+    def values_at(self, B):
+        """Q⁻¹ restricted to the pattern of ``B`` (which must lie within L's pattern).
+
+        Parameters
+        ----------
+        B : scipy.sparse matrix, shape (n, n)
+            Only its pattern is used (explicit zeros included); Q's own pattern is
+            the fast path.
+
+        Returns
+        -------
+        scipy.sparse.csc_matrix
+            Same pattern as B, with the entries of Q⁻¹.
+
+        Raises
+        ------
+        PatternError
+            If B has an entry outside the pattern of L.
+        """
+        B, pos = self._positions_of(B)
+        data = np.empty(pos.size)
+        _kselinv._gather(self._zx, pos, data)
+        return sp.csc_matrix((data, B.indices.copy(), B.indptr.copy()), shape=B.shape)
+
+    def trace_product(self, B):
+        """tr(Q⁻¹ B) = Σ_ij (Q⁻¹)_ij B_ij for B on (a subset of) L's pattern.
+
+        Computed straight from the supernodal blocks, without forming a matrix.
+        """
+        B, pos = self._positions_of(B)
+        if not np.all(np.isfinite(B.data)):
+            raise InputError("B has NaN or infinite entries.")
+        return float(_kselinv._gather_dot(self._zx, pos, B.data))
+
+    def quadratic_diag(self, A):
+        """diag(A Q⁻¹ Aᵀ) for a sparse A whose AᵀA pattern lies within L's.
+
+        The marginal variances of linear combinations η = A x (projection matrices
+        of meshes, the linear predictor).
+
+        Raises
+        ------
+        PatternError
+            If a pair of columns used by one row of A is outside L's pattern.
+        """
+        A = sp.csr_matrix(A, dtype=np.float64)
+        if A.ndim != 2 or A.shape[1] != self.n:
+            raise InputError(f"A must have {self.n} columns; got shape {A.shape}.")
+        A.sum_duplicates()
+        counts = np.diff(A.indptr).astype(np.int64)
+        pos_ptr = np.zeros(A.shape[0] + 1, dtype=np.int64)
+        np.cumsum(counts * counts, out=pos_ptr[1:])
+        row_of = np.repeat(np.arange(A.shape[0]), counts * counts)
+        within = np.arange(pos_ptr[-1]) - pos_ptr[row_of]
+        m = counts[row_of]
+        u = within // np.maximum(m, 1)
+        v = within % np.maximum(m, 1)
+        start = A.indptr[row_of]
+        pos = self.symbolic.positions(A.indices[start + u], A.indices[start + v])
+        out = np.empty(A.shape[0])
+        _kselinv._quadratic_diag(
+            A.indptr.astype(np.int64),
+            A.indices.astype(np.int64),
+            A.data,
+            pos_ptr,
+            pos,
+            self._zx,
+            out,
+        )
+        return out
+
+    def __repr__(self):
+        return f"SelectedInverse(n={self.n}, entries={self._zx.size})"
 
 
 def analyze(Q, ordering="auto", *, symmetry_rtol=1e-8):

@@ -1,0 +1,223 @@
+"""Supernodal selected inversion: the entries of Q⁻¹ on the pattern of L.
+
+Takahashi, Fagan & Chen (1973) / Erisman & Tinney (1975) recursion in the
+supernodal form of SelInv (Lin, Yang, Meza et al. 2011) and TMB: with
+C = P Q Pᵀ = L Lᵀ and Z = C⁻¹, for each supernode with columns J and rows I
+below them, processed from the last supernode to the first,
+
+    M    = L_IJ L_JJ⁻¹
+    Z_IJ = −Z_II M
+    Z_JJ = (L_JJ L_JJᵀ)⁻¹ − Z_IJᵀ M
+
+where Z_II is gathered from the (already computed) ancestors: the rows I form a
+clique of the filled graph, so every entry of Z_II lies on L's pattern. Z is
+stored exactly like L (same offsets, dense column-major blocks); the diagonal
+blocks hold the full symmetric Z_JJ.
+"""
+
+import numpy as np
+
+from ..bindings import blas
+from ._jit import jit
+from .cholesky import _blas_consts
+
+
+@jit
+def _workspace_sizes(nsuper, super_ptr, rows_ptr):
+    """(max n_below², max n_below * ncols) over the supernodes."""
+    big = 0
+    rect = 0
+    for s in range(nsuper):
+        nscol = super_ptr[s + 1] - super_ptr[s]
+        nb = rows_ptr[s + 1] - rows_ptr[s] - nscol
+        if nb * nb > big:
+            big = nb * nb
+        if nb * nscol > rect:
+            rect = nb * nscol
+    return big, rect
+
+
+@jit
+def _selected_inverse(
+    nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx, zx, relmap, zii, mwork
+):
+    """Fill ``zx`` with Z = (L Lᵀ)⁻¹ on L's supernodal pattern. Returns 0, or 1 + s if
+    LAPACK's dpotri failed on supernode s (a zero pivot: never for a valid factor)."""
+    ints = np.empty(8, dtype=np.int32)
+    dbls = np.empty(3, dtype=np.float64)
+    chars = np.empty(4, dtype=np.int8)
+    _blas_consts(ints, dbls, chars)
+    for s in range(nsuper - 1, -1, -1):
+        k1 = super_ptr[s]
+        nscol = super_ptr[s + 1] - k1
+        psi = rows_ptr[s]
+        nsrow = rows_ptr[s + 1] - psi
+        nb = nsrow - nscol
+        psx = lx_ptr[s]
+        # Z_JJ starts as (L_JJ L_JJᵀ)⁻¹
+        for j in range(nscol):
+            for i in range(j, nscol):
+                zx[psx + j * nsrow + i] = lx[psx + j * nsrow + i]
+        ints[0] = nscol
+        ints[1] = nsrow
+        ints[5] = 0
+        blas.dpotri(
+            chars[0:].ctypes, ints[0:].ctypes, zx[psx:].ctypes, ints[1:].ctypes, ints[5:].ctypes
+        )
+        if ints[5] != 0:
+            return 1 + s
+        if nb > 0:
+            # M = L_IJ L_JJ⁻¹ into mwork (nb x nscol, ld nb)
+            for j in range(nscol):
+                for i in range(nb):
+                    mwork[j * nb + i] = lx[psx + j * nsrow + nscol + i]
+            ints[2] = nb
+            blas.dtrsm(
+                chars[3:].ctypes,  # side R
+                chars[0:].ctypes,  # lower
+                chars[1:].ctypes,  # no transpose
+                chars[1:].ctypes,  # non-unit
+                ints[2:].ctypes,
+                ints[0:].ctypes,
+                dbls[0:].ctypes,
+                lx[psx:].ctypes,
+                ints[1:].ctypes,
+                mwork.ctypes,
+                ints[2:].ctypes,
+            )
+            # gather the lower triangle of Z_II (nb x nb, ld nb) from the ancestors
+            c = 0
+            while c < nb:
+                row_c = rows[psi + nscol + c]
+                t = col_super[row_c]
+                t1 = super_ptr[t]
+                t2 = super_ptr[t + 1]
+                tpsi = rows_ptr[t]
+                tnrow = rows_ptr[t + 1] - tpsi
+                tpsx = lx_ptr[t]
+                for p in range(tpsi, rows_ptr[t + 1]):
+                    relmap[rows[p]] = p - tpsi
+                while c < nb and rows[psi + nscol + c] < t2:
+                    col_t = rows[psi + nscol + c] - t1
+                    base = tpsx + col_t * tnrow
+                    for r in range(c, nb):
+                        zii[c * nb + r] = zx[base + relmap[rows[psi + nscol + r]]]
+                    c += 1
+            # Z_IJ = -Z_II M (dsymm with the lower triangle of Z_II)
+            blas.dsymm(
+                chars[0:].ctypes,  # side L
+                chars[0:].ctypes,  # lower
+                ints[2:].ctypes,
+                ints[0:].ctypes,
+                dbls[2:].ctypes,  # -1
+                zii.ctypes,
+                ints[2:].ctypes,
+                mwork.ctypes,
+                ints[2:].ctypes,
+                dbls[1:].ctypes,  # 0
+                zx[psx + nscol :].ctypes,
+                ints[1:].ctypes,
+            )
+            # Z_JJ -= Z_IJᵀ M
+            blas.dgemm(
+                chars[2:].ctypes,  # T
+                chars[1:].ctypes,  # N
+                ints[0:].ctypes,
+                ints[0:].ctypes,
+                ints[2:].ctypes,
+                dbls[2:].ctypes,  # -1
+                zx[psx + nscol :].ctypes,
+                ints[1:].ctypes,
+                mwork.ctypes,
+                ints[2:].ctypes,
+                dbls[0:].ctypes,  # 1
+                zx[psx:].ctypes,
+                ints[1:].ctypes,
+            )
+        # keep the diagonal block fully symmetric (dpotri fills the lower triangle only)
+        for j in range(nscol):
+            for i in range(j + 1, nscol):
+                zx[psx + i * nsrow + j] = zx[psx + j * nsrow + i]
+    return 0
+
+
+@jit
+def _diagonal(nsuper, super_ptr, rows_ptr, lx_ptr, zx, perm, out):
+    """out[perm[k]] = Z_kk: the diagonal of Q⁻¹ in the original ordering."""
+    for s in range(nsuper):
+        k1 = super_ptr[s]
+        nsrow = rows_ptr[s + 1] - rows_ptr[s]
+        for j in range(super_ptr[s + 1] - k1):
+            out[perm[k1 + j]] = zx[lx_ptr[s] + j * nsrow + j]
+
+
+@jit
+def _locate(n, super_ptr, rows_ptr, rows, lx_ptr, col_super, pinv, row_idx, col_idx, pos):
+    """pos[k] = position in the factor storage of Q-ordering entry (row_idx[k], col_idx[k]).
+
+    Returns -1 on success or k for the first entry outside L's pattern.
+    """
+    for k in range(row_idx.size):
+        a = pinv[row_idx[k]]
+        b = pinv[col_idx[k]]
+        r = max(a, b)
+        c = min(a, b)
+        t = col_super[c]
+        t1 = super_ptr[t]
+        nsrow = rows_ptr[t + 1] - rows_ptr[t]
+        nscol = super_ptr[t + 1] - t1
+        if r < super_ptr[t + 1]:
+            local = r - t1
+        else:
+            # binary search among the rows below the diagonal block
+            lo = rows_ptr[t] + nscol
+            hi = rows_ptr[t + 1] - 1
+            local = -1
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                v = rows[mid]
+                if v == r:
+                    local = mid - rows_ptr[t]
+                    break
+                if v < r:
+                    lo = mid + 1
+                else:
+                    hi = mid - 1
+            if local < 0:
+                return k
+        pos[k] = lx_ptr[t] + (c - t1) * nsrow + local
+    return -1
+
+
+@jit
+def _gather_dot(zx, pos, values):
+    """Σ_k values[k] zx[pos[k]]."""
+    total = 0.0
+    for k in range(pos.size):
+        total += values[k] * zx[pos[k]]
+    return total
+
+
+@jit
+def _gather(zx, pos, out):
+    for k in range(pos.size):
+        out[k] = zx[pos[k]]
+
+
+@jit
+def _quadratic_diag(a_ptr, a_cols, a_data, pos_ptr, pos, zx, out):
+    """out[r] = Σ_kl a_rk a_rl Z_kl for each row r of a CSR matrix A (positions precomputed).
+
+    ``pos[pos_ptr[r] + u * m + v]`` is the position of Z at (col u, col v) of row r,
+    with m the number of nonzeros in row r.
+    """
+    for r in range(out.size):
+        start = a_ptr[r]
+        m = a_ptr[r + 1] - start
+        base = pos_ptr[r]
+        acc = 0.0
+        for u in range(m):
+            au = a_data[start + u]
+            for v in range(m):
+                acc += au * a_data[start + v] * zx[pos[base + u * m + v]]
+        out[r] = acc

@@ -1,0 +1,103 @@
+"""Selected inversion (Factor.selected_inverse) against dense np.linalg.inv."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import gmrf_core as gm
+from tests.test_linalg import CASES, _orderings, grid_laplacian, spde_like
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("ordering", _orderings())
+def test_selected_inverse_on_q_pattern_matches_dense(name, ordering):
+    Q = CASES[name]
+    inverse = np.linalg.inv(Q.toarray())
+    Z = gm.cholesky(Q, ordering=ordering).selected_inverse()
+    np.testing.assert_allclose(Z.diag(), np.diag(inverse), rtol=1e-10)
+    values = Z.values_at(Q)
+    Q = Q.copy()
+    Q.sort_indices()  # values_at returns canonical CSC
+    assert np.array_equal(values.indptr, Q.indptr) and np.array_equal(values.indices, Q.indices)
+    mask = Q.toarray() != 0
+    np.testing.assert_allclose(values.toarray()[mask], inverse[mask], rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize("ordering", ["natural", "nd"])
+def test_every_entry_on_the_factor_pattern(ordering):
+    Q = spde_like(9, kappa=0.4)
+    factor = gm.cholesky(Q, ordering=ordering)
+    inverse = np.linalg.inv(Q.toarray())
+    L = factor.L().tocoo()
+    p = factor.perm
+    rows, cols = p[L.row], p[L.col]  # pattern of L mapped back to Q's ordering
+    B = sp.csc_matrix((np.ones(rows.size), (rows, cols)), shape=Q.shape)
+    values = factor.selected_inverse().values_at(B).tocoo()
+    np.testing.assert_allclose(values.data, inverse[values.row, values.col], rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["grid20", "spde13", "random60", "blocks", "1x1"])
+def test_trace_product(name):
+    Q = CASES[name]
+    rng = np.random.default_rng(7)
+    B = Q.copy()
+    B.data = rng.standard_normal(B.nnz)
+    B = sp.csc_matrix(B + B.T)  # symmetric, on Q's pattern
+    Z = gm.cholesky(Q).selected_inverse()
+    ref = np.trace(np.linalg.solve(Q.toarray(), B.toarray()))
+    assert Z.trace_product(B) == pytest.approx(ref, rel=1e-10, abs=1e-12)
+    # a non-symmetric B on a sub-pattern (diagonal only)
+    D = sp.diags_array(rng.standard_normal(Q.shape[0])).tocsc()
+    ref_d = np.trace(np.linalg.solve(Q.toarray(), D.toarray()))
+    assert Z.trace_product(D) == pytest.approx(ref_d, rel=1e-10, abs=1e-12)
+
+
+def test_quadratic_diag_linear_combinations():
+    Q = spde_like(8, kappa=0.5)
+    n = Q.shape[0]
+    inverse = np.linalg.inv(Q.toarray())
+    rng = np.random.default_rng(3)
+    # each row combines a node and its lattice neighbours (within L's pattern)
+    rows, cols, vals = [], [], []
+    interior = [8 * i + j for i in range(7) for j in range(7)]  # node+1 and node+8 stay on the grid
+    for r, node in enumerate(rng.choice(interior, 12, replace=False)):
+        for c in (node, node + 1, node + 8):
+            rows.append(r)
+            cols.append(c)
+            vals.append(rng.uniform(0.1, 1.0))
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(12, n))
+    Z = gm.cholesky(Q).selected_inverse()
+    np.testing.assert_allclose(Z.quadratic_diag(A), np.diag(A @ inverse @ A.T), rtol=1e-10)
+
+
+def test_entries_outside_the_factor_pattern_raise():
+    Q = grid_laplacian(1, 12)  # tridiagonal: natural ordering has no fill
+    Z = gm.cholesky(Q, ordering="natural").selected_inverse()
+    far = sp.csc_matrix(([1.0, 1.0], ([0, 11], [11, 0])), shape=(12, 12))
+    with pytest.raises(gm.PatternError, match="outside the sparsity pattern"):
+        Z.values_at(far)
+    with pytest.raises(gm.PatternError):
+        Z.trace_product(far)
+    A = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 11])), shape=(1, 12))
+    with pytest.raises(gm.PatternError):
+        Z.quadratic_diag(A)
+    with pytest.raises(gm.InputError, match="shape"):
+        Z.values_at(sp.eye(3, format="csc"))
+    with pytest.raises(gm.InputError, match="columns"):
+        Z.quadratic_diag(sp.eye(3, format="csr"))
+
+
+def test_snapshot_and_failed_factor():
+    Q = grid_laplacian(4)
+    factor = gm.cholesky(Q)
+    Z = factor.selected_inverse()
+    d = Z.diag()
+    factor.refactorize(Q * 2.0)
+    np.testing.assert_array_equal(Z.diag(), d)
+    np.testing.assert_allclose(factor.selected_inverse().diag(), d / 2.0, rtol=1e-12)
+    bad = Q.copy()
+    bad.data = -bad.data
+    with pytest.raises(gm.NotPositiveDefiniteError):
+        factor.refactorize(bad)
+    with pytest.raises(gm.InputError, match="no valid factorization"):
+        factor.selected_inverse()
