@@ -1,6 +1,13 @@
-"""gmrf_core: fast, exact-gradient inference for latent Gaussian Markov random fields."""
+"""gmrf_core: fast, exact-gradient inference for latent Gaussian Markov random fields.
 
-from . import errors
+Layers: :mod:`gmrf_core.kernels` (Numba kernels) and :mod:`gmrf_core.bindings` (BLAS)
+underneath; :mod:`gmrf_core.linalg` (sparse Cholesky, selected inversion) and
+:mod:`gmrf_core.rules` (hand-derived JVP/VJP rules) in the middle; latent
+:mod:`~gmrf_core.models`, :mod:`~gmrf_core.likelihoods`, the Laplace objective
+(:class:`LatentGaussianModel`) and :func:`fit` on top.
+"""
+
+from . import datasets, errors, likelihoods, models, rules, testing
 from .errors import (
     ConvergenceError,
     DerivativeError,
@@ -11,11 +18,30 @@ from .errors import (
     PatternError,
     PatternMismatchError,
 )
+from .gmrf import GMRF
+from .laplace import LaplaceApproximation, LatentGaussianModel
+from .linalg import Factor, SelectedInverse, Symbolic, analyze, cholesky
+from .optimize import FitResult, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "analyze",
+    "cholesky",
+    "Symbolic",
+    "Factor",
+    "SelectedInverse",
+    "GMRF",
+    "LatentGaussianModel",
+    "LaplaceApproximation",
+    "fit",
+    "FitResult",
+    "datasets",
     "errors",
+    "likelihoods",
+    "models",
+    "rules",
+    "testing",
     "GMRFError",
     "InputError",
     "NotSymmetricError",
@@ -25,9 +51,3 @@ __all__ = [
     "ConvergenceError",
     "DerivativeError",
 ]
-
-from . import likelihoods  # noqa: E402
-from .gmrf import GMRF  # noqa: E402
-from .linalg import Factor, SelectedInverse, Symbolic, analyze, cholesky  # noqa: E402
-
-__all__ += ["GMRF", "Factor", "SelectedInverse", "Symbolic", "analyze", "cholesky", "likelihoods"]

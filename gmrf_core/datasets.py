@@ -301,7 +301,9 @@ def spde_precision_2d(m, n=None, kappa=None, tau=1.0, spacing=1.0):
             or not math.isfinite(value)
             or value <= 0
         ):
-            raise InputError(f"spde_precision_2d: {name} must be a finite number > 0, got {value!r}.")
+            raise InputError(
+                f"spde_precision_2d: {name} must be a finite number > 0, got {value!r}."
+            )
     kappa2 = float(kappa) ** 2
     coefficients = [(tau * kappa2 * kappa2, 2.0 * tau * kappa2, float(tau))]
     indptr, indices, (data,) = _spde_lattice_parts(m, n, h, coefficients)

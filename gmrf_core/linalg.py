@@ -562,6 +562,13 @@ class Factor:
         )
         return sp.csc_matrix((l_data, l_rows, l_ptr), shape=(s.n, s.n))
 
+    def copy(self):
+        """An independent copy of the numeric factor (the symbolic analysis is shared)."""
+        other = Factor(self.symbolic)
+        other._lx[:] = self._lx
+        other._valid = self._valid
+        return other
+
     def selected_inverse(self):
         """Entries of Q⁻¹ on the pattern of L (Takahashi recursion) -> :class:`SelectedInverse`."""
         return SelectedInverse(self)
@@ -657,6 +664,16 @@ class SelectedInverse:
         if not np.all(np.isfinite(B.data)):
             raise InputError("B has NaN or infinite entries.")
         return float(_kselinv._gather_dot(self._zx, pos, B.data))
+
+    def values_at_positions(self, positions):
+        """Entries of Q⁻¹ at factor-storage positions from :meth:`Symbolic.positions`.
+
+        The fast path for repeated queries on a fixed pattern: look the positions up
+        once, then gather for every new factorization.
+        """
+        out = np.empty(len(positions))
+        _kselinv._gather(self._zx, positions, out)
+        return out
 
     def quadratic_diag(self, A):
         """diag(A Q⁻¹ Aᵀ) for a sparse A whose AᵀA pattern lies within L's.

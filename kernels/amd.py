@@ -52,39 +52,25 @@ PATTERN_NOT_SYMMETRIC = 3
 _INT64_MAX = 9223372036854775807
 
 
-@jit
+@jit(inline="always")
 def _flip(i):
     """Encode/decode a pointer stored as a value < -1 (an involution)."""
     return -i - 2
 
 
 @jit
-def _clear_flag(wflg, wbig, w, n):
-    """Return a fresh flag value; reset ``w`` when the counter nears overflow.
+def _reset_flags(w, n):
+    """Restart the flag counter of ``w`` (rare: only when it nears overflow).
 
     ``w[x] >= wflg`` marks "seen in the current pass", so raising ``wflg``
     clears all marks at once. Only when ``wflg`` would overflow are the live
     (nonzero) entries rewritten to 1; zero keeps meaning "absorbed element".
+    Returns the new flag value, 2.
     """
-    if wflg < 2 or wflg >= wbig:
-        for x in range(n):
-            if w[x] != 0:
-                w[x] = 1
-        wflg = 2
-    return wflg
-
-
-@jit
-def _unlink_degree_list(i, head, nxt, last, degree):
-    """Remove supervariable i from the doubly linked list of its degree."""
-    ilast = last[i]
-    inext = nxt[i]
-    if inext != EMPTY:
-        last[inext] = ilast
-    if ilast != EMPTY:
-        nxt[ilast] = inext
-    else:
-        head[degree[i]] = inext
+    for x in range(n):
+        if w[x] != 0:
+            w[x] = 1
+    return 2
 
 
 @jit
@@ -128,9 +114,10 @@ def _postorder(n, parent, nv, fsize, order, child, sibling, stack):
 
     Nodes are the elements (``nv[j] > 0``); ``parent[j]`` is EMPTY for roots.
     In each family the child with the largest front (``fsize``) is visited
-    last, so its contribution block is the one still on the stack when the
-    parent is assembled (Liu's heuristic, as in AMD). ``order[e] = k`` on
-    output for the k-th element; EMPTY for non-elements.
+    last, which keeps the stack of pending contribution blocks of a
+    multifrontal factorization small (Liu 1986), as AMD does. Any postorder
+    gives the same fill. ``order[e] = k`` on output for the k-th element;
+    EMPTY for non-elements.
     """
     for j in range(n):
         child[j] = EMPTY
@@ -318,7 +305,7 @@ def _amd(
         degree[i] = length[i]
 
     wbig = _INT64_MAX - n  # wflg + n must not overflow
-    wflg = _clear_flag(0, wbig, w, n)
+    wflg = 2  # every w[i] is 1 < wflg
     mindeg = 0
     nel = 0  # number of variables eliminated so far
     lemax = 0  # largest |Le| seen; w must be bumped by this much to clear it
@@ -393,7 +380,15 @@ def _amd(
                     nv[i] = -nvi
                     pme2 += 1
                     iw[pme2] = i
-                    _unlink_degree_list(i, head, nxt, last, degree)
+                    # leave the degree list (its degree is about to change)
+                    ilast = last[i]
+                    inext = nxt[i]
+                    if inext != EMPTY:
+                        last[inext] = ilast
+                    if ilast != EMPTY:
+                        nxt[ilast] = inext
+                    else:
+                        head[degree[i]] = inext
         else:
             # Build Lme in the free space at the end of iw, absorbing each
             # element of me's list into me as it is scanned.
@@ -439,7 +434,15 @@ def _amd(
                     nv[i] = -nvi
                     iw[pfree] = i
                     pfree += 1
-                    _unlink_degree_list(i, head, nxt, last, degree)
+                    # leave the degree list (its degree is about to change)
+                    ilast = last[i]
+                    inext = nxt[i]
+                    if inext != EMPTY:
+                        last[inext] = ilast
+                    if ilast != EMPTY:
+                        nxt[ilast] = inext
+                    else:
+                        head[degree[i]] = inext
                 if e != me:
                     # e's pattern is inside Lme: e is absorbed, me is its parent.
                     pe[e] = _flip(me)
@@ -451,7 +454,8 @@ def _amd(
         length[me] = pme2 - pme1 + 1
         elen[me] = _flip(nvpiv + degme)  # front size, kept for the postorder
 
-        wflg = _clear_flag(wflg, wbig, w, n)
+        if wflg >= wbig:
+            wflg = _reset_flags(w, n)
 
         # --------------------------------------------------------------
         # Scan 1: w[e] - wflg = |Le \ Lme| for every element e adjacent to a
@@ -550,7 +554,8 @@ def _amd(
         # Clear w: every w[e] - wflg <= lemax, so this skips all marks.
         lemax = max(lemax, degme)
         wflg += lemax
-        wflg = _clear_flag(wflg, wbig, w, n)
+        if wflg >= wbig:
+            wflg = _reset_flags(w, n)
 
         # --------------------------------------------------------------
         # Supervariable detection: variables of Lme with identical element
@@ -692,10 +697,13 @@ def _check_pattern(n, indptr, indices, cursor):
     """Check a CSC pattern: indices in range, sorted, unique, symmetric.
 
     Returns ``(status, column)`` with status one of the ``PATTERN_*`` codes
-    and the first offending column. Symmetry takes one sweep: with sorted
-    columns, the entries (j, i) of column i are met in increasing j, so one
-    cursor per column finds each mirror entry in turn.
+    and the first offending column. One sweep: with sorted columns, the
+    entries (j, i) of column i are met in increasing j, so one cursor per
+    column finds each mirror entry in turn; every entry matched and none
+    left over means the pattern equals its transpose.
     """
+    for i in range(n):
+        cursor[i] = indptr[i]
     for j in range(n):
         prev = -1
         for p in range(indptr[j], indptr[j + 1]):
@@ -705,13 +713,17 @@ def _check_pattern(n, indptr, indices, cursor):
             if i <= prev:
                 return PATTERN_UNSORTED, j
             prev = i
-    for i in range(n):
-        cursor[i] = indptr[i]
-    for j in range(n):
-        for p in range(indptr[j], indptr[j + 1]):
-            i = indices[p]
             q = cursor[i]
             if q >= indptr[i + 1] or indices[q] != j:
+                # Column i is not checked yet: report a malformed column i
+                # rather than a misleading asymmetry.
+                prev_i = -1
+                for r in range(indptr[i], indptr[i + 1]):
+                    if indices[r] < 0 or indices[r] >= n:
+                        return PATTERN_OUT_OF_RANGE, i
+                    if indices[r] <= prev_i:
+                        return PATTERN_UNSORTED, i
+                    prev_i = indices[r]
                 return PATTERN_NOT_SYMMETRIC, min(i, j)
             cursor[i] = q + 1
     return PATTERN_OK, 0

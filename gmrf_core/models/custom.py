@@ -1,0 +1,204 @@
+"""A latent model from user-supplied precision callables, validated on every call."""
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InputError, NotSymmetricError, PatternMismatchError
+from ._structure import FixedPattern, check_count
+from .base import LatentModel
+
+__all__ = ["Custom"]
+
+# Relative tolerance of the symmetry check of user matrices.
+SYMMETRY_RTOL = 1e-10
+
+
+class Custom(LatentModel):
+    """Latent model with Q(θ) and dQ/dθ given by user callables.
+
+    Every returned matrix is checked and stored on the model's fixed pattern:
+    shape (n, n), finite values, symmetric (to a relative tolerance of 1e-10), and
+    no structural entry outside the pattern (:class:`PatternMismatchError`, an
+    InputError). Entries of the pattern that a call leaves out (e.g. dropped by
+    scipy arithmetic when they cancel) are stored as explicit zeros. The pattern is
+    ``pattern`` if given, else the structure of ``precision(theta0)``, plus the
+    diagonal.
+
+    Parameters
+    ----------
+    n : int
+        Size of the latent vector, n >= 1.
+    precision : callable
+        ``precision(theta) -> scipy.sparse matrix`` (or dense array), θ as a float array.
+    precision_grad : callable
+        ``precision_grad(theta) -> sequence`` of len(theta_names) matrices dQ/dθ_k.
+    theta0 : array_like
+        Default hyperparameters (finite), one per name.
+    theta_names : sequence of str
+        Distinct names of the hyperparameters.
+    constraints : None or tuple (A, e), optional
+        Linear constraints A x = e, A of shape (k, n) with full row rank.
+    rank_deficiency : int, optional
+        Dimension of the null space of Q (default 0: a proper model).
+    pattern : scipy.sparse matrix, optional
+        The fixed sparsity pattern (its structure is used, values ignored).
+    prior : None, Prior or dict, optional
+        Priors by hyperparameter name (any Prior may be used on any hyperparameter).
+    to_natural : callable, optional
+        ``to_natural(theta) -> dict``; default: the identity, keyed by theta_names.
+
+    Raises
+    ------
+    InputError
+        Bad n, names, theta0, constraints, callables, or matrices at theta0 (wrong
+        shape, non-finite values, gradient list of the wrong length).
+    NotSymmetricError
+        A returned matrix is not symmetric.
+    PatternMismatchError
+        A returned matrix has an entry outside the fixed pattern.
+    """
+
+    def __init__(
+        self,
+        n,
+        precision,
+        precision_grad,
+        theta0,
+        theta_names,
+        constraints=None,
+        rank_deficiency=0,
+        pattern=None,
+        prior=None,
+        to_natural=None,
+    ):
+        self.n = check_count(n, "n", "Custom", 1)
+        if not callable(precision) or not callable(precision_grad):
+            raise InputError("Custom: precision and precision_grad must be callables.")
+        if to_natural is not None and not callable(to_natural):
+            raise InputError("Custom: to_natural must be a callable or None.")
+        if isinstance(theta_names, str):
+            theta_names = (theta_names,)
+        names = tuple(theta_names)
+        if not all(isinstance(name, str) and name for name in names):
+            raise InputError(f"Custom: theta_names must be non-empty strings, got {names}.")
+        if len(set(names)) != len(names):
+            raise InputError(f"Custom: theta_names must be distinct, got {names}.")
+        self.theta_names = names
+        self._log_precision_names = names
+        self._mixing_names = names
+        self.theta0 = self.check_theta(theta0).copy()
+        self.rank_deficiency = check_count(rank_deficiency, "rank_deficiency", "Custom", 0)
+        if self.rank_deficiency >= self.n:
+            raise InputError(
+                f"Custom: rank_deficiency must be < n = {self.n}, got {self.rank_deficiency}."
+            )
+        self.constraints = self._check_constraints(constraints)
+        self._precision = precision
+        self._precision_grad = precision_grad
+        self._to_natural = to_natural
+        if pattern is None:
+            first = self._as_matrix(precision(self.theta0.copy()), "precision(theta0)")
+            self._pattern = FixedPattern([first], self.n)
+        else:
+            self._pattern = FixedPattern([self._as_matrix(pattern, "pattern")], self.n)
+        try:
+            _ = self._pattern.transpose_positions
+        except NotSymmetricError as exc:
+            raise NotSymmetricError(
+                "Custom: the sparsity pattern is not symmetric; a precision matrix is."
+            ) from exc
+        # validate both callables once up front, so errors surface at construction
+        self.precision(self.theta0)
+        self.precision_grad(self.theta0)
+        self._set_priors(prior)
+
+    def _check_constraints(self, constraints):
+        if constraints is None:
+            return None
+        try:
+            a, e = constraints
+        except (TypeError, ValueError) as exc:
+            raise InputError("Custom: constraints must be None or a pair (A, e).") from exc
+        if sp.issparse(a):
+            a = a.toarray()
+        a = np.atleast_2d(np.asarray(a, dtype=float))
+        e = np.atleast_1d(np.asarray(e, dtype=float)).reshape(-1)
+        if a.ndim != 2 or a.shape[1] != self.n:
+            raise InputError(
+                f"Custom: constraint matrix A must have shape (k, {self.n}), got {a.shape}."
+            )
+        if e.size != a.shape[0]:
+            raise InputError(
+                f"Custom: constraint right-hand side e must have {a.shape[0]} entries, "
+                f"got {e.size}."
+            )
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(e))):
+            raise InputError("Custom: constraints contain NaN or inf.")
+        if a.shape[0] > self.n or np.linalg.matrix_rank(a) < a.shape[0]:
+            raise InputError("Custom: constraint matrix A must have full row rank.")
+        return a, e
+
+    def _as_matrix(self, matrix, what):
+        if not (sp.issparse(matrix) or isinstance(matrix, np.ndarray)):
+            raise InputError(
+                f"Custom: {what} must return a scipy.sparse matrix or numpy array, got "
+                f"{type(matrix).__name__}."
+            )
+        if matrix.shape != (self.n, self.n):
+            raise InputError(
+                f"Custom: {what} has shape {matrix.shape}, expected ({self.n}, {self.n})."
+            )
+        matrix = sp.csc_matrix(matrix, dtype=float)
+        if not np.all(np.isfinite(matrix.data)):
+            raise InputError(f"Custom: {what} has NaN or inf entries.")
+        return matrix
+
+    def _on_pattern(self, matrix, what):
+        matrix = self._as_matrix(matrix, what)
+        try:
+            data = self._pattern.data_of(matrix)
+        except InputError as exc:
+            raise PatternMismatchError(
+                f"Custom: {what} has entries outside the fixed sparsity pattern (the pattern of "
+                "precision(theta0) plus the diagonal, or the one given as pattern=); the pattern "
+                "must not change with theta."
+            ) from exc
+        transposed = data[self._pattern.transpose_positions]
+        scale = float(np.max(np.abs(data))) if data.size else 0.0
+        if np.any(np.abs(data - transposed) > SYMMETRY_RTOL * scale):
+            raise NotSymmetricError(f"Custom: {what} is not symmetric.")
+        return self._pattern.matrix(data)
+
+    def precision(self, theta):
+        """The user's Q(θ), validated and stored on the fixed pattern."""
+        theta = self.check_theta(theta)
+        return self._on_pattern(self._precision(theta.copy()), "precision(theta)")
+
+    def precision_grad(self, theta):
+        """The user's [dQ/dθ_k], validated and stored on the fixed pattern."""
+        theta = self.check_theta(theta)
+        grads = self._precision_grad(theta.copy())
+        try:
+            grads = list(grads)
+        except TypeError as exc:
+            raise InputError("Custom: precision_grad must return a sequence of matrices.") from exc
+        if len(grads) != theta.size:
+            raise InputError(
+                f"Custom: precision_grad returned {len(grads)} matrices for {theta.size} "
+                "hyperparameters."
+            )
+        return [
+            self._on_pattern(grad, f"precision_grad(theta)[{k}]") for k, grad in enumerate(grads)
+        ]
+
+    def to_natural(self, theta):
+        """The user's ``to_natural(theta)``, or the identity keyed by theta_names."""
+        theta = self.check_theta(theta)
+        if self._to_natural is None:
+            return super().to_natural(theta)
+        natural = self._to_natural(theta.copy())
+        if not isinstance(natural, dict):
+            raise InputError(
+                f"Custom: to_natural must return a dict, got {type(natural).__name__}."
+            )
+        return natural

@@ -1,0 +1,135 @@
+"""Tests of the Custom model (user-supplied precision callables)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from gmrf_core.errors import InputError, NotSymmetricError, PatternMismatchError
+from gmrf_core.models import Custom, NormalPrior
+
+N = 6
+LAPLACIAN = sp.csc_matrix(
+    sp.diags([-np.ones(N - 1), np.r_[1, 2 * np.ones(N - 2), 1], -np.ones(N - 1)], [-1, 0, 1])
+)
+
+
+def ar_like(theta):
+    """Q = exp(θ₀) (L + exp(θ₁) I): a proper model with two hyperparameters."""
+    return np.exp(theta[0]) * (LAPLACIAN + np.exp(theta[1]) * sp.identity(N))
+
+
+def ar_like_grad(theta):
+    q = ar_like(theta)
+    return [q, np.exp(theta[0] + theta[1]) * sp.identity(N)]
+
+
+def make(**overrides):
+    kwargs = dict(
+        n=N,
+        precision=ar_like,
+        precision_grad=ar_like_grad,
+        theta0=[0.0, 0.0],
+        theta_names=("log_scale", "log_nugget"),
+    )
+    kwargs.update(overrides)
+    return Custom(**kwargs)
+
+
+def test_valid_model(check, rng):
+    model = make(prior={"log_nugget": NormalPrior(0, 1)})
+    theta = np.array([0.3, -0.5])
+    np.testing.assert_allclose(model.precision(theta).toarray(), ar_like(theta).toarray())
+    check.precision_grad(model, theta)
+    check.fixed_pattern(model, rng)
+    check.scalar_grad(model.log_prior, model.log_prior_grad, theta)
+    assert model.to_natural(theta) == {"log_scale": 0.3, "log_nugget": -0.5}
+    assert model.logdet(theta) is None and model.constrained_logdet(theta) is None
+
+
+def test_entries_left_out_become_explicit_zeros():
+    def precision(theta):
+        q = ar_like(theta).tolil()
+        if theta[0] > 1:
+            q[0, 1] = q[1, 0] = 0.0
+        q = sp.csc_matrix(q)
+        q.eliminate_zeros()
+        return q
+
+    model = make(precision=precision)
+    reference = model.precision([0.0, 0.0])
+    q = model.precision([2.0, 0.0])
+    np.testing.assert_array_equal(q.indices, reference.indices)
+    assert q.toarray()[0, 1] == 0.0
+
+
+def test_pattern_change_raises():
+    def precision(theta):
+        q = ar_like(theta).tolil()
+        if theta[0] > 1:
+            q[0, 5] = q[5, 0] = 0.1
+        return sp.csc_matrix(q)
+
+    model = make(precision=precision)
+    with pytest.raises(PatternMismatchError):
+        model.precision([2.0, 0.0])
+    assert isinstance(PatternMismatchError("x"), InputError)
+    # with an explicit, larger pattern the same callable is accepted
+    wide = make(precision=precision, pattern=sp.csc_matrix(np.ones((N, N))))
+    assert wide.precision([2.0, 0.0]).toarray()[0, 5] == pytest.approx(0.1)
+
+
+def test_gradient_validation():
+    with pytest.raises(InputError, match="returned 1 matrices"):
+        make(precision_grad=lambda theta: [ar_like(theta)])
+    with pytest.raises(PatternMismatchError):
+        make(precision_grad=lambda theta: [ar_like(theta), sp.csc_matrix(np.ones((N, N)))])
+    with pytest.raises(InputError, match="shape"):
+        make(precision_grad=lambda theta: [ar_like(theta), sp.identity(N + 1)])
+    upper = sp.csc_matrix(sp.diags([np.ones(N), np.ones(N - 1)], [0, 1]))  # inside the pattern
+    with pytest.raises(NotSymmetricError):
+        make(precision_grad=lambda theta: [ar_like(theta), upper])
+
+
+def test_precision_validation():
+    with pytest.raises(InputError, match="shape"):
+        make(precision=lambda theta: sp.identity(N - 1))
+    with pytest.raises(InputError, match="NaN"):
+        make(precision=lambda theta: np.nan * ar_like(theta))
+    with pytest.raises(InputError, match="scipy.sparse"):
+        make(precision=lambda theta: [[1.0]])
+    nonsymmetric = LAPLACIAN + sp.csc_matrix(([0.5], ([0], [1])), shape=(N, N))
+    with pytest.raises(NotSymmetricError):
+        make(precision=lambda theta: nonsymmetric)
+    one_sided = sp.csc_matrix(
+        ([1.0] * N + [0.0], (list(range(N)) + [0], list(range(N)) + [1])), shape=(N, N)
+    )
+    with pytest.raises(NotSymmetricError, match="pattern"):
+        make(precision=lambda theta: one_sided)
+
+
+def test_constructor_validation():
+    with pytest.raises(InputError):
+        make(n=-1)
+    with pytest.raises(InputError, match="callables"):
+        make(precision=None)
+    with pytest.raises(InputError, match="distinct"):
+        make(theta_names=("a", "a"))
+    with pytest.raises(InputError, match="expects 2"):
+        make(theta0=[0.0])
+    with pytest.raises(InputError, match="finite"):
+        make(theta0=[0.0, np.nan])
+    with pytest.raises(InputError, match="rank_deficiency"):
+        make(rank_deficiency=N)
+    with pytest.raises(InputError, match="shape"):
+        make(constraints=(np.ones((1, N + 1)), [0.0]))
+    with pytest.raises(InputError, match="right-hand side"):
+        make(constraints=(np.ones((1, N)), [0.0, 1.0]))
+    with pytest.raises(InputError, match="full row rank"):
+        make(constraints=(np.ones((2, N)), [0.0, 0.0]))
+    model = make(constraints=(np.ones((1, N)), 0.0))
+    np.testing.assert_allclose(model.constraints[0], np.ones((1, N)))
+    assert model.constrained_logdet([0.0, 0.0]) is None
+    with pytest.raises(InputError, match="dict"):
+        make(to_natural=lambda theta: 1.0).to_natural([0.0, 0.0])
+    custom_natural = make(to_natural=lambda theta: {"scale": float(np.exp(theta[0]))})
+    assert custom_natural.to_natural([0.0, 1.0]) == {"scale": 1.0}

@@ -1,0 +1,551 @@
+"""Tests of the SPDE Matérn models (lattice and mesh), the PC prior and the projections."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from gmrf_core.datasets import spde_precision_2d
+from gmrf_core.errors import InputError
+from gmrf_core.models.spde import (
+    Matern2D,
+    MaternSPDE,
+    Mesh,
+    PCMaternPrior,
+    lattice_projection,
+    mesh_from_points,
+    projection_matrix,
+)
+
+RNG_SEED = 20240611
+
+
+# ------------------------------------------------------------------ references
+def dense_lattice_mass_stiffness(m, n, h0, h1):
+    """C = h0 h1 I and the weighted Neumann graph Laplacian, node (i, j) -> i*n + j."""
+    size = m * n
+    stiffness = np.zeros((size, size))
+    for i in range(m):
+        for j in range(n):
+            k = i * n + j
+            for di, dj, weight in ((1, 0, h1 / h0), (0, 1, h0 / h1)):
+                if i + di < m and j + dj < n:
+                    ell = (i + di) * n + (j + dj)
+                    stiffness[k, ell] -= weight
+                    stiffness[ell, k] -= weight
+                    stiffness[k, k] += weight
+                    stiffness[ell, ell] += weight
+    return h0 * h1 * np.eye(size), stiffness
+
+
+def dense_mesh_mass_stiffness(points, triangles):
+    """Lumped mass and P1 stiffness by a triangle-by-triangle loop (reference)."""
+    size = points.shape[0]
+    mass = np.zeros((size, size))
+    stiffness = np.zeros((size, size))
+    for tri in triangles:
+        xy = points[tri]
+        # gradients of the three hat functions: solve [1 x y] c = e_k
+        coefficients = np.linalg.inv(np.column_stack([np.ones(3), xy]))
+        grads = coefficients[1:, :].T  # (3, 2)
+        area = 0.5 * abs(np.linalg.det(np.column_stack([np.ones(3), xy])))
+        consistent = area / 12.0 * (np.ones((3, 3)) + np.eye(3))
+        for a in range(3):
+            mass[tri[a], tri[a]] += consistent[a].sum()
+            for b in range(3):
+                stiffness[tri[a], tri[b]] += area * grads[a] @ grads[b]
+    return mass, stiffness
+
+
+def dense_precision(mass, stiffness, kappa, tau):
+    return tau * (
+        kappa**4 * mass
+        + 2 * kappa**2 * stiffness
+        + stiffness @ np.diag(1.0 / np.diag(mass)) @ stiffness
+    )
+
+
+def central_difference(fun, theta, k, step=1e-5):
+    plus, minus = theta.copy(), theta.copy()
+    plus[k] += step
+    minus[k] -= step
+    return (fun(plus) - fun(minus)) / (2 * step)
+
+
+@pytest.fixture(scope="module")
+def small_mesh():
+    rng = np.random.default_rng(RNG_SEED)
+    return mesh_from_points(rng.uniform(0, 1, (12, 2)), max_area=0.02, extend=0.2)
+
+
+@pytest.fixture(scope="module")
+def variance_mesh():
+    rng = np.random.default_rng(1)
+    return mesh_from_points(rng.uniform(0, 1, (30, 2)), max_area=0.002, extend=0.3)
+
+
+def random_thetas(rng, count):
+    return [np.array([rng.uniform(-1.0, 2.5), rng.uniform(-1.0, 1.0)]) for _ in range(count)]
+
+
+# ------------------------------------------------------------------ Matern2D
+@pytest.mark.parametrize("shape, spacing", [((5, 4), 1.0), ((4, 6), (0.5, 2.0)), ((2, 2), 3.0)])
+def test_lattice_precision_matches_dense_formula(shape, spacing):
+    model = Matern2D(shape, spacing=spacing)
+    h0, h1 = np.broadcast_to(np.asarray(spacing, dtype=float), (2,))
+    mass, stiffness = dense_lattice_mass_stiffness(*shape, h0, h1)
+    rng = np.random.default_rng(RNG_SEED)
+    for theta in random_thetas(rng, 3):
+        kappa, tau = model.kappa_tau(theta)
+        expected = dense_precision(mass, stiffness, kappa, tau)
+        got = model.precision(theta).toarray()
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(model.mass_matrix.toarray(), mass)
+    np.testing.assert_allclose(model.stiffness_matrix.toarray(), stiffness, atol=1e-14)
+
+
+def test_kappa_tau_from_range_sigma():
+    model = Matern2D((4, 4))
+    theta = model.theta_from(7.0, 1.7)
+    kappa, tau = model.kappa_tau(theta)
+    assert kappa == pytest.approx(math.sqrt(8) / 7.0, rel=1e-14)
+    assert 1.0 / (4 * math.pi * kappa**2 * tau) == pytest.approx(1.7**2, rel=1e-13)
+    assert model.range_sigma(theta) == pytest.approx((7.0, 1.7), rel=1e-14)
+
+
+def test_lattice_matches_dataset_generator():
+    model = Matern2D((7, 9), spacing=(0.5, 1.5))
+    theta = model.theta_from(3.0, 0.8)
+    kappa, tau = model.kappa_tau(theta)
+    reference = spde_precision_2d(7, 9, kappa=kappa, tau=tau, spacing=(0.5, 1.5))
+    got = model.precision(theta)
+    np.testing.assert_array_equal(got.indptr, reference.indptr)
+    np.testing.assert_array_equal(got.indices, reference.indices)
+    np.testing.assert_allclose(got.data, reference.data, rtol=1e-13)
+
+
+def test_lattice_pattern_is_13_point_and_fixed():
+    m, n = 8, 9
+    model = Matern2D((m, n))
+    rng = np.random.default_rng(RNG_SEED)
+    first = model.precision(model.theta0)
+    per_column = np.diff(first.indptr).reshape(m, n)
+    assert np.all(per_column[2:-2, 2:-2] == 13)
+    assert per_column[0, 0] == 6  # self, 2 neighbours, 2 two-steps, 1 diagonal
+    assert first.has_sorted_indices
+    for theta in random_thetas(rng, 5):
+        q = model.precision(theta)
+        assert isinstance(q, sp.csc_matrix)
+        np.testing.assert_array_equal(q.indptr, first.indptr)
+        np.testing.assert_array_equal(q.indices, first.indices)
+        for grad in model.precision_grad(theta):
+            assert isinstance(grad, sp.csc_matrix)
+            np.testing.assert_array_equal(grad.indptr, first.indptr)
+            np.testing.assert_array_equal(grad.indices, first.indices)
+
+
+def test_lattice_precision_grad_matches_central_differences():
+    model = Matern2D((6, 5), spacing=(1.0, 0.7))
+    rng = np.random.default_rng(RNG_SEED)
+    for theta in random_thetas(rng, 3):
+        grads = model.precision_grad(theta)
+        for k in range(2):
+            fd = central_difference(lambda t: model.precision(t).data, theta, k)
+            np.testing.assert_allclose(grads[k].data, fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("theta", [(-2.0, 0.0), (0.5, -1.0), (4.0, 2.0), (8.0, 0.0)])
+def test_lattice_precision_positive_definite(theta):
+    model = Matern2D((6, 7))
+    q = model.precision(np.array(theta)).toarray()
+    np.testing.assert_array_equal(q, q.T)
+    assert np.linalg.eigvalsh(q).min() > 0
+
+
+def test_lattice_logdet_and_gradient():
+    model = Matern2D((6, 5), spacing=(0.8, 1.1))
+    rng = np.random.default_rng(RNG_SEED)
+    for theta in random_thetas(rng, 3):
+        sign, expected = np.linalg.slogdet(model.precision(theta).toarray())
+        assert sign == 1.0
+        assert model.logdet(theta) == pytest.approx(expected, rel=1e-11)
+        fd = [central_difference(model.logdet, theta, k) for k in range(2)]
+        np.testing.assert_allclose(model.logdet_grad(theta), fd, rtol=1e-7)
+
+
+@pytest.mark.parametrize("spacing, practical_range", [(1.0, 10.0), (0.5, 5.0)])
+def test_lattice_variance_near_sigma_squared_at_centre(spacing, practical_range):
+    # 60 x 60 lattice, range 10 spacings: the centre is 3 ranges from the boundary
+    model = Matern2D((60, 60), spacing=spacing)
+    sigma = 2.0
+    q = model.precision(model.theta_from(practical_range, sigma)).tocsc()
+    centre = 30 * 60 + 30
+    unit = np.zeros(model.n)
+    unit[centre] = 1.0
+    variance = spla.spsolve(q, unit)[centre]
+    assert variance == pytest.approx(sigma**2, rel=0.10)
+    # and clearly inflated in the corner (Neumann boundary)
+    unit[:] = 0.0
+    unit[0] = 1.0
+    assert spla.spsolve(q, unit)[0] > 2.5 * sigma**2
+
+
+def test_lattice_theta0_default():
+    model = Matern2D((11, 21), spacing=2.0)
+    diameter = math.hypot(20.0, 40.0)
+    np.testing.assert_allclose(model.theta0, [math.log(diameter / 5), 0.0])
+    assert model.n == 231
+    assert model.theta_names == ("log_range", "log_sigma")
+    assert model.log_prior(model.theta0) == 0.0
+    np.testing.assert_array_equal(model.log_prior_grad(model.theta0), [0.0, 0.0])
+    np.testing.assert_array_equal(model.mean(model.theta0), np.zeros(231))
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (5,), 5, (3, 2.5), (3, -1), (True, 3), (2, 3, 4), "ab"])
+def test_lattice_bad_shape(shape):
+    with pytest.raises(InputError, match="shape"):
+        Matern2D(shape)
+
+
+@pytest.mark.parametrize("spacing", [0.0, -1.0, np.nan, np.inf, (1.0, 2.0, 3.0), "x"])
+def test_lattice_bad_spacing(spacing):
+    with pytest.raises(InputError, match="spacing"):
+        Matern2D((4, 4), spacing=spacing)
+
+
+@pytest.mark.parametrize("theta", [[1.0], [1.0, 2.0, 3.0], [np.nan, 0.0], [0.0, np.inf]])
+def test_bad_theta(theta):
+    with pytest.raises(InputError):
+        Matern2D((4, 4)).precision(theta)
+
+
+def test_theta_overflowing_coefficients_rejected():
+    model = Matern2D((4, 4))
+    with pytest.raises(InputError, match="floating-point range"):
+        model.precision([400.0, 0.0])
+    with pytest.raises(InputError, match="floating-point range"):
+        model.precision_grad([0.0, -400.0])
+
+
+def test_bad_prior_type():
+    with pytest.raises(InputError, match="PCMaternPrior"):
+        Matern2D((4, 4), prior=(1.0, 0.5, 1.0, 0.5))
+
+
+# ------------------------------------------------------------------ PC prior
+def test_pc_prior_tail_probabilities():
+    prior = PCMaternPrior(range0=2.0, range_alpha=0.05, sigma0=3.0, sigma_alpha=0.01)
+
+    def density_log_range(t0):
+        return math.exp(prior.log_density([t0, 0.0]) - prior.log_density([0.0, 0.0]))
+
+    def density_log_sigma(t1):
+        return math.exp(prior.log_density([0.0, t1]) - prior.log_density([0.0, 0.0]))
+
+    # marginal densities on the internal scale; the other factor cancels in the ratio
+    norm_range = scipy.integrate.quad(density_log_range, -20, 40, limit=200)[0]
+    below = scipy.integrate.quad(density_log_range, -20, math.log(2.0), limit=200)[0]
+    assert below / norm_range == pytest.approx(0.05, rel=1e-6)
+    norm_sigma = scipy.integrate.quad(density_log_sigma, -40, 10, limit=200)[0]
+    above = scipy.integrate.quad(density_log_sigma, math.log(3.0), 10, limit=200)[0]
+    assert above / norm_sigma == pytest.approx(0.01, rel=1e-6)
+    # normalised: the density factorises, so its integral over the internal scale is
+    # norm_range * norm_sigma * pi(0, 0)
+    joint = norm_range * norm_sigma * math.exp(prior.log_density([0.0, 0.0]))
+    assert joint == pytest.approx(1.0, rel=1e-6)
+
+
+def test_pc_prior_gradient_and_hessian_match_central_differences():
+    prior = PCMaternPrior(1.5, 0.1, 0.7, 0.2)
+    rng = np.random.default_rng(RNG_SEED)
+    for theta in random_thetas(rng, 4):
+        fd = [central_difference(prior.log_density, theta, k) for k in range(2)]
+        np.testing.assert_allclose(prior.log_density_grad(theta), fd, rtol=1e-7)
+        fd_hess = np.column_stack(
+            [central_difference(prior.log_density_grad, theta, k) for k in range(2)]
+        )
+        np.testing.assert_allclose(prior.log_density_hess(theta), fd_hess, rtol=1e-6, atol=1e-9)
+
+
+def test_model_uses_pc_prior():
+    prior = PCMaternPrior(1.5, 0.1, 0.7, 0.2)
+    model = Matern2D((5, 5), prior=prior)
+    theta = np.array([0.3, -0.4])
+    assert model.log_prior(theta) == prior.log_density(theta)
+    fd = [central_difference(model.log_prior, theta, k) for k in range(2)]
+    np.testing.assert_allclose(model.log_prior_grad(theta), fd, rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(0.0, 0.5, 1.0, 0.5), (1.0, 1.0, 1.0, 0.5), (1.0, 0.5, -1.0, 0.5), (1.0, 0.5, 1.0, 0.0)]
+    + [(np.nan, 0.5, 1.0, 0.5), (1.0, 0.5, 1.0, "a")],
+)
+def test_pc_prior_bad_arguments(args):
+    with pytest.raises(InputError):
+        PCMaternPrior(*args)
+
+
+def test_pc_prior_bad_theta():
+    with pytest.raises(InputError):
+        PCMaternPrior(1.0, 0.5, 1.0, 0.5).log_density([1.0, np.nan])
+
+
+# ------------------------------------------------------------------ MaternSPDE
+def test_mesh_precision_matches_dense_assembly(small_mesh):
+    model = MaternSPDE(small_mesh)
+    mass, stiffness = dense_mesh_mass_stiffness(small_mesh.points, small_mesh.triangles)
+    rng = np.random.default_rng(RNG_SEED)
+    for theta in random_thetas(rng, 3):
+        kappa, tau = model.kappa_tau(theta)
+        expected = dense_precision(mass, stiffness, kappa, tau)
+        got = model.precision(theta).toarray()
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-11 * np.abs(expected).max())
+    np.testing.assert_allclose(model.mass_matrix.toarray(), mass, rtol=1e-13)
+
+
+def test_mesh_pattern_fixed_and_gradient(small_mesh):
+    model = MaternSPDE(small_mesh)
+    pattern = model.precision(model.theta0)
+    rng = np.random.default_rng(RNG_SEED)
+    for theta in random_thetas(rng, 3):
+        q = model.precision(theta)
+        np.testing.assert_array_equal(q.indices, pattern.indices)
+        np.testing.assert_array_equal(q.indptr, pattern.indptr)
+        grads = model.precision_grad(theta)
+        for k in range(2):
+            np.testing.assert_array_equal(grads[k].indices, pattern.indices)
+            fd = central_difference(lambda t: model.precision(t).data, theta, k)
+            np.testing.assert_allclose(grads[k].data, fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("theta", [(-3.0, 0.0), (-0.5, 1.0), (2.0, -1.0)])
+def test_mesh_precision_positive_definite(small_mesh, theta):
+    q = MaternSPDE(small_mesh).precision(np.array(theta)).toarray()
+    np.testing.assert_allclose(q, q.T, rtol=1e-14, atol=1e-14 * np.abs(q).max())
+    assert np.linalg.eigvalsh(q).min() > 0
+
+
+def test_mesh_variance_near_sigma_squared_in_interior(variance_mesh):
+    model = MaternSPDE(variance_mesh)
+    sigma = 1.5
+    q = model.precision(model.theta_from(0.5, sigma)).tocsc()
+    points = variance_mesh.points
+    inner = np.flatnonzero(np.all((points > 0.4) & (points < 0.6), axis=1))
+    assert inner.size >= 5
+    rhs = np.zeros((model.n, inner.size))
+    rhs[inner, np.arange(inner.size)] = 1.0
+    variance = spla.splu(q).solve(rhs)[inner, np.arange(inner.size)]
+    np.testing.assert_allclose(variance, sigma**2, rtol=0.12)
+    assert abs(variance.mean() / sigma**2 - 1) < 0.08
+
+
+def test_mesh_theta0_and_attributes(small_mesh):
+    model = MaternSPDE(small_mesh, prior=PCMaternPrior(0.3, 0.5, 1.0, 0.5))
+    diameter = np.hypot(*np.ptp(small_mesh.points, axis=0))
+    np.testing.assert_allclose(model.theta0, [math.log(diameter / 5), 0.0])
+    assert model.n == small_mesh.n_nodes
+    assert model.log_prior(model.theta0) != 0.0
+
+
+def test_mesh_accepts_duck_typed_mesh():
+    class Plain:
+        points = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+        triangles = [[0, 1, 2], [1, 3, 2]]
+
+    model = MaternSPDE(Plain())
+    assert model.n == 4
+    assert np.linalg.eigvalsh(model.precision([0.0, 0.0]).toarray()).min() > 0
+
+
+def _square_mesh(**changes):
+    fields = {
+        "points": np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
+        "triangles": np.array([[0, 1, 2], [1, 3, 2]]),
+    }
+    fields.update(changes)
+    return Mesh(**fields)
+
+
+@pytest.mark.parametrize(
+    "mesh, message",
+    [
+        (object(), "points"),
+        (_square_mesh(points=np.zeros((4, 3))), "shape"),
+        (_square_mesh(points=np.array([[0, 0], [1, 0], [0, np.nan], [1, 1.0]])), "non-finite"),
+        (_square_mesh(triangles=np.array([[0, 1, 4]])), "outside"),
+        (_square_mesh(triangles=np.array([[0.0, 1.0, 2.0]])), "integer"),
+        (_square_mesh(triangles=np.array([[0, 1, 2]])), "belong to no triangle"),
+        (
+            _square_mesh(
+                points=np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [1.0, 1.0]]),
+                triangles=np.array([[0, 1, 2], [0, 1, 3], [1, 2, 3]]),
+            ),
+            "zero area",
+        ),
+    ],
+)
+def test_mesh_bad_input(mesh, message):
+    with pytest.raises(InputError, match=message):
+        MaternSPDE(mesh)
+
+
+# ------------------------------------------------------------------ mesh_from_points
+def triangle_areas(mesh):
+    e1 = mesh.points[mesh.triangles[:, 1]] - mesh.points[mesh.triangles[:, 0]]
+    e2 = mesh.points[mesh.triangles[:, 2]] - mesh.points[mesh.triangles[:, 0]]
+    return 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+
+
+def _angles(points, triangles):
+    p = points[triangles]
+    out = []
+    for k in range(3):
+        a = p[:, (k + 1) % 3] - p[:, k]
+        b = p[:, (k + 2) % 3] - p[:, k]
+        cosine = np.einsum("ij,ij->i", a, b) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        out.append(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
+    return np.column_stack(out)
+
+
+def test_mesh_from_points_quality_and_coverage():
+    rng = np.random.default_rng(RNG_SEED)
+    points = rng.uniform([10.0, -5.0], [30.0, 5.0], (40, 2))
+    points = np.vstack([points, points[:3]])  # duplicates are merged
+    mesh = mesh_from_points(points, max_area=2.0, min_angle=25, extend=0.15)
+    np.testing.assert_array_equal(mesh.points[mesh.input_nodes], points)
+    assert mesh.input_nodes[-1] == mesh.input_nodes[2]
+    areas = triangle_areas(mesh)
+    assert areas.max() <= 2.0 * (1 + 1e-9)
+    assert _angles(mesh.points, mesh.triangles).min() >= 25.0 - 1e-6
+    # the margin: points pushed 0.9 * extend * D out of the data hull are still covered
+    diameter = np.hypot(*np.ptp(points, axis=0))
+    directions = rng.normal(size=(40, 2))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    pushed = points[:40] + 0.9 * 0.15 * diameter * directions
+    projection_matrix(mesh, pushed)
+    far = points[:1] + np.array([[1.3 * 0.15 * diameter + 20.0, 0.0]])
+    with pytest.raises(InputError, match="outside"):
+        projection_matrix(mesh, far)
+
+
+def test_mesh_from_points_without_extension_and_default_area():
+    points = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 3.0], [0.0, 3.0], [1.0, 1.0]])
+    mesh = mesh_from_points(points, extend=0)
+    hull_area = 12.0
+    areas = triangle_areas(mesh)
+    assert areas.sum() == pytest.approx(hull_area, rel=1e-12)
+    assert areas.max() <= math.sqrt(3) / 4 * (5.0 / 25) ** 2 * (1 + 1e-9)
+    np.testing.assert_array_equal(mesh.points[mesh.input_nodes], points)
+
+
+@pytest.mark.parametrize(
+    "points, kwargs, message",
+    [
+        ([[0.0, 0.0], [1.0, 1.0]], {}, "at least 3"),
+        ([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]], {}, "at least 3"),
+        ([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], {}, "collinear"),
+        ([[0.0, 0.0], [1.0, np.nan], [2.0, 0.0]], {}, "non-finite"),
+        ([0.0, 1.0, 2.0], {}, "shape"),
+        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"min_angle": 40}, "min_angle"),
+        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"min_angle": 0}, "min_angle"),
+        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"extend": -0.1}, "extend"),
+        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"max_area": -1.0}, "max_area"),
+    ],
+)
+def test_mesh_from_points_bad_input(points, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        mesh_from_points(points, **kwargs)
+
+
+# ------------------------------------------------------------------ projections
+def test_projection_matrix_rows_and_linear_reproduction(small_mesh):
+    rng = np.random.default_rng(RNG_SEED)
+    # random points of random triangles, the nodes themselves (boundary nodes
+    # included) and midpoints of all edges (boundary edges included)
+    tri = small_mesh.triangles
+    corners = small_mesh.points[tri[rng.integers(0, tri.shape[0], 300)]]
+    weights = rng.dirichlet(np.ones(3), 300)
+    inside = np.einsum("ik,ikj->ij", weights, corners)
+    midpoints = 0.5 * (small_mesh.points[tri[:, 0]] + small_mesh.points[tri[:, 1]])
+    locations = np.vstack([inside, small_mesh.points, midpoints])
+    a = projection_matrix(small_mesh, locations)
+    assert a.shape == (locations.shape[0], small_mesh.n_nodes)
+    assert isinstance(a, sp.csr_matrix)
+    np.testing.assert_array_equal(np.diff(a.indptr), 3)
+    np.testing.assert_allclose(np.asarray(a.sum(axis=1)).ravel(), 1.0, rtol=0, atol=1e-14)
+    assert a.data.min() >= -1e-10
+    for coefficients in ([2.0, -3.0, 0.5], [0.0, 1.0, 0.0], [-1.0, 0.0, 7.0]):
+
+        def linear(xy, c=coefficients):
+            return c[0] + c[1] * xy[:, 0] + c[2] * xy[:, 1]
+
+        np.testing.assert_allclose(
+            a @ linear(small_mesh.points), linear(locations), rtol=0, atol=1e-12
+        )
+
+
+def test_projection_matrix_names_points_outside(small_mesh):
+    locations = np.array([[0.5, 0.5], [50.0, 50.0], [0.4, 0.6], [-30.0, 0.5]])
+    with pytest.raises(InputError, match=r"2 location\(s\).*1: \(50, 50\).*3: \(-30, 0.5\)"):
+        projection_matrix(small_mesh, locations)
+
+
+@pytest.mark.parametrize(
+    "locations, message",
+    [([[0.5, np.nan]], "non-finite"), ([[0.5, np.inf]], "non-finite"), ([0.5, 0.5], "shape")],
+)
+def test_projection_matrix_bad_locations(small_mesh, locations, message):
+    with pytest.raises(InputError, match=message):
+        projection_matrix(small_mesh, locations)
+
+
+def test_projection_matrix_empty_locations(small_mesh):
+    a = projection_matrix(small_mesh, np.zeros((0, 2)))
+    assert a.shape == (0, small_mesh.n_nodes)
+
+
+def test_lattice_projection_bilinear_exact():
+    shape, spacing = (6, 4), (0.5, 2.0)
+    rng = np.random.default_rng(RNG_SEED)
+    extent = np.array([5 * 0.5, 3 * 2.0])
+    locations = np.vstack(
+        [rng.uniform(0, 1, (200, 2)) * extent, [[0.0, 0.0], extent, [extent[0], 0.0], [1.0, 6.0]]]
+    )
+    a = lattice_projection(shape, locations, spacing=spacing)
+    assert a.shape == (locations.shape[0], 24)
+    np.testing.assert_array_equal(np.diff(a.indptr), 4)
+    np.testing.assert_allclose(np.asarray(a.sum(axis=1)).ravel(), 1.0, rtol=0, atol=1e-14)
+    nodes_x0 = np.repeat(np.arange(6) * 0.5, 4)
+    nodes_x1 = np.tile(np.arange(4) * 2.0, 6)
+
+    def bilinear(x0, x1):
+        return 1.5 - 2.0 * x0 + 0.25 * x1 + 0.75 * x0 * x1
+
+    np.testing.assert_allclose(
+        a @ bilinear(nodes_x0, nodes_x1),
+        bilinear(locations[:, 0], locations[:, 1]),
+        rtol=0,
+        atol=1e-12,
+    )
+    # a node location picks exactly that node
+    node = lattice_projection(shape, [[1.5, 4.0]], spacing=spacing)
+    assert node.toarray()[0, 3 * 4 + 2] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "shape, locations, message",
+    [
+        ((4, 4), [[3.5, 1.0]], "outside"),
+        ((4, 4), [[1.0, -0.1]], "outside"),
+        ((4, 4), [[np.nan, 1.0]], "non-finite"),
+        ((1, 4), [[0.0, 1.0]], "shape"),
+        ((4,), [[0.0, 1.0]], "shape"),
+    ],
+)
+def test_lattice_projection_bad_input(shape, locations, message):
+    with pytest.raises(InputError, match=message):
+        lattice_projection(shape, locations)

@@ -1,0 +1,204 @@
+"""Laplace objective, exact gradients (reverse and forward) against finite differences and dense
+references, on models whose factors have fill-in."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import stats
+
+import gmrf_core as gm
+from gmrf_core import likelihoods, models
+
+
+def grid_adjacency(side):
+    path = sp.diags_array([np.ones(side - 1), np.ones(side - 1)], offsets=[-1, 1])
+    return sp.csr_matrix(sp.kron(path, sp.eye_array(side)) + sp.kron(sp.eye_array(side), path))
+
+
+def fd_gradient(model, theta, h=1e-5):
+    grad = np.zeros(theta.size)
+    for k in range(theta.size):
+        e = np.zeros(theta.size)
+        e[k] = h
+        grad[k] = (model.objective(theta + e) - model.objective(theta - e)) / (2 * h)
+    return grad
+
+
+def assert_exact_gradient(model, theta, rtol=1e-6):
+    value, grad = model.value_and_grad(theta)
+    assert value == pytest.approx(model.objective(theta), rel=1e-12)
+    fd = fd_gradient(model, theta)
+    scale = max(np.abs(fd).max(), 1e-3)
+    assert np.abs(grad - fd).max() <= rtol * scale, (grad, fd)
+    # forward mode agrees with reverse mode: <∇f, v> = jvp
+    v = np.random.default_rng(0).standard_normal(theta.size)
+    _value, directional = model.jvp(theta, v)
+    assert directional == pytest.approx(grad @ v, rel=1e-9, abs=1e-9 * scale)
+
+
+def _matern(rng):
+    prior = models.Matern2D((9, 8))
+    x = gm.cholesky(prior.precision(prior.theta0)).sample(rng=rng)
+    return prior, x
+
+
+def make_case(name):
+    rng = np.random.default_rng(1)
+    if name == "matern-poisson":
+        prior, x = _matern(rng)
+        y = rng.poisson(np.exp(0.5 + x))
+        model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
+        return model, prior.theta0 + 0.2
+    if name == "matern-gaussian-projection":
+        prior, x = _matern(rng)
+        A = sp.random(40, prior.n, density=0.05, random_state=2, format="csr")
+        y = A @ x + 0.3 * rng.standard_normal(40)
+        model = gm.LatentGaussianModel(
+            prior, likelihoods.Gaussian(y), A=A, X=rng.standard_normal((40, 2))
+        )
+        return model, np.r_[prior.theta0, 1.5]
+    if name == "matern-bernoulli":
+        prior, x = _matern(rng)
+        y = (rng.random(prior.n) < 1 / (1 + np.exp(-x))).astype(float)
+        return gm.LatentGaussianModel(prior, likelihoods.Bernoulli(y)), prior.theta0 - 0.1
+    if name == "besag-binomial":
+        prior = models.Besag(grid_adjacency(6))
+        trials = rng.integers(1, 12, prior.n)
+        y = rng.binomial(trials, 0.3)
+        model = gm.LatentGaussianModel(
+            prior, likelihoods.Binomial(y, trials), X=np.ones((prior.n, 1))
+        )
+        return model, np.array([0.4])
+    if name == "bym2-negbin":
+        prior = models.BYM2(grid_adjacency(5))
+        areas = prior.n // 2
+        A = sp.csr_matrix(sp.hstack([sp.eye_array(areas), sp.csr_matrix((areas, areas))]))
+        y = rng.poisson(4.0, areas).astype(float)
+        y[3] = np.nan  # missing observation
+        model = gm.LatentGaussianModel(
+            prior,
+            likelihoods.NegativeBinomial(y, exposure=np.full(areas, 2.0)),
+            A=A,
+            X=np.ones((areas, 1)),
+        )
+        return model, np.array([0.2, -0.3, 1.2])
+    if name == "kronecker-poisson":
+        prior = models.Kronecker(models.AR1(4), models.Matern2D((5, 4)))
+        y = rng.poisson(2.0, prior.n)
+        return gm.LatentGaussianModel(prior, likelihoods.Poisson(y)), prior.theta0 + 0.1
+    if name == "rw2-gaussian":
+        prior = models.RW2(30)
+        t = np.linspace(0, 1, 30)
+        y = np.sin(6 * t) + 0.2 * rng.standard_normal(30)
+        return gm.LatentGaussianModel(prior, likelihoods.Gaussian(y)), np.array([1.0, 2.0])
+    raise KeyError(name)
+
+
+CASES = [
+    "matern-poisson",
+    "matern-gaussian-projection",
+    "matern-bernoulli",
+    "besag-binomial",
+    "bym2-negbin",
+    "kronecker-poisson",
+    "rw2-gaussian",
+]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_gradient_matches_finite_differences(name):
+    model, theta = make_case(name)
+    assert_exact_gradient(model, theta)
+
+
+def test_gaussian_objective_is_the_exact_marginal_likelihood():
+    rng = np.random.default_rng(3)
+    prior = models.Matern2D((7, 6))
+    n = prior.n
+    A = sp.random(30, n, density=0.1, random_state=3, format="csr")
+    X = rng.standard_normal((30, 2))
+    offset = 0.1 * rng.standard_normal(30)
+    y = rng.standard_normal(30)
+    theta = np.r_[prior.theta0, 0.7]
+    model = gm.LatentGaussianModel(prior, likelihoods.Gaussian(y), A=A, X=X, offset=offset)
+    cov_x = np.linalg.inv(prior.precision(theta[:2]).toarray())
+    cov_y = A.toarray() @ cov_x @ A.T.toarray() + X @ X.T / 1e-3 + np.eye(30) / np.exp(0.7)
+    exact = -stats.multivariate_normal(offset, cov_y).logpdf(y)
+    assert model.objective(theta) == pytest.approx(exact, rel=1e-11)
+
+
+def test_gaussian_with_constraints_matches_dense():
+    """An intrinsic RW1 prior (sum-to-zero) and Gaussian data: exact marginal likelihood of
+    y given the constrained prior, computed densely in the constraint's null space."""
+    rng = np.random.default_rng(4)
+    n = 12
+    prior = models.RW1(n)
+    y = rng.standard_normal(n)
+    theta = np.array([0.5, 1.0])
+    model = gm.LatentGaussianModel(prior, likelihoods.Gaussian(y))
+    Q = prior.precision(theta[:1]).toarray()
+    basis = np.linalg.svd(np.ones((1, n)))[2][1:].T  # orthonormal basis of {sum x = 0}
+    cov_x = basis @ np.linalg.inv(basis.T @ Q @ basis) @ basis.T
+    cov_y = cov_x + np.eye(n) / np.exp(1.0)
+    exact = -stats.multivariate_normal(np.zeros(n), cov_y).logpdf(y)
+    assert model.objective(theta) == pytest.approx(exact, rel=1e-10)
+
+
+def test_laplace_approximation_object():
+    model, theta = make_case("besag-binomial")
+    approx = model.laplace(theta)
+    assert approx.mode.shape == (model.n_total,)
+    assert abs(approx.latent.sum()) < 1e-9  # sum-to-zero constraint holds at the mode
+    var = approx.marginal_variance()
+    assert np.all(var > 0)
+    # dense reference: constrained covariance of the Gaussian approximation
+    H = approx.factor.L() @ approx.factor.L().T
+    p = approx.factor.perm
+    Hd = np.empty(H.shape)
+    Hd[np.ix_(p, p)] = H.toarray()
+    Ac = np.zeros((1, model.n_total))
+    Ac[0, : model.n_latent] = 1.0
+    cov = np.linalg.inv(Hd)
+    V = cov @ Ac.T
+    cov_c = cov - V @ np.linalg.solve(Ac @ V, V.T)
+    np.testing.assert_allclose(var, np.diag(cov_c), rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(approx.marginal_sd(), np.sqrt(np.diag(cov_c)), rtol=1e-9)
+
+
+def test_works_with_scipy_minimize():
+    from scipy.optimize import minimize
+
+    model, _theta = make_case("matern-poisson")
+    result = minimize(model.value_and_grad, model.theta0, jac=True, method="L-BFGS-B")
+    assert result.success
+    assert np.linalg.norm(result.jac) < 1e-3
+
+
+def test_newton_non_convergence_raises():
+    model, theta = make_case("matern-poisson")
+    model.max_newton = 1
+    model._last_mode = None
+    with pytest.raises(gm.ConvergenceError, match="did not converge in 1 iterations"):
+        model.objective(theta + 3.0)
+
+
+def test_bad_input():
+    prior = models.IID(5)
+    lik = likelihoods.Poisson(np.arange(4))
+    with pytest.raises(gm.InputError, match="projection A"):
+        gm.LatentGaussianModel(prior, lik)
+    with pytest.raises(gm.InputError, match="shape"):
+        gm.LatentGaussianModel(prior, lik, A=sp.eye(5, format="csr"))
+    with pytest.raises(gm.InputError, match="X must"):
+        gm.LatentGaussianModel(prior, likelihoods.Poisson(np.arange(5)), X=np.ones((3, 1)))
+    with pytest.raises(gm.InputError, match="offset"):
+        gm.LatentGaussianModel(prior, likelihoods.Poisson(np.arange(5)), offset=np.ones(2))
+    with pytest.raises(gm.InputError, match="latent model"):
+        gm.LatentGaussianModel(object(), lik)
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(np.arange(5)))
+    with pytest.raises(gm.InputError, match="theta must have 1"):
+        model.objective(np.zeros(3))
+    with pytest.raises(gm.InputError, match="finite"):
+        model.objective(np.array([np.nan]))
+    with pytest.raises(gm.InputError, match="theta_dot"):
+        model.jvp(np.zeros(1), np.zeros(2))
