@@ -29,8 +29,9 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from gmrf_core.kernels.amd import amd_order
 from numba import njit
+
+from gmrf_core.kernels.amd import amd_order
 
 
 def laplacian_5pt(m):
@@ -113,15 +114,18 @@ def libamd_order(lib, a):
     return perm
 
 
-def timed(fn, repeat, stat):
-    """Run ``fn`` ``repeat`` times; return (median or min time, last result)."""
-    times = []
-    out = None
+def timed(contenders, repeat, stat):
+    """Time several callables, interleaved so that load from other processes
+    hits them alike; return {name: (median or min seconds, last result)}."""
+    times = {name: [] for name in contenders}
+    results = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return (min(times) if stat == "min" else statistics.median(times)), out
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    reduce = min if stat == "min" else statistics.median
+    return {name: (reduce(times[name]), results[name]) for name in contenders}
 
 
 def main():
@@ -158,21 +162,21 @@ def main():
             a = build(m)
             a.sort_indices()
             n = a.shape[0]
-            t_ours, perm = timed(
-                lambda a=a, n=n: amd_order(a.indptr, a.indices, n), args.repeat, args.stat
-            )
-            nnz_ours = factor_nnz(a, perm)
-            t_lib = float("nan")
+            contenders = {"ours": lambda a=a, n=n: amd_order(a.indptr, a.indices, n)}
             if lib is not None:
-                t_lib, _ = timed(lambda a=a: libamd_order(lib, a), args.repeat, args.stat)
+                contenders["libamd"] = lambda a=a: libamd_order(lib, a)
+            if analyze is not None:
+                contenders["cholmod"] = lambda a=a: analyze(
+                    a, ordering_method="amd", mode="simplicial"
+                )
+            res = timed(contenders, args.repeat, args.stat)
+            t_ours, perm = res["ours"]
+            nnz_ours = factor_nnz(a, perm)
+            t_lib = res["libamd"][0] if "libamd" in res else float("nan")
             t_chm = float("nan")
             nnz_chm = -1
-            if analyze is not None:
-                t_chm, factor = timed(
-                    lambda a=a: analyze(a, ordering_method="amd", mode="simplicial"),
-                    args.repeat,
-                    args.stat,
-                )
+            if "cholmod" in res:
+                t_chm, factor = res["cholmod"]
                 nnz_chm = factor_nnz(a, factor.P())
             print(
                 f"{kind:<10}{n:>9}{a.nnz:>10} | {t_ours:>8.3f}{t_lib:>9.3f}{t_chm:>10.3f}"
@@ -184,7 +188,7 @@ def main():
         "\nours: gmrf_core amd_order (validation + AMD + postorder); libamd: SuiteSparse "
         "amd_l_order via ctypes;\ncholmod: sksparse analyze(amd, simplicial) = AMD + CHOLMOD "
         "symbolic analysis (upper bound on its AMD time).\nnnzL: nonzeros of L incl. diagonal "
-        f"(symbolic count). Times: {args.stat} of {args.repeat} runs after a warm-up."
+        f"(symbolic count). Times: {args.stat} of {args.repeat} interleaved runs after a warm-up."
     )
 
 

@@ -90,6 +90,15 @@ class LaplaceApproximation:
         """Square roots of :meth:`marginal_variance`."""
         return np.sqrt(np.maximum(self.marginal_variance(), 0.0))
 
+    def linear_predictor_variance(self):
+        """Variances of η = A x + X β + offset, for every observation (missing ones too)."""
+        A = self._model.A_full
+        var = self.factor.selected_inverse().quadratic_diag(A)
+        if self._V is not None:
+            W = np.linalg.solve(self._chol_S, (A @ self._V).T)
+            var = var - np.einsum("ij,ij->j", W, W)
+        return var
+
 
 class LatentGaussianModel:
     """Latent Gaussian model: a GMRF prior, a likelihood and a linear predictor.
@@ -240,10 +249,10 @@ class LatentGaussianModel:
         theta_prior = self.theta0[: self.n_theta_prior]
         Qt = self._prior_blocks(theta_prior)
         ones_q = sp.csc_matrix((np.ones(Qt.nnz), Qt.indices, Qt.indptr), shape=Qt.shape)
-        a_abs = sp.csr_matrix(
-            (np.ones(self._A_obs.nnz), self._A_obs.indices, self._A_obs.indptr),
-            shape=self._A_obs.shape,
-        )
+        # the pattern covers every row of Ã, missing ones too, so that predictive variances
+        # at unobserved locations are available from the selected inverse
+        a_all = self.A_full
+        a_abs = sp.csr_matrix((np.ones(a_all.nnz), a_all.indices, a_all.indptr), shape=a_all.shape)
         pattern = sp.csc_matrix(ones_q + sp.csc_matrix(a_abs.T @ a_abs) + sp.eye(self.n_total))
         pattern.sort_indices()
         self._H = sp.csc_matrix(
@@ -315,7 +324,7 @@ class LatentGaussianModel:
             grad[:, : self.n_latent] = self.prior.mean_grad(theta_prior)
         return grad
 
-    def _precision_grads(self, theta_prior, Qt):
+    def _precision_grads(self, theta_prior):
         grads = []
         for k, dQ in enumerate(self.prior.precision_grad(theta_prior)):
             dQ = as_csc(dQ, f"precision_grad[{k}]")
@@ -459,11 +468,98 @@ class LatentGaussianModel:
             "other hyperparameters, a larger max_newton, or check the data."
         )
 
+    # -- building blocks (also used by gmrf_core.variational) ------------------------------
+    def split_theta(self, theta):
+        """Validate θ and split it -> (theta, theta_prior, theta_lik)."""
+        return self._split(theta)
+
+    def prior_precision(self, theta_prior):
+        """Q̃ = blockdiag(Q(θ), τ_β I) on its fixed pattern (CSC)."""
+        Qt = self._prior_blocks(theta_prior)
+        data = self._on_q_pattern(Qt, "prior.precision(theta)").copy()
+        return sp.csc_matrix((data, self._q_pattern[1], self._q_pattern[0]), shape=Qt.shape)
+
+    def prior_precision_grad(self, theta_prior):
+        """dQ̃/dθ_k as value arrays on the pattern of :meth:`prior_precision`."""
+        if not self.n_theta_prior:
+            return []
+        return self._precision_grads(theta_prior)
+
+    def prior_mean(self, theta_prior):
+        """μ̃ = (μ(θ), 0) of the latent vector z = (x, β)."""
+        return self._prior_mean(theta_prior)
+
+    def prior_mean_grad(self, theta_prior):
+        """dμ̃/dθ_k, shape (n_theta_prior, n_total)."""
+        return self._prior_mean_grad(theta_prior)
+
+    def prior_logdet(self, theta_prior, Qt):
+        """log det(BᵀQ̃B) of the prior on the constraint surface (see module docstring)."""
+        return self._prior_logdet(theta_prior, Qt)
+
+    def prior_logdet_grad(self, theta_prior, Qt, dQ):
+        """Gradient of :meth:`prior_logdet` (dQ from :meth:`prior_precision_grad`)."""
+        return self._prior_logdet_grad(theta_prior, Qt, dQ)
+
+    def factorize_precision(self, Qt, weights):
+        """Factor of Q̃ + Ãᵀ diag(weights) Ã on the model's fixed pattern.
+
+        ``weights`` has one entry per observation (ignored where missing). The
+        returned Factor is reused and overwritten by the next call of this method
+        or of the objective: copy it (``factor.copy()``) to keep it.
+        """
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (self.n_obs,):
+            raise InputError(f"weights must have shape ({self.n_obs},); got {weights.shape}.")
+        return self._refactorize(Qt, weights)
+
+    def kriging(self, factor):
+        """(V, chol(S)), V = H⁻¹A_cᵀ, S = A_c V, for the prior's constraints; else (None, None)."""
+        return self._kriging(factor)
+
+    def constrained_solve(self, factor, V, chol_S, b):
+        """Σ_c b = H⁻¹b − V S⁻¹ Vᵀ b: a solve with H restricted to the constraint surface."""
+        return self._project(factor.solve(b), V, chol_S, self._Ac)
+
+    def constrained_logdet_terms(self, chol_S):
+        """½ log|A_c H⁻¹ A_cᵀ| − ½ log|A_c A_cᵀ| (0 without constraints)."""
+        if chol_S is None:
+            return 0.0
+        return float(np.sum(np.log(np.diag(chol_S)))) - 0.5 * self._logdet_AAt
+
+    def predictor_variance(self, selinv, V=None, chol_S=None):
+        """diag(Ã Σ_c Ãᵀ) for the observed rows (0 where missing).
+
+        ``selinv`` is a selected inverse of H = Q̃ + Ãᵀ W Ã (any W) on this model's
+        pattern; V, chol_S are the kriging parts of :meth:`kriging`.
+        """
+        sigma = selinv.values_at_positions(self._trip_store)
+        out = np.empty(self.n_obs)
+        _kasm._row_quadratic(self._trip_obs, self._trip_val, sigma, out)
+        if V is not None:
+            W = np.linalg.solve(chol_S, (self._A_obs @ V).T)
+            out -= np.einsum("ij,ij->j", W, W)
+        return out
+
+    def prior_traces(self, selinv, dQ, V=None, chol_S=None):
+        """tr(Σ_c dQ̃_k) for each k, from a selected inverse of H (and kriging parts)."""
+        sigma_q = selinv.values_at_positions(self._q_store)
+        traces = np.array([float(sigma_q @ d) for d in dQ])
+        if V is not None and len(dQ):
+            traces -= self._lowrank_traces(V, chol_S, dQ)
+        return traces
+
+    def feasible(self, z):
+        """Project z orthogonally onto the constraint surface A_c z = e."""
+        return self._feasible(z)
+
+    def linear_predictor(self, z):
+        """η = A x + X β + offset for z = (x, β)."""
+        return self._eta(z)
+
     def _evaluate(self, theta):
         theta, theta_prior, theta_lik = self._split(theta)
-        Qt = self._prior_blocks(theta_prior)
-        Qt.data = self._on_q_pattern(Qt, "prior.precision(theta)").copy()
-        Qt = sp.csc_matrix((Qt.data, self._q_pattern[1], self._q_pattern[0]), shape=Qt.shape)
+        Qt = self.prior_precision(theta_prior)
         mu = self._prior_mean(theta_prior)
         z0 = self._last_mode if self._last_mode is not None else mu.copy()
         z, eta, d1, d2, factor, V, chol_S, iterations = self._newton(theta_lik, Qt, mu, z0)
@@ -473,8 +569,7 @@ class LatentGaussianModel:
         value = -ll + 0.5 * float(r @ (Qt @ r)) + 0.5 * factor.logdet()
         prior_logdet = self._prior_logdet(theta_prior, Qt)
         value -= 0.5 * prior_logdet
-        if V is not None:
-            value += float(np.sum(np.log(np.diag(chol_S)))) - 0.5 * self._logdet_AAt
+        value += self.constrained_logdet_terms(chol_S)
         value -= self.log_prior(theta)
         return dict(
             theta=theta,
@@ -590,17 +685,10 @@ class LatentGaussianModel:
         theta_lik = state["theta_lik"]
         _d1, _d2, d3 = self.likelihood.eta_derivatives(state["eta"], theta_lik)
         selinv = factor.selected_inverse()
-        sigma_trip = selinv.values_at_positions(self._trip_store)
-        dvec = np.empty(self.n_obs)
-        _kasm._row_quadratic(self._trip_obs, self._trip_val, sigma_trip, dvec)
-        sigma_q = selinv.values_at_positions(self._q_store)
-        if V is not None:
-            AV = self._A_obs @ V
-            W = np.linalg.solve(chol_S, AV.T)
-            dvec -= np.einsum("ij,ij->j", W, W)
+        dvec = self.predictor_variance(selinv, V, chol_S)
         # v = ∇_z of ½ log|H| (+ ½ log|S|): W = −ℓ'' so ∂W/∂η = −ℓ'''
         v = 0.5 * (self._A_obs.T @ (dvec * -d3))
-        return dict(dvec=dvec, sigma_q=sigma_q, v=v)
+        return dict(dvec=dvec, selinv=selinv, v=v)
 
     def _direct_partials(self, state, sens, dQ, dmu):
         """∂F/∂θ_k at fixed z, and the vectors b_k = ∂(∇_z g)/∂θ_k."""
@@ -612,9 +700,7 @@ class LatentGaussianModel:
         indptr, indices = self._q_pattern
         if self.n_theta_prior:
             prior_logdet_grad = self._prior_logdet_grad(theta_prior, Qt, dQ)
-            trace_h = np.array([float(sens["sigma_q"] @ d) for d in dQ])
-            if V is not None:
-                trace_h -= self._lowrank_traces(V, chol_S, dQ)
+            trace_h = self.prior_traces(sens["selinv"], dQ, V, chol_S)
             Qr = Qt @ r
             for k, d in enumerate(dQ):
                 dQk = sp.csc_matrix((d, indices, indptr), shape=Qt.shape)
@@ -644,7 +730,7 @@ class LatentGaussianModel:
         """
         state = self._evaluate(theta)
         sens = self._sensitivities(state)
-        dQ = self._precision_grads(state["theta_prior"], state["Qt"]) if self.n_theta_prior else []
+        dQ = self.prior_precision_grad(state["theta_prior"])
         dmu = self._prior_mean_grad(state["theta_prior"])
         partial, rhs = self._direct_partials(state, sens, dQ, dmu)
         factor = state["factor"]
@@ -663,7 +749,7 @@ class LatentGaussianModel:
             raise InputError(f"theta_dot must be a finite vector of length {self.theta0.size}.")
         state = self._evaluate(theta)
         sens = self._sensitivities(state)
-        dQ = self._precision_grads(state["theta_prior"], state["Qt"]) if self.n_theta_prior else []
+        dQ = self.prior_precision_grad(state["theta_prior"])
         dmu = self._prior_mean_grad(state["theta_prior"])
         partial, rhs = self._direct_partials(state, sens, dQ, dmu)
         tangent_rhs = theta_dot @ rhs

@@ -202,3 +202,22 @@ def test_bad_input():
         model.objective(np.array([np.nan]))
     with pytest.raises(gm.InputError, match="theta_dot"):
         model.jvp(np.zeros(1), np.zeros(2))
+
+
+def test_linear_predictor_variance_including_missing_rows():
+    rng = np.random.default_rng(5)
+    prior = models.Matern2D((6, 5))
+    A = sp.random(12, prior.n, density=0.15, random_state=6, format="csr")
+    y = rng.poisson(2.0, 12).astype(float)
+    y[[2, 7]] = np.nan  # predictions wanted there
+    X = np.ones((12, 1))
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), A=A, X=X)
+    approx = model.laplace(prior.theta0)
+    L = approx.factor.L().toarray()
+    p = approx.factor.perm
+    H = np.empty((model.n_total, model.n_total))
+    H[np.ix_(p, p)] = L @ L.T
+    full = np.hstack([A.toarray(), X])
+    expected = np.diag(full @ np.linalg.inv(H) @ full.T)
+    np.testing.assert_allclose(approx.linear_predictor_variance(), expected, rtol=1e-9)
+    np.testing.assert_allclose(approx.linear_predictor, full @ approx.mode, rtol=1e-12)

@@ -109,18 +109,16 @@ class LatentModel:
         return None
 
     def constrained_logdet(self, theta):
-        """log det(Bᵀ Q(θ) B) with B an orthonormal basis of {x : A x = 0}, or None.
+        """log det(Bᵀ Q(θ) B), B an orthonormal basis of {x : A x = 0}, or None.
 
-        This is the log-determinant that normalises the density of the constrained
-        model x | A x = e on its (n - k)-dimensional support:
-        log p(x) = -(n-k)/2 log 2π + ½ log det(BᵀQB) - ½ (x-μ)ᵀQ(x-μ) for x with A x = e
-        when Q(x - μ) is orthogonal to the null space of A (always true for the
-        intrinsic models here, whose constraints span the null space of Q).
-        Without constraints it equals :meth:`logdet`; when the constraint rows span
-        the null space of Q it equals the generalised log-determinant :meth:`logdet`
-        too. Models whose constraints do not span the null space of Q (e.g.
-        :class:`~gmrf_core.models.BYM2`, constraints on a block only) override this.
-        None means "not available analytically".
+        The log-determinant that normalises the density of the constrained model on
+        its (n - k)-dimensional support {x : A x = e}: there, with x = x₀ + B y,
+        y has precision BᵀQB. Without constraints it is :meth:`logdet`; when the
+        constraint rows span the null space of Q (RW1, RW2, Besag, and Kronecker
+        products and stacks of them) it equals the generalised log-determinant
+        :meth:`logdet` as well. Models whose constraints do not span the null space
+        of Q (e.g. :class:`~gmrf_core.models.BYM2`, constrained on a block only)
+        override it. None means "not available analytically".
         """
         if self.constraints is None or self._constraints_span_null_space:
             return self.logdet(theta)

@@ -230,6 +230,11 @@ class _MaternBase(LatentModel):
         log_kappa, log_tau = self._log_kappa_tau(theta)
         return math.exp(log_kappa), math.exp(log_tau)
 
+    def to_natural(self, theta):
+        """Natural scale: practical range ρ = exp(θ₀) and marginal standard deviation σ = exp(θ₁)."""
+        practical_range, sigma = self.range_sigma(theta)
+        return {"range": practical_range, "sigma": sigma}
+
     def range_sigma(self, theta):
         """Return (practical range ρ, marginal standard deviation σ) = exp(θ)."""
         theta = self.check_theta(theta)

@@ -6,10 +6,10 @@ import ctypes.util
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from gmrf_core.kernels import amd as amd_kernels
-from gmrf_core.kernels.amd import amd_order
 
 from gmrf_core.errors import GMRFError, InputError, NotSymmetricError
+from gmrf_core.kernels import amd as amd_kernels
+from gmrf_core.kernels.amd import amd_order
 
 # ----------------------------------------------------------------------------
 # patterns and a reference fill count

@@ -106,3 +106,25 @@ def test_validation(grid):
     with pytest.raises(InputError, match="phi must"):
         prior.distance(1.0)
     assert "unbound" in repr(PCBYM2Phi()) and "bound" in repr(prior)
+
+
+def test_h_functions_series_and_direct_branches():
+    """H(z) = (z - log(1+z))/z² and its derivatives, on both sides of the series radius."""
+    from fractions import Fraction
+
+    from gmrf_core.models.priors import _h_functions
+
+    def reference(z):
+        # H(z) = Σ_{m>=2} (-1)^m z^(m-2)/m in exact rationals (|z| < 1, 60 terms)
+        zf = Fraction(z)
+        return float(sum(Fraction((-1) ** m, m) * zf ** (m - 2) for m in range(2, 62)))
+
+    z = np.array([-0.3, -0.049, -1e-9, 0.0, 1e-7, 0.02, 0.0499, 0.0501, 0.3])
+    h, h1, h2 = _h_functions(z, 1.0 + z, np.log1p(z))
+    np.testing.assert_allclose(h, [reference(v) for v in z], rtol=1e-13)
+    step = 1e-6
+    for order, values in ((1, h1), (2, h2)):
+        up = _h_functions(z + step, 1.0 + z + step, np.log1p(z + step))[order - 1]
+        down = _h_functions(z - step, 1.0 + z - step, np.log1p(z - step))[order - 1]
+        np.testing.assert_allclose(values, (up - down) / (2 * step), rtol=1e-7, atol=1e-9)
+    assert h[0] > 0.5 > h[-1] and h1[4] == pytest.approx(-1 / 3, rel=1e-6) and h2[3] == 0.5

@@ -6,7 +6,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from gmrf_core.errors import InputError, NotSymmetricError
-from gmrf_core.models import RW1, _structure
+from gmrf_core.models import Besag, _structure
 from gmrf_core.models._structure import (
     FixedPattern,
     LinearPrecision,
@@ -125,10 +125,11 @@ def test_intrinsic_structure_errors(monkeypatch):
         intrinsic_structure(structure + sp.identity(40), np.ones((40, 1)), "t")
     monkeypatch.setattr(_structure, "DENSE_LIMIT", 10)
     monkeypatch.setattr(_structure, "BAND_WORK_LIMIT", 10.0)
+    path = [[j for j in (i - 1, i + 1) if 0 <= j < 50] for i in range(50)]
     with pytest.raises(InputError, match="scale=False"):
-        RW1(50)
-    # without scaling only log|R|* is needed, which has no size limit
-    assert RW1(50, scale=False).logdet([0.0]) == pytest.approx(np.log(50))
+        Besag(path)
+    # without scaling only log|R|* is needed (sparse LU), which has no size limit
+    assert Besag(path, scale=False).logdet([0.0]) == pytest.approx(np.log(50))
     with pytest.raises(InputError, match="positive semidefinite"):
         structure_log_pdet(-structure, np.ones((40, 1)), "t")
 
