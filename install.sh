@@ -4,14 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 need_apt=0
-for pkg in libsuitesparse-dev libopenblas0-pthread; do
+for pkg in libsuitesparse-dev libopenblas0-pthread gfortran; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ] && command -v apt-get >/dev/null 2>&1; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q libsuitesparse-dev libopenblas0-pthread
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q libsuitesparse-dev libopenblas0-pthread \
+        gfortran
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -E "^WARNING: (Running pip as|Location)" || true
+# the PyPI "selinv" package (Lin Lin's SelInv, Fortran) is only a benchmark peer: optional
+python3 -c "import selinv" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check \
+    -e ".[bench]" 2>&1 | grep -v -E "^WARNING: (Running pip as|Location)" \
+    || echo "install.sh: optional benchmark peer 'selinv' did not install" >&2
 python3 -c "import gmrf_core, sksparse.cholmod" || { echo "install.sh: gmrf_core or scikit-sparse failed to import" >&2; exit 1; }

@@ -12,6 +12,7 @@ the timing, and writes PNG maps of the posterior mean and standard deviation.
 """
 
 import argparse
+import resource
 import time
 
 import numpy as np
@@ -108,6 +109,8 @@ def main(size=300, out="demo_maps.png"):
         f"{result.time:.1f} s (standard errors and marginal sds included); "
         f"total {time.perf_counter() - t0:.1f} s"
     )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak memory (max RSS) {peak:.2f} GiB")
     save_maps(out, size, truth, mean, sd)
     print(f"wrote {out}")
     return result

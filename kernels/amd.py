@@ -11,6 +11,11 @@ degree exceeds ``dense_threshold * sqrt(n)`` are set aside and ordered last.
 The pivot sequence is finally postordered along the assembly tree, so that
 nodes of a subtree are contiguous (good for supernodes, same fill).
 
+The data layout and step order deliberately follow SuiteSparse AMD (AMD
+2.x/3.x, ``amd_2.c`` and ``amd_postorder.c``, BSD-3-Clause, (c) T. A. Davis,
+P. R. Amestoy, I. S. Duff), so that, given the same initial lists, the pivot
+sequence is the same; the tests check this against libamd itself.
+
 References
 ----------
 P. R. Amestoy, T. A. Davis and I. S. Duff, "An approximate minimum degree

@@ -231,7 +231,7 @@ class _MaternBase(LatentModel):
         return math.exp(log_kappa), math.exp(log_tau)
 
     def to_natural(self, theta):
-        """Natural scale: practical range ρ = exp(θ₀) and marginal standard deviation σ = exp(θ₁)."""
+        """Natural scale: practical range ρ = exp(θ₀), marginal standard deviation σ = exp(θ₁)."""
         practical_range, sigma = self.range_sigma(theta)
         return {"range": practical_range, "sigma": sigma}
 

@@ -1,0 +1,79 @@
+"""Selected inversion vs factorization, and vs the PyPI ``selinv`` package (Lin Lin's SelInv).
+
+For the 2-D SPDE α=2 precision at 250², 500², 1000²: our numeric factorization
+time, our selected-inversion time and their ratio, and the time the ``selinv``
+package takes for the diagonal of Q⁻¹ on the same matrix given the same
+fill-reducing permutation (its ``P=`` argument; its default MMD ordering is much
+slower, so comparing against it would flatter us). Also checks the diagonal
+against ``selinv``'s and, on a small lattice, against a dense inverse.
+
+Usage: python bench/compare_selinv.py [--sizes 250 500 1000] [--repeat 3]
+(``pip install selinv`` needs gfortran; install.sh installs both.)
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _env import ensure_cholmod_env, median_time  # noqa: E402
+
+ensure_cholmod_env()
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+import gmrf_core as gm  # noqa: E402
+from gmrf_core.datasets import spde_precision_2d  # noqa: E402
+
+
+def dense_check(m=50):
+    Q = spde_precision_2d(m, kappa=0.1)
+    diag = gm.cholesky(Q).selected_inverse().diag()
+    ref = np.diag(np.linalg.inv(Q.toarray()))
+    return np.abs(diag - ref).max() / np.abs(ref).max()
+
+
+def run_selinv_package(Q, perm):
+    try:
+        import selinv
+    except ImportError:
+        return np.nan, None
+    lower = sp.csc_matrix(sp.tril(Q))
+    t0 = time.perf_counter()
+    diag = selinv.selinv(lower, P=perm)
+    return time.perf_counter() - t0, diag
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"diagonal vs dense inverse (50² SPDE): max relative error {dense_check():.1e}")
+    print("times are medians; ours single-threaded BLAS; selinv given our permutation")
+    print(
+        f"{'lattice':>8}{'n':>10}{'nnz(L)':>12}{'factor s':>10}{'selinv s':>10}{'ratio':>7}"
+        f"{'f+s s':>8}{'SelInv pkg s':>14}{'pkg/ours':>9}{'diag rel.diff':>15}"
+    )
+    for m in args.sizes:
+        Q = spde_precision_2d(m, kappa=0.05)
+        symbolic = gm.analyze(Q)
+        factor = symbolic.factorize(Q)
+        t_factor = median_time(lambda f=factor, Q=Q: f.refactorize(Q), repeat=args.repeat)
+        t_selinv = median_time(lambda f=factor: f.selected_inverse(), repeat=args.repeat)
+        diag = factor.selected_inverse().diag()
+        t_pkg, diag_pkg = run_selinv_package(Q, symbolic.perm)
+        diff = np.nan if diag_pkg is None else np.abs(diag - diag_pkg).max() / np.abs(diag).max()
+        both = t_factor + t_selinv
+        print(
+            f"{m:>7}²{Q.shape[0]:>10}{symbolic.nnz:>12}{t_factor:>10.3f}{t_selinv:>10.3f}"
+            f"{t_selinv / t_factor:>7.2f}{both:>8.2f}{t_pkg:>14.2f}{t_pkg / both:>9.2f}"
+            f"{diff:>15.1e}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
