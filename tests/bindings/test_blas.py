@@ -127,7 +127,8 @@ def test_kernels_are_cached_across_processes(tmp_path):
             from gmrf_core.kernels import cholesky as k
             Q = gm.datasets.laplacian_2d(6)
             gm.cholesky(Q, ordering="natural")
-            print(sum(k._factorize.stats.cache_hits.values()), sum(k._factorize.stats.cache_misses.values()))
+            stats = k._factorize.stats
+            print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
             """
         )
     )

@@ -1,4 +1,4 @@
-"""Symbolic analysis kernels: etree, column counts, supernodes and scatter map vs dense references."""
+"""Symbolic analysis kernels: etree, column counts, supernodes, scatter map vs dense references."""
 
 import numpy as np
 import pytest
