@@ -484,41 +484,49 @@ class Factor:
             raise InputError(f"{name} has NaN or infinite entries.")
         return b
 
-    def _permuted(self, b):
-        b2 = b.reshape(self.n, -1)
-        work = np.empty(b2.shape, dtype=np.float64)
-        _kchol._permute_rows(np.ascontiguousarray(b2), self.symbolic.perm, work)
-        return work
+    # Right-hand sides are processed in blocks of this many columns, which bounds the
+    # per-supernode work buffer (max rows of a supernode x block) for many-sample draws.
+    _RHS_BLOCK = 64
 
-    def _unpermuted(self, work, shape):
-        out = np.empty(work.shape, dtype=np.float64)
-        _kchol._unpermute_rows(work, self.symbolic.perm, out)
-        return out.reshape(shape)
+    def _triangular(self, b, forward, backward, permute_in, permute_out):
+        """Apply L⁻¹ and/or L⁻ᵀ to the columns of ``b`` (shape (n, k)), block by block."""
+        s = self.symbolic
+        if getattr(s, "_max_rows", None) is None:
+            s._max_rows = int(_kchol._max_rows(s.nsuper, s.rows_ptr))
+        b2 = b.reshape(self.n, -1)
+        out = np.empty(b2.shape, dtype=np.float64)
+        for start in range(0, b2.shape[1], self._RHS_BLOCK):
+            block = np.ascontiguousarray(b2[:, start : start + self._RHS_BLOCK])
+            width = block.shape[1]
+            if permute_in:
+                work = np.empty(block.shape)
+                _kchol._permute_rows(block, s.perm, work)
+            else:
+                work = block.copy()
+            buffer = np.empty((s._max_rows, width))
+            args = (s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work, buffer)
+            if forward:
+                _kchol._forward_solve(*args)
+            if backward:
+                _kchol._backward_solve(*args)
+            if permute_out:
+                result = np.empty(work.shape)
+                _kchol._unpermute_rows(work, s.perm, result)
+                work = result
+            out[:, start : start + width] = work
+        return out.reshape(b.shape)
 
     def solve(self, b):
         """Solve Q x = b for a vector (n,) or a matrix (n, k) of right-hand sides."""
-        b = self._rhs(b)
-        s = self.symbolic
-        work = self._permuted(b)
-        _kchol._forward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
-        _kchol._backward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
-        return self._unpermuted(work, b.shape)
+        return self._triangular(self._rhs(b), True, True, True, True)
 
     def solve_L(self, b):
         """Return y with L y = b[perm] (y in the factor's ordering)."""
-        b = self._rhs(b)
-        s = self.symbolic
-        work = self._permuted(b)
-        _kchol._forward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
-        return work.reshape(b.shape)
+        return self._triangular(self._rhs(b), True, False, True, False)
 
     def solve_Lt(self, y):
         """Return x with Lᵀ x[perm] = y (``y`` in the factor's ordering, x in Q's)."""
-        y = self._rhs(y, "y")
-        s = self.symbolic
-        work = np.array(y.reshape(self.n, -1), dtype=np.float64, order="C")
-        _kchol._backward_solve(s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work)
-        return self._unpermuted(work, y.shape)
+        return self._triangular(self._rhs(y, "y"), False, True, False, True)
 
     def sample(self, size=None, rng=None):
         """Draw from N(0, Q⁻¹): x = Pᵀ L⁻ᵀ z with z ~ N(0, I) (Rue & Held 2005, Alg. 2.4).

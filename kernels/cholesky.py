@@ -222,8 +222,21 @@ def _diag_logsum(nsuper, super_ptr, rows_ptr, lx_ptr, lx):
 
 
 @jit
-def _forward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x):
-    """Solve L y = b in place; x has shape (n, k), C-contiguous, rows in factor order."""
+def _max_rows(nsuper, rows_ptr):
+    best = 0
+    for s in range(nsuper):
+        best = max(best, rows_ptr[s + 1] - rows_ptr[s])
+    return best
+
+
+@jit
+def _forward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x, work):
+    """Solve L y = b in place; x has shape (n, k), C-contiguous, rows in factor order.
+
+    Per supernode: a dense triangular solve on its own rows, then the update of
+    the rows below is accumulated in ``work`` (nsrow x k) column by column of L
+    (contiguous reads) and scattered once per row.
+    """
     k = x.shape[1]
     for s in range(nsuper):
         k1 = super_ptr[s]
@@ -237,16 +250,40 @@ def _forward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x):
             row_j = k1 + j
             for r in range(k):
                 x[row_j, r] *= inv
-            for i in range(j + 1, nsrow):
+            for i in range(j + 1, nscol):
                 lij = lx[cj + i]
-                ri = rows[psi + i]
                 for r in range(k):
-                    x[ri, r] -= lij * x[row_j, r]
+                    x[k1 + i, r] -= lij * x[row_j, r]
+        if nsrow == nscol:
+            continue
+        for i in range(nscol, nsrow):
+            for r in range(k):
+                work[i, r] = 0.0
+        for j in range(nscol):
+            cj = psx + j * nsrow
+            if k == 1:  # contiguous over i: vectorizes
+                xj = x[k1 + j, 0]
+                for i in range(nscol, nsrow):
+                    work[i, 0] += lx[cj + i] * xj
+            else:  # contiguous over the right-hand sides
+                for i in range(nscol, nsrow):
+                    lij = lx[cj + i]
+                    for r in range(k):
+                        work[i, r] += lij * x[k1 + j, r]
+        for i in range(nscol, nsrow):
+            ri = rows[psi + i]
+            for r in range(k):
+                x[ri, r] -= work[i, r]
 
 
 @jit
-def _backward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x):
-    """Solve Lᵀ z = y in place; x has shape (n, k), C-contiguous, rows in factor order."""
+def _backward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x, work):
+    """Solve Lᵀ z = y in place; x has shape (n, k), C-contiguous, rows in factor order.
+
+    Per supernode (last to first): gather the solution at the rows below into
+    ``work`` once, subtract L_belowᵀ x_below with contiguous dot products, then a
+    dense triangular solve on the supernode's own rows.
+    """
     k = x.shape[1]
     for s in range(nsuper - 1, -1, -1):
         k1 = super_ptr[s]
@@ -254,14 +291,30 @@ def _backward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x):
         psi = rows_ptr[s]
         nsrow = rows_ptr[s + 1] - psi
         psx = lx_ptr[s]
+        if nsrow > nscol:
+            for i in range(nscol, nsrow):
+                ri = rows[psi + i]
+                for r in range(k):
+                    work[i, r] = x[ri, r]
+            for j in range(nscol):
+                cj = psx + j * nsrow
+                if k == 1:
+                    acc = 0.0
+                    for i in range(nscol, nsrow):
+                        acc += lx[cj + i] * work[i, 0]
+                    x[k1 + j, 0] -= acc
+                else:
+                    for i in range(nscol, nsrow):
+                        lij = lx[cj + i]
+                        for r in range(k):
+                            x[k1 + j, r] -= lij * work[i, r]
         for j in range(nscol - 1, -1, -1):
             cj = psx + j * nsrow
             row_j = k1 + j
-            for i in range(j + 1, nsrow):
+            for i in range(j + 1, nscol):
                 lij = lx[cj + i]
-                ri = rows[psi + i]
                 for r in range(k):
-                    x[row_j, r] -= lij * x[ri, r]
+                    x[row_j, r] -= lij * x[k1 + i, r]
             inv = 1.0 / lx[cj + j]
             for r in range(k):
                 x[row_j, r] *= inv

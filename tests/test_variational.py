@@ -169,25 +169,22 @@ def test_elbo_matches_dense_computation_on_the_constraint_surface():
     assert vi.elbo(model, theta, q) == pytest.approx(reference, rel=1e-10)
 
 
-def test_kl_of_the_prior_is_zero():
-    model, theta = poisson_rw1_model()
-    Qt = model.prior_precision(theta)
-    # q = prior restricted to the surface: zero sites need a definite Λ, so use the
-    # Gaussian identity KL(p ‖ p) = 0 through a proper prior instead
+def test_elbo_of_the_prior_is_the_expected_log_likelihood():
+    """q = p (zero sites, a proper prior): KL = 0, and E[log p(y | z)] is closed-form."""
     prior = models.AR1(10)
-    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(np.arange(10.0)))
-    q = vi.initial_q(model, prior.theta0, "prior")
-    state_elbo = vi.elbo(model, prior.theta0, q)
-    expected = sum(
-        w * model.likelihood.log_density(q.predictor_mean + t * np.sqrt(q.predictor_variance))
-        for t, w in zip(*vi._gauss_hermite(20))
-    )
-    assert state_elbo == pytest.approx(expected, rel=1e-12)
-    assert Qt.shape == (model_n_total := 13, model_n_total)
+    y = np.arange(10.0)
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y))
+    theta = np.array([0.3, 0.4])
+    q = vi.initial_q(model, theta, "prior")
+    np.testing.assert_allclose(q.mean, 0.0)
+    cov = np.linalg.inv(prior.precision(theta).toarray())
+    np.testing.assert_allclose(q.marginal_variance(), np.diag(cov), rtol=1e-10)
+    expected = np.sum(-np.exp(0.5 * np.diag(cov)) - gammaln(y + 1.0))
+    assert vi.elbo(model, theta, q) == pytest.approx(expected, rel=1e-10)
 
 
 # -- the bound: ELBO ≤ log p(y | θ), integrated numerically ---------------------------------------
-def quadrature_log_marginal(model, theta, points=40):
+def quadrature_log_marginal(model, theta, points=24):
     """log ∫ p(y | z) p(z) dz on the constraint surface, by tensor Gauss–Hermite quadrature
     centred at the mode of the integrand in the null-space coordinates u (z = B u)."""
     basis = null_basis(model)
@@ -255,14 +252,20 @@ def test_elbo_is_below_the_numerically_integrated_marginal_likelihood(name):
     result = vi.optimize_q(model, theta, tol=1e-12)
     assert result.converged
     exact = quadrature_log_marginal(model, theta)
-    # the quadrature itself is accurate: more points change nothing
-    assert quadrature_log_marginal(model, theta, points=30) == pytest.approx(exact, abs=1e-9)
+    # the quadrature itself is accurate: fewer points change nothing that matters here
+    assert quadrature_log_marginal(model, theta, points=20) == pytest.approx(exact, abs=1e-6)
+    if name == "iid-bernoulli":
+        # a symmetric prior around η = 0: p(y_i = 1) = ½ for each observation
+        assert exact == pytest.approx(2.0 * np.log(0.5), abs=1e-7)
     assert result.elbo <= exact
     assert exact - result.elbo < 0.05  # a tight bound for these small models
-    print(f"{name}: ELBO {result.elbo:.8f}  log p(y) {exact:.8f}  Laplace {-model.objective(theta):.8f}")
+    print(
+        f"{name}: ELBO {result.elbo:.8f}  log p(y) {exact:.8f}  "
+        f"Laplace {-model.objective(theta):.8f}"
+    )
 
 
-# -- ascent, convergence and stationarity -------------------------------------------------------------
+# -- ascent, convergence and stationarity ----------------------------------------------------
 def matern_bernoulli():
     rng = np.random.default_rng(7)
     prior = models.Matern2D((8, 8))
@@ -315,7 +318,7 @@ def test_natural_gradients_need_far_fewer_iterations_than_plain_gradients(case):
 
     natural = vi.optimize_q(model, theta, q0, callback=reached, tol=1e-14)
     plain = vi.optimize_q(
-        model, theta, q0, method="gradient", step=1e-2, callback=reached, tol=1e-14, maxiter=400
+        model, theta, q0, method="gradient", step=1e-2, callback=reached, tol=1e-14, maxiter=150
     )
     print(
         f"{case.__name__}: natural gradient {natural.nit} iterations, "
@@ -347,19 +350,20 @@ def test_plain_gradient_matches_dense_formula_and_finite_differences():
     # dense: ∂L/∂λ_i = −½ ã_iᵀ Σ_c Ãᵀ diag(E[ℓ''] + λ) Ã Σ_c ã_i (base = prior here)
     cov = dense_covariance(model, q)
     a = model.A_full.toarray()
-    _e1, e2 = vi._expected_eta_derivatives(model, q, theta[1:], 20)
+    eta_mean = a @ q.mean + model.offset
+    eta_var = np.einsum("ij,jk,ik->i", a, cov, a)
+    e2 = np.where(model.likelihood.observed, -np.exp(eta_mean + 0.5 * eta_var), 0.0)  # E[ℓ'']
     m = a.T @ np.diag(e2 + q.site_precision) @ a
     dense_lam = -0.5 * np.einsum("ij,jk,ik->i", a @ cov, m, a @ cov)
     dense_lam[~model.likelihood.observed] = 0.0
-    np.testing.assert_allclose(grad_lam, dense_lam, rtol=1e-6, atol=1e-9 * np.abs(dense_lam).max())
+    # central differences of the selected inverse: ~1e-8 relative to the largest entry
+    np.testing.assert_allclose(grad_lam, dense_lam, rtol=0, atol=1e-6 * np.abs(dense_lam).max())
 
     def elbo_of_sites(lam):
         return vi.elbo(
             model,
             theta,
-            vi.initial_q(
-                model, theta, site_precision=lam, site_linear=q.site_linear, mean=q.mean
-            ),
+            vi.initial_q(model, theta, site_precision=lam, site_linear=q.site_linear, mean=q.mean),
         )
 
     observed = model.likelihood.observed
