@@ -85,7 +85,10 @@ def _selected_inverse(
                 mwork.ctypes,
                 ints[2:].ctypes,
             )
-            # gather the lower triangle of Z_II (nb x nb, ld nb) from the ancestors
+            # gather the lower triangle of Z_II (nb x nb, ld nb) from the ancestors. The
+            # rows of I from a run of columns owned by ancestor t onward are a subset of t's
+            # (sorted) row list, shared by all of t's columns: their local indices are found
+            # once per run by a merge, then every column of the run is a monotone gather.
             c = 0
             while c < nb:
                 row_c = rows[psi + nscol + c]
@@ -95,13 +98,16 @@ def _selected_inverse(
                 tpsi = rows_ptr[t]
                 tnrow = rows_ptr[t + 1] - tpsi
                 tpsx = lx_ptr[t]
-                for p in range(tpsi, rows_ptr[t + 1]):
-                    relmap[rows[p]] = p - tpsi
+                q = row_c - t1
+                for r in range(c, nb):
+                    target = rows[psi + nscol + r]
+                    while rows[tpsi + q] != target:
+                        q += 1
+                    relmap[r] = q
                 while c < nb and rows[psi + nscol + c] < t2:
-                    col_t = rows[psi + nscol + c] - t1
-                    base = tpsx + col_t * tnrow
+                    base = tpsx + (rows[psi + nscol + c] - t1) * tnrow
                     for r in range(c, nb):
-                        zii[c * nb + r] = zx[base + relmap[rows[psi + nscol + r]]]
+                        zii[c * nb + r] = zx[base + relmap[r]]
                     c += 1
             # Z_IJ = -Z_II M (dsymm with the lower triangle of Z_II)
             blas.dsymm(
