@@ -127,6 +127,9 @@ class LatentGaussianModel:
         near machine precision).
     max_newton : int
         Newton iterations before :class:`ConvergenceError`.
+    threads : int
+        BLAS threads for factorizations and selected inversions (see
+        :func:`gmrf_core.analyze`).
 
     Notes
     -----
@@ -147,6 +150,7 @@ class LatentGaussianModel:
         ordering="auto",
         newton_tol=1e-12,
         max_newton=50,
+        threads=1,
     ):
         for attr in ("n", "theta0", "precision", "precision_grad"):
             if not hasattr(prior, attr):
@@ -215,7 +219,7 @@ class LatentGaussianModel:
         a_obs.sort_indices()
         self._A_obs = a_obs
         self._setup_constraints()
-        self._setup_pattern(ordering)
+        self._setup_pattern(ordering, threads)
         self._last_mode = None
 
     # -- set-up ------------------------------------------------------------------------
@@ -245,7 +249,7 @@ class LatentGaussianModel:
             Q.sort_indices()
         return Q
 
-    def _setup_pattern(self, ordering):
+    def _setup_pattern(self, ordering, threads):
         theta_prior = self.theta0[: self.n_theta_prior]
         Qt = self._prior_blocks(theta_prior)
         ones_q = sp.csc_matrix((np.ones(Qt.nnz), Qt.indices, Qt.indptr), shape=Qt.shape)
@@ -292,7 +296,7 @@ class LatentGaussianModel:
             self._trip_val,
         )
         assert bad < 0
-        self.symbolic = analyze(self._H, ordering=ordering)
+        self.symbolic = analyze(self._H, ordering=ordering, threads=threads)
         self._factor = None
         # positions in the factor storage, for entries of Σ = H⁻¹ on Q̃'s pattern and on
         # the products a_ik a_il (diag(Ã Σ Ãᵀ))
@@ -617,7 +621,7 @@ class LatentGaussianModel:
 
     def _prior_factor(self, Qt):
         if self._q_factor is None:
-            self._q_factor = analyze(Qt).factorize(Qt)
+            self._q_factor = analyze(Qt, threads=self.symbolic.threads).factorize(Qt)
         else:
             self._q_factor.refactorize(Qt)
         return self._q_factor

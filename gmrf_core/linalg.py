@@ -136,12 +136,15 @@ class Symbolic:
         Floating-point operations of one numeric factorization (Σ c_j²).
     """
 
-    def __init__(self, Q, ordering="auto", symmetry_rtol=1e-8):
+    def __init__(self, Q, ordering="auto", symmetry_rtol=1e-8, threads=1):
         Q = as_csc(Q)
         _check_square(Q)
         n = Q.shape[0]
         self.n = n
         self.symmetry_rtol = float(symmetry_rtol)
+        if int(threads) != threads or threads < 1:
+            raise InputError(f"threads must be a positive integer; got {threads!r}.")
+        self.threads = int(threads)
         self._indptr_in = Q.indptr
         self._indices_in = Q.indices
         indptr = Q.indptr.astype(np.int64)
@@ -437,7 +440,7 @@ class Factor:
         s = self.symbolic
         data = s.check_values(Q)
         self._valid = False
-        with blas.blas_threads(1):
+        with blas.blas_threads(s.threads):
             status = _kchol._factorize(
                 s.n,
                 s.nsuper,
@@ -606,7 +609,7 @@ class SelectedInverse:
         self.n = s.n
         self._zx = np.empty_like(factor._lx)
         big, rect = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
-        with blas.blas_threads(1):
+        with blas.blas_threads(s.threads):
             status = _kselinv._selected_inverse(
                 s.nsuper,
                 s.super_ptr,
@@ -724,7 +727,7 @@ class SelectedInverse:
         return f"SelectedInverse(n={self.n}, entries={self._zx.size})"
 
 
-def analyze(Q, ordering="auto", *, symmetry_rtol=1e-8):
+def analyze(Q, ordering="auto", *, symmetry_rtol=1e-8, threads=1):
     """Symbolic analysis of a symmetric sparsity pattern.
 
     Parameters
@@ -739,6 +742,10 @@ def analyze(Q, ordering="auto", *, symmetry_rtol=1e-8):
         The permutation is composed with a postorder of the elimination tree.
     symmetry_rtol : float
         Relative tolerance of the symmetry check in :meth:`Factor.refactorize`.
+    threads : int
+        BLAS threads for the dense block operations of the numeric factorization and
+        the selected inversion (default 1: the kernels run single-threaded; on
+        large problems 2 or more let OpenBLAS split the big separator blocks).
 
     Returns
     -------
@@ -751,10 +758,10 @@ def analyze(Q, ordering="auto", *, symmetry_rtol=1e-8):
     NotSymmetricError
         If the pattern is not symmetric.
     """
-    return Symbolic(Q, ordering=ordering, symmetry_rtol=symmetry_rtol)
+    return Symbolic(Q, ordering=ordering, symmetry_rtol=symmetry_rtol, threads=threads)
 
 
-def cholesky(Q, ordering="auto", *, symmetry_rtol=1e-8):
+def cholesky(Q, ordering="auto", *, symmetry_rtol=1e-8, threads=1):
     """Sparse Cholesky factorization ``Q[perm][:, perm] = L Lᵀ``.
 
     Equivalent to ``analyze(Q, ordering).factorize(Q)``; see :func:`analyze`.
@@ -764,4 +771,4 @@ def cholesky(Q, ordering="auto", *, symmetry_rtol=1e-8):
     NotPositiveDefiniteError
         With ``.column`` the original column where the factorization failed.
     """
-    return analyze(Q, ordering=ordering, symmetry_rtol=symmetry_rtol).factorize(Q)
+    return analyze(Q, ordering=ordering, symmetry_rtol=symmetry_rtol, threads=threads).factorize(Q)

@@ -301,7 +301,7 @@ def _constraint_count(model):
 
 
 # -- assembling q --------------------------------------------------------------------------------
-def _with_pattern(model, Qt, data):
+def _on_pattern(Qt, data):
     """A CSC matrix with the prior's pattern (that of ``Qt``) and the given values."""
     return sp.csc_matrix((data, Qt.indices, Qt.indptr), shape=Qt.shape)
 
@@ -540,7 +540,7 @@ def elbo_and_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
         traces = model.prior_traces(q.selected_inverse, dQ, q._V, q._chol_S)
         logdet_grad = model.prior_logdet_grad(theta_prior, Qt, dQ)
         for k, data in enumerate(dQ):
-            dQr = _with_pattern(model, Qt, data) @ r
+            dQr = _on_pattern(Qt, data) @ r
             grad[k] = -0.5 * (
                 traces[k] + float(r @ dQr) - 2.0 * float(Qr @ dmu[k]) - logdet_grad[k]
             )
@@ -617,7 +617,7 @@ def natural_gradient_step(model, theta, q, step=1.0, *, quadrature=DEFAULT_QUADR
         base_precision = q.base_precision
     else:
         base_data = (1.0 - rho) * q.base_precision.data + rho * Qt.data
-        base_precision = _with_pattern(model, Qt, base_data)
+        base_precision = _on_pattern(Qt, base_data)
     prior_linear = Qt @ mu
     if np.array_equal(q.base_linear, prior_linear):
         base_linear = q.base_linear
@@ -667,7 +667,7 @@ def elbo_grad_q(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     t = _FD_RELATIVE_STEP * float(np.max(np.abs(diag_precision))) / direction_size
     variances = []
     for sign in (1.0, -1.0):
-        base = _with_pattern(model, Qt, q.base_precision.data + sign * t * base_direction)
+        base = _on_pattern(Qt, q.base_precision.data + sign * t * base_direction)
         lam = q.site_precision + sign * t * site_direction
         factor = model.factorize_precision(base, lam)
         V, chol_S = model.kriging(factor)

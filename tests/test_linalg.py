@@ -176,6 +176,20 @@ def test_sample_moments():
     np.testing.assert_array_equal(one, factor.sample(rng=1))
 
 
+def test_threads_option():
+    Q = spde_like(15, kappa=0.3)
+    one = gm.cholesky(Q, ordering="nd")
+    two = gm.cholesky(Q, ordering="nd", threads=2)
+    assert two.symbolic.threads == 2
+    assert two.logdet() == pytest.approx(one.logdet(), rel=1e-13)
+    np.testing.assert_allclose(
+        two.selected_inverse().diag(), one.selected_inverse().diag(), rtol=1e-12
+    )
+    for bad in (0, 1.5, -2):
+        with pytest.raises(gm.InputError, match="threads"):
+            gm.analyze(Q, threads=bad)
+
+
 def test_symbolic_attributes():
     Q = grid_laplacian(10)
     symbolic = gm.analyze(Q, ordering="nd")

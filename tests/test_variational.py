@@ -544,3 +544,10 @@ def test_bad_input():
     # an intrinsic prior without observations of its null space cannot be the start q
     with pytest.raises(gm.NotPositiveDefiniteError):
         vi.initial_q(model, theta, "prior")
+
+
+def test_fit_variational_reports_an_unconverged_inner_problem():
+    model, _theta = matern_bernoulli()
+    fit = vi.fit_variational(model, max_natgrad=1, tol=1e-14, maxiter=3, init="prior")
+    assert not fit.success
+    assert "did not converge" in fit.message
