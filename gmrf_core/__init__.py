@@ -7,7 +7,7 @@ underneath; :mod:`gmrf_core.linalg` (sparse Cholesky, selected inversion) and
 (:class:`LatentGaussianModel`) and :func:`fit` on top.
 """
 
-from . import datasets, errors, likelihoods, models, rules, testing
+from . import datasets, errors, likelihoods, models, rules, testing, variational
 from .errors import (
     ConvergenceError,
     DerivativeError,
@@ -22,6 +22,7 @@ from .gmrf import GMRF
 from .laplace import LaplaceApproximation, LatentGaussianModel
 from .linalg import Factor, SelectedInverse, Symbolic, analyze, cholesky
 from .optimize import FitResult, fit
+from .variational import VariationalFitResult, fit_variational
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,9 @@ __all__ = [
     "LaplaceApproximation",
     "fit",
     "FitResult",
+    "fit_variational",
+    "VariationalFitResult",
+    "variational",
     "datasets",
     "errors",
     "likelihoods",

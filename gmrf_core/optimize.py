@@ -9,7 +9,7 @@ from scipy.optimize import minimize
 
 from .errors import GMRFError, InputError
 
-__all__ = ["fit", "FitResult"]
+__all__ = ["fit", "FitResult", "natural_scale", "estimates_table", "hessian_from_gradient"]
 
 
 @dataclass
@@ -63,16 +63,7 @@ class FitResult:
 
     def summary(self):
         """A readable table of the estimates and standard errors."""
-        width = max([len(n) for n in self.theta_names] + [9])
-        lines = [
-            f"{'parameter':<{width}}  {'estimate':>12}  {'std.err':>10}",
-            "-" * (width + 26),
-        ]
-        for name, value, se in zip(self.theta_names, self.theta, self.std_err):
-            lines.append(f"{name:<{width}}  {value:>12.5f}  {se:>10.5f}")
-        lines.append("-" * (width + 26))
-        natural = ", ".join(f"{k} = {v:.5g}" for k, v in self.theta_natural.items())
-        lines.append(f"natural scale: {natural}")
+        lines = estimates_table(self.theta_names, self.theta, self.std_err, self.theta_natural)
         lines.append(
             f"objective {self.fun:.6f}, |grad| {np.linalg.norm(self.grad):.2e}, {self.nit} "
             f"iterations, {self.nfev} evaluations, {self.time:.1f} s, success={self.success}"
@@ -83,7 +74,24 @@ class FitResult:
         return self.summary()
 
 
-def _natural(model, theta):
+def estimates_table(theta_names, theta, std_err, theta_natural):
+    """Lines of a table of estimates and standard errors, then the natural-scale values."""
+    width = max([len(n) for n in theta_names] + [9])
+    lines = [f"{'parameter':<{width}}  {'estimate':>12}  {'std.err':>10}", "-" * (width + 26)]
+    for name, value, se in zip(theta_names, theta, std_err):
+        lines.append(f"{name:<{width}}  {value:>12.5f}  {se:>10.5f}")
+    lines.append("-" * (width + 26))
+    natural = ", ".join(f"{k} = {v:.5g}" for k, v in theta_natural.items())
+    lines.append(f"natural scale: {natural}")
+    return lines
+
+
+def natural_scale(model, theta):
+    """Hyperparameters of a LatentGaussianModel on their natural scale, as a dict.
+
+    Uses the prior's and likelihood's ``to_natural`` where they have one; other
+    hyperparameters keep their internal names and values.
+    """
     out = {}
     for part, values in (
         (model.prior, theta[: model.n_theta_prior]),
@@ -208,7 +216,7 @@ def fit(
     elapsed = time.perf_counter() - start
     out = FitResult(
         theta=theta,
-        theta_natural=_natural(model, theta),
+        theta_natural=natural_scale(model, theta),
         theta_names=model.theta_names,
         fun=float(value),
         grad=grad,

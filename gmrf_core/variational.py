@@ -104,7 +104,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.optimize import minimize
 
 from .errors import ConvergenceError, GMRFError, InputError, NotPositiveDefiniteError
-from .optimize import _natural, hessian_from_gradient
+from .optimize import estimates_table, hessian_from_gradient, natural_scale
 
 __all__ = [
     "VariationalGaussian",
@@ -961,16 +961,7 @@ class VariationalFitResult:
 
     def summary(self):
         """A readable table of the estimates and standard errors."""
-        width = max([len(n) for n in self.theta_names] + [9])
-        lines = [
-            f"{'parameter':<{width}}  {'estimate':>12}  {'std.err':>10}",
-            "-" * (width + 26),
-        ]
-        for name, value, se in zip(self.theta_names, self.theta, self.std_err):
-            lines.append(f"{name:<{width}}  {value:>12.5f}  {se:>10.5f}")
-        lines.append("-" * (width + 26))
-        natural = ", ".join(f"{k} = {v:.5g}" for k, v in self.theta_natural.items())
-        lines.append(f"natural scale: {natural}")
+        lines = estimates_table(self.theta_names, self.theta, self.std_err, self.theta_natural)
         lines.append(
             f"-ELBO {self.fun:.6f}, |grad| {np.linalg.norm(self.grad):.2e}, {self.nit} "
             f"iterations, {self.nfev} evaluations, {self.natgrad_steps} natural-gradient "
@@ -1133,7 +1124,7 @@ def fit_variational(
         se = np.full(p, np.nan)
     out = VariationalFitResult(
         theta=theta,
-        theta_natural=_natural(model, theta),
+        theta_natural=natural_scale(model, theta),
         theta_names=model.theta_names,
         fun=float(value),
         elbo=float(-value - model.log_prior(theta)),
