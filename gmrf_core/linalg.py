@@ -174,18 +174,13 @@ class Symbolic:
     # -- symbolic phase ---------------------------------------------------------
     def _analyze(self, indptr, indices, perm):
         n = self.n
-        nnz_q = indices.size
         pinv = np.empty(n, dtype=np.int64)
         pinv[perm] = np.arange(n, dtype=np.int64)
         work = np.empty(n, dtype=np.int64)
 
-        # elimination tree of the permuted matrix and its postorder
-        u_ptr = np.empty(n + 1, dtype=np.int64)
-        u_rows = np.empty(nnz_q, dtype=np.int64)
-        _ksym._permuted_upper(n, indptr, indices, pinv, u_ptr, u_rows, work)
+        # elimination tree of C = P Q Pᵀ, then its postorder composed into the permutation
         parent = np.empty(n, dtype=np.int64)
-        _ksym._etree(n, u_ptr, u_rows, parent, work)
-        del u_ptr, u_rows
+        _ksym._etree_q(n, indptr, indices, perm, pinv, parent, work)
         post = np.empty(n, dtype=np.int64)
         head = np.empty(n, dtype=np.int64)
         next_ = np.empty(n, dtype=np.int64)
@@ -196,18 +191,21 @@ class Symbolic:
         perm = perm[post]
         pinv[perm] = np.arange(n, dtype=np.int64)
 
-        # lower triangle of C = P Q Pᵀ with the map back to Q's entries
-        c_ptr = np.empty(n + 1, dtype=np.int64)
-        c_rows = np.empty(nnz_q, dtype=np.int64)
-        c_src = np.empty(nnz_q, dtype=np.int64)
-        _ksym._permuted_lower(n, indptr, indices, pinv, c_ptr, c_rows, c_src, work)
-        nnz_c = int(c_ptr[n])
-        c_rows = c_rows[:nnz_c]
-        c_src = c_src[:nnz_c].copy()
-
         colcount = np.empty(n, dtype=np.int64)
-        _ksym._column_counts(
-            n, c_ptr, c_rows, parent_post, colcount, head, next_, work, np.empty(n, np.int64)
+        c_ptr = np.empty(n + 1, dtype=np.int64)
+        _ksym._column_counts_q(
+            n,
+            indptr,
+            indices,
+            perm,
+            pinv,
+            parent_post,
+            colcount,
+            head,
+            next_,
+            work,
+            np.empty(n, np.int64),
+            c_ptr,
         )
 
         super_ptr = np.empty(n + 1, dtype=np.int64)
@@ -222,17 +220,18 @@ class Symbolic:
         rows_ptr = np.zeros(nsuper + 1, dtype=np.int64)
         np.cumsum(nrows, out=rows_ptr[1:])
         rows = np.empty(int(rows_ptr[-1]), dtype=np.int64)
-        status = _ksym._supernode_rows(
+        status = _ksym._supernode_rows_q(
             n,
             nsuper,
             super_ptr,
-            c_ptr,
-            c_rows,
+            indptr,
+            indices,
+            perm,
+            pinv,
             col_super,
             sparent,
             rows_ptr,
             rows,
-            work,
             np.empty(nsuper, np.int64),
             np.empty(nsuper, np.int64),
         )
@@ -241,8 +240,26 @@ class Symbolic:
         ncols = np.diff(super_ptr)
         lx_ptr = np.zeros(nsuper + 1, dtype=np.int64)
         np.cumsum(nrows * ncols, out=lx_ptr[1:])
-        dest = np.empty(nnz_c, dtype=np.int64)
-        _ksym._scatter_map(n, nsuper, super_ptr, rows_ptr, rows, lx_ptr, c_ptr, c_rows, work, dest)
+
+        # lower triangle of C: where each entry comes from in Q and goes to in the factor
+        c_src = np.empty(c_ptr[n], dtype=np.int64)
+        dest = np.empty(c_ptr[n], dtype=np.int64)
+        _ksym._lower_map_q(
+            n,
+            nsuper,
+            super_ptr,
+            rows_ptr,
+            rows,
+            lx_ptr,
+            indptr,
+            indices,
+            perm,
+            pinv,
+            c_ptr,
+            c_src,
+            dest,
+            work,
+        )
 
         self.perm = perm
         self.pinv = pinv

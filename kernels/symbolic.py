@@ -1,9 +1,11 @@
 """Symbolic analysis for the supernodal Cholesky factorization.
 
 Given the full symmetric pattern of Q (CSC) and a fill-reducing permutation,
-compute everything that depends only on the pattern:
+compute everything that depends only on the pattern. The permuted matrix
+C = Q[perm][:, perm] is never formed: Q stores both triangles, so column perm[k]
+of Q holds row and column k of C, read through ``pinv``.
 
-1. the permuted lower and upper patterns of C = Q[perm][:, perm];
+1. a map from each entry (i, j) to its mirror (j, i), for the value checks;
 2. the elimination tree and its postorder (Liu 1990), composed into the
    permutation so that supernodes are contiguous;
 3. column counts of L (Gilbert, Ng & Peyton 1994, as in CSparse ``cs_counts``);
@@ -21,6 +23,11 @@ import numpy as np
 
 from ._jit import jit
 
+# Subscripts in the hot loops go through an unsigned cast: Numba then skips the
+# negative-index wraparound check (measured 1.5-2x on these sweeps). Only values
+# known to be non-negative are cast; -1 sentinels are tested before indexing.
+_u = np.uintp
+
 # status codes
 OK = 0
 ERR_STRUCTURE = -1  # internal inconsistency (should never happen)
@@ -36,15 +43,15 @@ def _mirror_map(n, indptr, indices, mirror, cursor):
     whose pattern differs from its row.
     """
     for i in range(n):
-        cursor[i] = indptr[i]
+        cursor[_u(i)] = indptr[_u(i)]
     for j in range(n):
-        for p in range(indptr[j], indptr[j + 1]):
-            i = indices[p]
-            q = cursor[i]
-            if q >= indptr[i + 1] or indices[q] != j:
+        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
+            i = indices[_u(p)]
+            q = cursor[_u(i)]
+            if q >= indptr[_u(i + 1)] or indices[_u(q)] != j:
                 return -(1 + min(i, j))
-            mirror[p] = q
-            cursor[i] = q + 1
+            mirror[_u(p)] = q
+            cursor[_u(i)] = q + 1
     return 0
 
 
@@ -58,20 +65,20 @@ def _check_values(n, indptr, indices, data, mirror, rtol, diag_pos):
     ``diag_pos[j]`` is the position of the diagonal entry of column j, or -1.
     """
     for j in range(n):
-        for p in range(indptr[j], indptr[j + 1]):
-            v = data[p]
+        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
+            v = data[_u(p)]
             if not np.isfinite(v):
                 return 1 + j
     for j in range(n):
-        for p in range(indptr[j], indptr[j + 1]):
-            i = indices[p]
+        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
+            i = indices[_u(p)]
             if i <= j:
                 continue
-            a = data[p]
-            b = data[mirror[p]]
+            a = data[_u(p)]
+            b = data[_u(mirror[_u(p)])]
             if a != b:
-                di = abs(data[diag_pos[i]]) if diag_pos[i] >= 0 else 0.0
-                dj = abs(data[diag_pos[j]]) if diag_pos[j] >= 0 else 0.0
+                di = abs(data[_u(diag_pos[_u(i)])]) if diag_pos[_u(i)] >= 0 else 0.0
+                dj = abs(data[_u(diag_pos[_u(j)])]) if diag_pos[_u(j)] >= 0 else 0.0
                 scale = np.sqrt(di * dj)
                 scale = max(scale, abs(a), abs(b)) if scale == 0.0 else scale
                 if abs(a - b) > rtol * scale:
@@ -82,81 +89,11 @@ def _check_values(n, indptr, indices, data, mirror, rtol, diag_pos):
 @jit
 def _diagonal_positions(n, indptr, indices, diag_pos):
     for j in range(n):
-        diag_pos[j] = -1
-        for p in range(indptr[j], indptr[j + 1]):
-            if indices[p] == j:
-                diag_pos[j] = p
+        diag_pos[_u(j)] = -1
+        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
+            if indices[_u(p)] == j:
+                diag_pos[_u(j)] = p
                 break
-
-
-@jit
-def _permuted_lower(n, indptr, indices, pinv, c_ptr, c_rows, c_src, work):
-    """Lower triangle of C = P Q Pᵀ in CSC (rows unsorted), with source positions in Q.
-
-    ``c_src[q]`` is the index in Q's data of the entry stored at position q of C.
-    """
-    for j in range(n + 1):
-        c_ptr[j] = 0
-    for j in range(n):
-        pj = pinv[j]
-        for p in range(indptr[j], indptr[j + 1]):
-            pi = pinv[indices[p]]
-            if pi >= pj:
-                c_ptr[pj + 1] += 1
-    for j in range(n):
-        c_ptr[j + 1] += c_ptr[j]
-    for j in range(n):
-        work[j] = c_ptr[j]
-    for j in range(n):
-        pj = pinv[j]
-        for p in range(indptr[j], indptr[j + 1]):
-            pi = pinv[indices[p]]
-            if pi >= pj:
-                q = work[pj]
-                work[pj] += 1
-                c_rows[q] = pi
-                c_src[q] = p
-
-
-@jit
-def _permuted_upper(n, indptr, indices, pinv, u_ptr, u_rows, work):
-    """Strictly upper triangle of C = P Q Pᵀ in CSC (rows unsorted)."""
-    for j in range(n + 1):
-        u_ptr[j] = 0
-    for j in range(n):
-        pj = pinv[j]
-        for p in range(indptr[j], indptr[j + 1]):
-            pi = pinv[indices[p]]
-            if pi < pj:
-                u_ptr[pj + 1] += 1
-    for j in range(n):
-        u_ptr[j + 1] += u_ptr[j]
-    for j in range(n):
-        work[j] = u_ptr[j]
-    for j in range(n):
-        pj = pinv[j]
-        for p in range(indptr[j], indptr[j + 1]):
-            pi = pinv[indices[p]]
-            if pi < pj:
-                q = work[pj]
-                work[pj] += 1
-                u_rows[q] = pi
-
-
-@jit
-def _etree(n, u_ptr, u_rows, parent, ancestor):
-    """Elimination tree from the strictly upper pattern (Liu's algorithm, path compression)."""
-    for k in range(n):
-        parent[k] = -1
-        ancestor[k] = -1
-        for p in range(u_ptr[k], u_ptr[k + 1]):
-            i = u_rows[p]
-            while i != -1 and i < k:
-                inext = ancestor[i]
-                ancestor[i] = k
-                if inext == -1:
-                    parent[i] = k
-                i = inext
 
 
 @jit
@@ -186,53 +123,6 @@ def _postorder(n, parent, post, head, next_, stack):
                 top += 1
                 stack[top] = child
     return k
-
-
-@jit
-def _column_counts(n, c_ptr, c_rows, parent, colcount, first, maxfirst, prevleaf, ancestor):
-    """Column counts of L for a postordered C (Gilbert, Ng & Peyton 1994; CSparse cs_counts).
-
-    ``c_ptr``/``c_rows``: lower triangle of C by columns (row i >= j in column j).
-    The columns are already in postorder, so post[k] = k.
-    """
-    for k in range(n):
-        first[k] = -1
-        maxfirst[k] = -1
-        prevleaf[k] = -1
-        ancestor[k] = k
-    for k in range(n):
-        j = k
-        colcount[j] = 1 if first[j] == -1 else 0
-        while j != -1 and first[j] == -1:
-            first[j] = k
-            j = parent[j]
-    for j in range(n):
-        if parent[j] != -1:
-            colcount[parent[j]] -= 1
-        for p in range(c_ptr[j], c_ptr[j + 1]):
-            i = c_rows[p]
-            # cs_leaf(i, j): is j a leaf of the i-th row subtree?
-            if i <= j or first[j] <= maxfirst[i]:
-                continue
-            maxfirst[i] = first[j]
-            jprev = prevleaf[i]
-            prevleaf[i] = j
-            colcount[j] += 1
-            if jprev != -1:
-                q = jprev
-                while q != ancestor[q]:
-                    q = ancestor[q]
-                s = jprev
-                while s != q:
-                    sparent = ancestor[s]
-                    ancestor[s] = q
-                    s = sparent
-                colcount[q] -= 1
-        if parent[j] != -1:
-            ancestor[j] = parent[j]
-    for j in range(n):
-        if parent[j] != -1:
-            colcount[parent[j]] += colcount[j]
 
 
 @jit
@@ -332,85 +222,6 @@ def _supernode_structure_counts(n, nsuper, super_ptr, parent, colcount, col_supe
 
 
 @jit
-def _supernode_rows(
-    n,
-    nsuper,
-    super_ptr,
-    c_ptr,
-    c_rows,
-    col_super,
-    sparent,
-    rows_ptr,
-    rows,
-    mark,
-    child_head,
-    child_next,
-):
-    """Row structure of every supernode (sorted), by union over C's columns and children.
-
-    rows_ptr must already hold the offsets from the row counts. Returns 0 or
-    ERR_STRUCTURE if a count disagrees with the union (never expected).
-    """
-    for s in range(nsuper):
-        child_head[s] = -1
-    for s in range(nsuper - 1, -1, -1):
-        p = sparent[s]
-        if p != -1:
-            child_next[s] = child_head[p]
-            child_head[p] = s
-    for i in range(n):
-        mark[i] = -1
-    for s in range(nsuper):
-        k1 = super_ptr[s]
-        k2 = super_ptr[s + 1]
-        pos = rows_ptr[s]
-        for j in range(k1, k2):
-            rows[pos] = j
-            mark[j] = s
-            pos += 1
-        for j in range(k1, k2):
-            for p in range(c_ptr[j], c_ptr[j + 1]):
-                i = c_rows[p]
-                if i >= k2 and mark[i] != s:
-                    mark[i] = s
-                    if pos >= rows_ptr[s + 1]:
-                        return ERR_STRUCTURE
-                    rows[pos] = i
-                    pos += 1
-        c = child_head[s]
-        while c != -1:
-            for p in range(rows_ptr[c], rows_ptr[c + 1]):
-                i = rows[p]
-                if i >= k2 and mark[i] != s:
-                    mark[i] = s
-                    if pos >= rows_ptr[s + 1]:
-                        return ERR_STRUCTURE
-                    rows[pos] = i
-                    pos += 1
-            c = child_next[c]
-        if pos != rows_ptr[s + 1]:
-            return ERR_STRUCTURE
-        # rows below the diagonal block are sorted by insertion sort on short lists,
-        # by a counting pass otherwise (kept simple: np.sort on the slice)
-        rows[rows_ptr[s] + (k2 - k1) : rows_ptr[s + 1]].sort()
-    return OK
-
-
-@jit
-def _scatter_map(n, nsuper, super_ptr, rows_ptr, rows, lx_ptr, c_ptr, c_rows, relpos, dest):
-    """dest[q] = position in the factor values of the entry q of C's lower triangle."""
-    for s in range(nsuper):
-        k1 = super_ptr[s]
-        nsrow = rows_ptr[s + 1] - rows_ptr[s]
-        for p in range(rows_ptr[s], rows_ptr[s + 1]):
-            relpos[rows[p]] = p - rows_ptr[s]
-        for j in range(k1, super_ptr[s + 1]):
-            base = lx_ptr[s] + (j - k1) * nsrow
-            for p in range(c_ptr[j], c_ptr[j + 1]):
-                dest[p] = base + relpos[c_rows[p]]
-
-
-@jit
 def _update_workspace_size(nsuper, super_ptr, rows_ptr, rows, col_super):
     """Largest dense update block ndrow2 x ndrow1 any supernode sends to an ancestor."""
     best = 0
@@ -442,3 +253,166 @@ def _flop_count(nsuper, super_ptr, rows_ptr):
             c = float(nsrow - k)
             flops += c * c
     return flops
+
+
+# -- kernels reading Q through the permutation: in column perm[k] of Q, the entries with
+# pinv[row] < k are the strictly upper part of column k of C, the others its lower part.
+
+
+@jit
+def _etree_q(n, indptr, indices, perm, pinv, parent, ancestor):
+    """Elimination tree of C = P Q Pᵀ (Liu's algorithm with path compression)."""
+    for k in range(n):
+        parent[_u(k)] = -1
+        ancestor[_u(k)] = -1
+        j = perm[_u(k)]
+        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
+            i = pinv[_u(indices[_u(p)])]
+            while i != -1 and i < k:
+                inext = ancestor[_u(i)]
+                ancestor[_u(i)] = k
+                if inext == -1:
+                    parent[_u(i)] = k
+                i = inext
+
+
+@jit
+def _column_counts_q(
+    n, indptr, indices, perm, pinv, parent, colcount, first, maxfirst, prevleaf, ancestor, c_ptr
+):
+    """Column counts of L for a postordered C (Gilbert, Ng & Peyton 1994; CSparse cs_counts),
+    reading the lower part of column j of C from column perm[j] of Q.
+
+    The same sweep fills ``c_ptr``, the column pointers of C's lower triangle.
+    """
+    for k in range(n):
+        first[_u(k)] = -1
+        maxfirst[_u(k)] = -1
+        prevleaf[_u(k)] = -1
+        ancestor[_u(k)] = k
+    for k in range(n):
+        j = k
+        colcount[_u(j)] = 1 if first[_u(j)] == -1 else 0
+        while j != -1 and first[_u(j)] == -1:
+            first[_u(j)] = k
+            j = parent[_u(j)]
+    c_ptr[_u(0)] = 0
+    for j in range(n):
+        if parent[_u(j)] != -1:
+            colcount[_u(parent[_u(j)])] -= 1
+        col = perm[_u(j)]
+        lower = 0
+        for p in range(indptr[_u(col)], indptr[_u(col + 1)]):
+            i = pinv[_u(indices[_u(p)])]
+            if i >= j:
+                lower += 1
+            # cs_leaf(i, j): is j a leaf of the i-th row subtree?
+            if i <= j or first[_u(j)] <= maxfirst[_u(i)]:
+                continue
+            maxfirst[_u(i)] = first[_u(j)]
+            jprev = prevleaf[_u(i)]
+            prevleaf[_u(i)] = j
+            colcount[_u(j)] += 1
+            if jprev != -1:
+                q = jprev
+                while q != ancestor[_u(q)]:
+                    q = ancestor[_u(q)]
+                s = jprev
+                while s != q:
+                    sparent = ancestor[_u(s)]
+                    ancestor[_u(s)] = q
+                    s = sparent
+                colcount[_u(q)] -= 1
+        c_ptr[_u(j + 1)] = c_ptr[_u(j)] + lower
+        if parent[_u(j)] != -1:
+            ancestor[_u(j)] = parent[_u(j)]
+    for j in range(n):
+        if parent[_u(j)] != -1:
+            colcount[_u(parent[_u(j)])] += colcount[_u(j)]
+
+
+@jit
+def _supernode_rows_q(
+    n,
+    nsuper,
+    super_ptr,
+    indptr,
+    indices,
+    perm,
+    pinv,
+    col_super,
+    sparent,
+    rows_ptr,
+    rows,
+    flag,
+    pos,
+):
+    """Sorted row structure of every supernode (CHOLMOD's super_symbolic).
+
+    Row k belongs to supernode s iff s lies on the path of the supernodal tree
+    from the supernode of some i < k with c_ik != 0 up to (not including) the
+    supernode of k. Rows are appended in increasing k, so every list comes out
+    sorted. Returns OK, or ERR_STRUCTURE if a count disagrees (never expected).
+    """
+    for s in range(nsuper):
+        flag[_u(s)] = -1
+        pos[_u(s)] = rows_ptr[_u(s)]
+        for j in range(super_ptr[_u(s)], super_ptr[_u(s + 1)]):
+            rows[_u(pos[_u(s)])] = j
+            pos[_u(s)] += 1
+    for k in range(n):
+        sk = col_super[_u(k)]
+        col = perm[_u(k)]
+        for p in range(indptr[_u(col)], indptr[_u(col + 1)]):
+            i = pinv[_u(indices[_u(p)])]
+            if i >= k:
+                continue
+            s = col_super[_u(i)]
+            while s != -1 and s != sk and flag[_u(s)] != k:
+                if pos[_u(s)] >= rows_ptr[_u(s + 1)]:
+                    return ERR_STRUCTURE
+                rows[_u(pos[_u(s)])] = k
+                pos[_u(s)] += 1
+                flag[_u(s)] = k
+                s = sparent[_u(s)]
+    for s in range(nsuper):
+        if pos[_u(s)] != rows_ptr[_u(s + 1)]:
+            return ERR_STRUCTURE
+    return OK
+
+
+@jit
+def _lower_map_q(
+    n,
+    nsuper,
+    super_ptr,
+    rows_ptr,
+    rows,
+    lx_ptr,
+    indptr,
+    indices,
+    perm,
+    pinv,
+    c_ptr,
+    c_src,
+    dest,
+    relpos,
+):
+    """For the lower triangle of C, column by column: the source position in Q's values
+    (c_src) and the destination in the factor's values (dest); c_ptr (from
+    :func:`_column_counts_q`) delimits the columns."""
+    for s in range(nsuper):
+        k1 = super_ptr[_u(s)]
+        nsrow = rows_ptr[_u(s + 1)] - rows_ptr[_u(s)]
+        for p in range(rows_ptr[_u(s)], rows_ptr[_u(s + 1)]):
+            relpos[_u(rows[_u(p)])] = p - rows_ptr[_u(s)]
+        for j in range(k1, super_ptr[_u(s + 1)]):
+            base = lx_ptr[_u(s)] + (j - k1) * nsrow
+            q = c_ptr[_u(j)]
+            col = perm[_u(j)]
+            for p in range(indptr[_u(col)], indptr[_u(col + 1)]):
+                i = pinv[_u(indices[_u(p)])]
+                if i >= j:
+                    c_src[_u(q)] = p
+                    dest[_u(q)] = base + relpos[_u(i)]
+                    q += 1
