@@ -5,17 +5,21 @@ precompute where each entry of Q and each product a_ik a_il lands in H's value
 array, so every Newton step assembles H with two straight loops.
 """
 
+import numpy as np
+
 from ._jit import jit
+
+_u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
 
 
 @jit
 def _find(indptr, indices, row, col):
     """Position of (row, col) in a CSC pattern with sorted rows, or -1."""
-    lo = indptr[col]
-    hi = indptr[col + 1] - 1
+    lo = indptr[_u(col)]
+    hi = indptr[_u(col + 1)] - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        v = indices[mid]
+        v = indices[_u(mid)]
         if v == row:
             return mid
         if v < row:
@@ -30,11 +34,11 @@ def _subpattern_positions(n, sub_indptr, sub_indices, indptr, indices, pos):
     """pos[p] = position in (indptr, indices) of entry p of a sub-pattern; -1 or the column
     of the first entry that is missing."""
     for j in range(n):
-        for p in range(sub_indptr[j], sub_indptr[j + 1]):
-            q = _find(indptr, indices, sub_indices[p], j)
+        for p in range(sub_indptr[_u(j)], sub_indptr[_u(j + 1)]):
+            q = _find(indptr, indices, sub_indices[_u(p)], j)
             if q < 0:
                 return j
-            pos[p] = q
+            pos[_u(p)] = q
     return -1
 
 
@@ -54,14 +58,14 @@ def _product_positions(a_ptr, a_cols, a_data, indptr, indices, trip_pos, trip_ob
     row whose pair is missing from the pattern."""
     t = 0
     for i in range(a_ptr.size - 1):
-        for u in range(a_ptr[i], a_ptr[i + 1]):
-            for v in range(a_ptr[i], a_ptr[i + 1]):
-                q = _find(indptr, indices, a_cols[u], a_cols[v])
+        for u in range(a_ptr[_u(i)], a_ptr[_u(i + 1)]):
+            for v in range(a_ptr[_u(i)], a_ptr[_u(i + 1)]):
+                q = _find(indptr, indices, a_cols[_u(u)], a_cols[_u(v)])
                 if q < 0:
                     return i
-                trip_pos[t] = q
-                trip_obs[t] = i
-                trip_val[t] = a_data[u] * a_data[v]
+                trip_pos[_u(t)] = q
+                trip_obs[_u(t)] = i
+                trip_val[_u(t)] = a_data[_u(u)] * a_data[_u(v)]
                 t += 1
     return -1
 
@@ -70,17 +74,17 @@ def _product_positions(a_ptr, a_cols, a_data, indptr, indices, trip_pos, trip_ob
 def _assemble(h_data, q_pos, q_data, trip_pos, trip_obs, trip_val, weights):
     """h_data = Q (through q_pos) + Σ_i w_i a_i a_iᵀ (through the product positions)."""
     for p in range(h_data.size):
-        h_data[p] = 0.0
+        h_data[_u(p)] = 0.0
     for p in range(q_pos.size):
-        h_data[q_pos[p]] += q_data[p]
+        h_data[_u(q_pos[_u(p)])] += q_data[_u(p)]
     for t in range(trip_pos.size):
-        h_data[trip_pos[t]] += weights[trip_obs[t]] * trip_val[t]
+        h_data[_u(trip_pos[_u(t)])] += weights[_u(trip_obs[_u(t)])] * trip_val[_u(t)]
 
 
 @jit
 def _row_quadratic(trip_obs, trip_val, values, out):
     """out[i] = Σ_{(k,l) in row i} a_ik a_il values_t (e.g. diag(A Σ Aᵀ) from Σ's entries)."""
     for i in range(out.size):
-        out[i] = 0.0
+        out[_u(i)] = 0.0
     for t in range(trip_obs.size):
-        out[trip_obs[t]] += trip_val[t] * values[t]
+        out[_u(trip_obs[_u(t)])] += trip_val[_u(t)] * values[_u(t)]

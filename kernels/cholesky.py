@@ -19,6 +19,10 @@ import numpy as np
 from ..bindings import blas
 from ._jit import jit
 
+# Subscripts in hot loops go through an unsigned cast so that Numba skips its
+# negative-index wraparound check; only values known to be non-negative are cast.
+_u = np.uintp
+
 # Below this many multiply-adds an update is done with plain loops: calling BLAS on
 # tiny blocks costs more than the arithmetic.
 _SMALL_UPDATE = 64
@@ -68,33 +72,33 @@ def _factorize(
     chars = np.empty(4, dtype=np.int8)
     _blas_consts(ints, dbls, chars)
     for s in range(nsuper):
-        head[s] = -1
+        head[_u(s)] = -1
     for s in range(nsuper):
-        k1 = super_ptr[s]
-        k2 = super_ptr[s + 1]
+        k1 = super_ptr[_u(s)]
+        k2 = super_ptr[_u(s + 1)]
         nscol = k2 - k1
-        psi = rows_ptr[s]
-        nsrow = rows_ptr[s + 1] - psi
-        psx = lx_ptr[s]
+        psi = rows_ptr[_u(s)]
+        nsrow = rows_ptr[_u(s + 1)] - psi
+        psx = lx_ptr[_u(s)]
         # assemble Q's columns into the (zeroed) block
         for p in range(psx, psx + nsrow * nscol):
-            lx[p] = 0.0
-        for q in range(c_ptr[k1], c_ptr[k2]):
-            lx[dest[q]] = qdata[c_src[q]]
+            lx[_u(p)] = 0.0
+        for q in range(c_ptr[_u(k1)], c_ptr[_u(k2)]):
+            lx[_u(dest[_u(q)])] = qdata[_u(c_src[_u(q)])]
         for i in range(nsrow):
-            relmap[rows[psi + i]] = i
+            relmap[_u(rows[_u(psi + i)])] = i
         # updates from descendants
-        d = head[s]
+        d = head[_u(s)]
         while d != -1:
-            dnext = next_[d]
-            pdi = rows_ptr[d]
-            pdend = rows_ptr[d + 1]
+            dnext = next_[_u(d)]
+            pdi = rows_ptr[_u(d)]
+            pdend = rows_ptr[_u(d + 1)]
             ndrow = pdend - pdi
-            ndcol = super_ptr[d + 1] - super_ptr[d]
-            pdx = lx_ptr[d]
-            pdi1 = pdi + lpos[d]
+            ndcol = super_ptr[_u(d + 1)] - super_ptr[_u(d)]
+            pdx = lx_ptr[_u(d)]
+            pdi1 = pdi + lpos[_u(d)]
             pdi2 = pdi1
-            while pdi2 < pdend and rows[pdi2] < k2:
+            while pdi2 < pdend and rows[_u(pdi2)] < k2:
                 pdi2 += 1
             ndrow1 = pdi2 - pdi1
             ndrow2 = pdend - pdi1
@@ -103,19 +107,19 @@ def _factorize(
             if ndrow1 * ndrow2 * ndcol <= _SMALL_UPDATE or ndcol < 2:
                 # direct scatter: C[ii, jj] = sum_k L_d[ii, k] L_d[jj, k]
                 for jj in range(ndrow1):
-                    tcol = psx + (rows[pdi1 + jj] - k1) * nsrow
+                    tcol = psx + (rows[_u(pdi1 + jj)] - k1) * nsrow
                     for ii in range(jj, ndrow2):
                         acc = 0.0
                         for k in range(ndcol):
-                            acc += lx[off + k * ndrow + ii] * lx[off + k * ndrow + jj]
-                        lx[tcol + relmap[rows[pdi1 + ii]]] -= acc
+                            acc += lx[_u(off + k * ndrow + ii)] * lx[_u(off + k * ndrow + jj)]
+                        lx[_u(tcol + relmap[_u(rows[_u(pdi1 + ii)])])] -= acc
             else:
                 # C = L_d[pdi1:pdend, :] L_d[pdi1:pdi2, :]^T into cwork (ldc = ndrow2)
-                ints[0] = ndrow1
-                ints[1] = ndcol
-                ints[2] = ndrow
-                ints[3] = ndrow2
-                ints[4] = ndrow3
+                ints[_u(0)] = ndrow1
+                ints[_u(1)] = ndcol
+                ints[_u(2)] = ndrow
+                ints[_u(3)] = ndrow2
+                ints[_u(4)] = ndrow3
                 blas.dsyrk(
                     chars[0:].ctypes,
                     chars[1:].ctypes,
@@ -145,38 +149,38 @@ def _factorize(
                         ints[3:].ctypes,
                     )
                 for jj in range(ndrow1):
-                    tcol = psx + (rows[pdi1 + jj] - k1) * nsrow
+                    tcol = psx + (rows[_u(pdi1 + jj)] - k1) * nsrow
                     cbase = jj * ndrow2
                     for ii in range(jj, ndrow2):
-                        lx[tcol + relmap[rows[pdi1 + ii]]] -= cwork[cbase + ii]
+                        lx[_u(tcol + relmap[_u(rows[_u(pdi1 + ii)])])] -= cwork[_u(cbase + ii)]
             # d's next target
-            lpos[d] = pdi2 - pdi
+            lpos[_u(d)] = pdi2 - pdi
             if pdi2 < pdend:
-                t = col_super[rows[pdi2]]
-                next_[d] = head[t]
-                head[t] = d
+                t = col_super[_u(rows[_u(pdi2)])]
+                next_[_u(d)] = head[_u(t)]
+                head[_u(t)] = d
             d = dnext
         # factorize the diagonal block and solve for the rows below
         if nscol <= _SMALL_BLOCK and nsrow <= 4 * _SMALL_BLOCK:
             for j in range(nscol):
                 cj = psx + j * nsrow
-                djj = lx[cj + j]
+                djj = lx[_u(cj + j)]
                 for k in range(j):
-                    ljk = lx[psx + k * nsrow + j]
+                    ljk = lx[_u(psx + k * nsrow + j)]
                     djj -= ljk * ljk
                 if not djj > 0.0:
                     return k1 + j
                 djj = np.sqrt(djj)
-                lx[cj + j] = djj
+                lx[_u(cj + j)] = djj
                 for i in range(j + 1, nsrow):
-                    acc = lx[cj + i]
+                    acc = lx[_u(cj + i)]
                     for k in range(j):
-                        acc -= lx[psx + k * nsrow + i] * lx[psx + k * nsrow + j]
-                    lx[cj + i] = acc / djj
+                        acc -= lx[_u(psx + k * nsrow + i)] * lx[_u(psx + k * nsrow + j)]
+                    lx[_u(cj + i)] = acc / djj
         else:
-            ints[0] = nscol
-            ints[1] = nsrow
-            ints[5] = 0
+            ints[_u(0)] = nscol
+            ints[_u(1)] = nsrow
+            ints[_u(5)] = 0
             blas.dpotrf(
                 chars[0:].ctypes,
                 ints[0:].ctypes,
@@ -184,10 +188,10 @@ def _factorize(
                 ints[1:].ctypes,
                 ints[5:].ctypes,
             )
-            if ints[5] != 0:
-                return k1 + ints[5] - 1
+            if ints[_u(5)] != 0:
+                return k1 + ints[_u(5)] - 1
             if nsrow > nscol:
-                ints[2] = nsrow - nscol
+                ints[_u(2)] = nsrow - nscol
                 blas.dtrsm(
                     chars[3:].ctypes,
                     chars[0:].ctypes,
@@ -202,10 +206,10 @@ def _factorize(
                     ints[1:].ctypes,
                 )
         if nsrow > nscol:
-            lpos[s] = nscol
-            t = col_super[rows[psi + nscol]]
-            next_[s] = head[t]
-            head[t] = s
+            lpos[_u(s)] = nscol
+            t = col_super[_u(rows[_u(psi + nscol)])]
+            next_[_u(s)] = head[_u(t)]
+            head[_u(t)] = s
     return -1
 
 
@@ -214,10 +218,10 @@ def _diag_logsum(nsuper, super_ptr, rows_ptr, lx_ptr, lx):
     """Σ log L_jj (half the log-determinant of Q)."""
     total = 0.0
     for s in range(nsuper):
-        nscol = super_ptr[s + 1] - super_ptr[s]
-        nsrow = rows_ptr[s + 1] - rows_ptr[s]
+        nscol = super_ptr[_u(s + 1)] - super_ptr[_u(s)]
+        nsrow = rows_ptr[_u(s + 1)] - rows_ptr[_u(s)]
         for j in range(nscol):
-            total += np.log(lx[lx_ptr[s] + j * nsrow + j])
+            total += np.log(lx[_u(lx_ptr[_u(s)] + j * nsrow + j)])
     return total
 
 
@@ -237,43 +241,43 @@ def _forward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x, work):
     the rows below is accumulated in ``work`` (nsrow x k) column by column of L
     (contiguous reads) and scattered once per row.
     """
-    k = x.shape[1]
+    k = x.shape[_u(1)]
     for s in range(nsuper):
-        k1 = super_ptr[s]
-        nscol = super_ptr[s + 1] - k1
-        psi = rows_ptr[s]
-        nsrow = rows_ptr[s + 1] - psi
-        psx = lx_ptr[s]
+        k1 = super_ptr[_u(s)]
+        nscol = super_ptr[_u(s + 1)] - k1
+        psi = rows_ptr[_u(s)]
+        nsrow = rows_ptr[_u(s + 1)] - psi
+        psx = lx_ptr[_u(s)]
         for j in range(nscol):
             cj = psx + j * nsrow
-            inv = 1.0 / lx[cj + j]
+            inv = 1.0 / lx[_u(cj + j)]
             row_j = k1 + j
             for r in range(k):
-                x[row_j, r] *= inv
+                x[_u(row_j), _u(r)] *= inv
             for i in range(j + 1, nscol):
-                lij = lx[cj + i]
+                lij = lx[_u(cj + i)]
                 for r in range(k):
-                    x[k1 + i, r] -= lij * x[row_j, r]
+                    x[_u(k1 + i), _u(r)] -= lij * x[_u(row_j), _u(r)]
         if nsrow == nscol:
             continue
         for i in range(nscol, nsrow):
             for r in range(k):
-                work[i, r] = 0.0
+                work[_u(i), _u(r)] = 0.0
         for j in range(nscol):
             cj = psx + j * nsrow
             if k == 1:  # contiguous over i: vectorizes
-                xj = x[k1 + j, 0]
+                xj = x[_u(k1 + j), _u(0)]
                 for i in range(nscol, nsrow):
-                    work[i, 0] += lx[cj + i] * xj
+                    work[_u(i), _u(0)] += lx[_u(cj + i)] * xj
             else:  # contiguous over the right-hand sides
                 for i in range(nscol, nsrow):
-                    lij = lx[cj + i]
+                    lij = lx[_u(cj + i)]
                     for r in range(k):
-                        work[i, r] += lij * x[k1 + j, r]
+                        work[_u(i), _u(r)] += lij * x[_u(k1 + j), _u(r)]
         for i in range(nscol, nsrow):
-            ri = rows[psi + i]
+            ri = rows[_u(psi + i)]
             for r in range(k):
-                x[ri, r] -= work[i, r]
+                x[_u(ri), _u(r)] -= work[_u(i), _u(r)]
 
 
 @jit
@@ -284,56 +288,56 @@ def _backward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x, work):
     ``work`` once, subtract L_belowᵀ x_below with contiguous dot products, then a
     dense triangular solve on the supernode's own rows.
     """
-    k = x.shape[1]
+    k = x.shape[_u(1)]
     for s in range(nsuper - 1, -1, -1):
-        k1 = super_ptr[s]
-        nscol = super_ptr[s + 1] - k1
-        psi = rows_ptr[s]
-        nsrow = rows_ptr[s + 1] - psi
-        psx = lx_ptr[s]
+        k1 = super_ptr[_u(s)]
+        nscol = super_ptr[_u(s + 1)] - k1
+        psi = rows_ptr[_u(s)]
+        nsrow = rows_ptr[_u(s + 1)] - psi
+        psx = lx_ptr[_u(s)]
         if nsrow > nscol:
             for i in range(nscol, nsrow):
-                ri = rows[psi + i]
+                ri = rows[_u(psi + i)]
                 for r in range(k):
-                    work[i, r] = x[ri, r]
+                    work[_u(i), _u(r)] = x[_u(ri), _u(r)]
             for j in range(nscol):
                 cj = psx + j * nsrow
                 if k == 1:
                     acc = 0.0
                     for i in range(nscol, nsrow):
-                        acc += lx[cj + i] * work[i, 0]
-                    x[k1 + j, 0] -= acc
+                        acc += lx[_u(cj + i)] * work[_u(i), _u(0)]
+                    x[_u(k1 + j), _u(0)] -= acc
                 else:
                     for i in range(nscol, nsrow):
-                        lij = lx[cj + i]
+                        lij = lx[_u(cj + i)]
                         for r in range(k):
-                            x[k1 + j, r] -= lij * work[i, r]
+                            x[_u(k1 + j), _u(r)] -= lij * work[_u(i), _u(r)]
         for j in range(nscol - 1, -1, -1):
             cj = psx + j * nsrow
             row_j = k1 + j
             for i in range(j + 1, nscol):
-                lij = lx[cj + i]
+                lij = lx[_u(cj + i)]
                 for r in range(k):
-                    x[row_j, r] -= lij * x[k1 + i, r]
-            inv = 1.0 / lx[cj + j]
+                    x[_u(row_j), _u(r)] -= lij * x[_u(k1 + i), _u(r)]
+            inv = 1.0 / lx[_u(cj + j)]
             for r in range(k):
-                x[row_j, r] *= inv
+                x[_u(row_j), _u(r)] *= inv
 
 
 @jit
 def _permute_rows(src, perm, out):
     """out[i, :] = src[perm[i], :]."""
     for i in range(perm.size):
-        for r in range(src.shape[1]):
-            out[i, r] = src[perm[i], r]
+        for r in range(src.shape[_u(1)]):
+            out[_u(i), _u(r)] = src[_u(perm[_u(i)]), _u(r)]
 
 
 @jit
 def _unpermute_rows(src, perm, out):
     """out[perm[i], :] = src[i, :]."""
     for i in range(perm.size):
-        for r in range(src.shape[1]):
-            out[perm[i], r] = src[i, r]
+        for r in range(src.shape[_u(1)]):
+            out[_u(perm[_u(i)]), _u(r)] = src[_u(i), _u(r)]
 
 
 @jit

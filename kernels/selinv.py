@@ -21,6 +21,8 @@ from ..bindings import blas
 from ._jit import jit
 from .cholesky import _blas_consts
 
+_u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
+
 
 @jit
 def _workspace_sizes(nsuper, super_ptr, rows_ptr):
@@ -48,30 +50,30 @@ def _selected_inverse(
     chars = np.empty(4, dtype=np.int8)
     _blas_consts(ints, dbls, chars)
     for s in range(nsuper - 1, -1, -1):
-        k1 = super_ptr[s]
-        nscol = super_ptr[s + 1] - k1
-        psi = rows_ptr[s]
-        nsrow = rows_ptr[s + 1] - psi
+        k1 = super_ptr[_u(s)]
+        nscol = super_ptr[_u(s + 1)] - k1
+        psi = rows_ptr[_u(s)]
+        nsrow = rows_ptr[_u(s + 1)] - psi
         nb = nsrow - nscol
-        psx = lx_ptr[s]
+        psx = lx_ptr[_u(s)]
         # Z_JJ starts as (L_JJ L_JJᵀ)⁻¹
         for j in range(nscol):
             for i in range(j, nscol):
-                zx[psx + j * nsrow + i] = lx[psx + j * nsrow + i]
-        ints[0] = nscol
-        ints[1] = nsrow
-        ints[5] = 0
+                zx[_u(psx + j * nsrow + i)] = lx[_u(psx + j * nsrow + i)]
+        ints[_u(0)] = nscol
+        ints[_u(1)] = nsrow
+        ints[_u(5)] = 0
         blas.dpotri(
             chars[0:].ctypes, ints[0:].ctypes, zx[psx:].ctypes, ints[1:].ctypes, ints[5:].ctypes
         )
-        if ints[5] != 0:
+        if ints[_u(5)] != 0:
             return 1 + s
         if nb > 0:
             # M = L_IJ L_JJ⁻¹ into mwork (nb x nscol, ld nb)
             for j in range(nscol):
                 for i in range(nb):
-                    mwork[j * nb + i] = lx[psx + j * nsrow + nscol + i]
-            ints[2] = nb
+                    mwork[_u(j * nb + i)] = lx[_u(psx + j * nsrow + nscol + i)]
+            ints[_u(2)] = nb
             blas.dtrsm(
                 chars[3:].ctypes,  # side R
                 chars[0:].ctypes,  # lower
@@ -91,23 +93,23 @@ def _selected_inverse(
             # once per run by a merge, then every column of the run is a monotone gather.
             c = 0
             while c < nb:
-                row_c = rows[psi + nscol + c]
-                t = col_super[row_c]
-                t1 = super_ptr[t]
-                t2 = super_ptr[t + 1]
-                tpsi = rows_ptr[t]
-                tnrow = rows_ptr[t + 1] - tpsi
-                tpsx = lx_ptr[t]
+                row_c = rows[_u(psi + nscol + c)]
+                t = col_super[_u(row_c)]
+                t1 = super_ptr[_u(t)]
+                t2 = super_ptr[_u(t + 1)]
+                tpsi = rows_ptr[_u(t)]
+                tnrow = rows_ptr[_u(t + 1)] - tpsi
+                tpsx = lx_ptr[_u(t)]
                 q = row_c - t1
                 for r in range(c, nb):
-                    target = rows[psi + nscol + r]
-                    while rows[tpsi + q] != target:
+                    target = rows[_u(psi + nscol + r)]
+                    while rows[_u(tpsi + q)] != target:
                         q += 1
-                    relmap[r] = q
-                while c < nb and rows[psi + nscol + c] < t2:
-                    base = tpsx + (rows[psi + nscol + c] - t1) * tnrow
+                    relmap[_u(r)] = q
+                while c < nb and rows[_u(psi + nscol + c)] < t2:
+                    base = tpsx + (rows[_u(psi + nscol + c)] - t1) * tnrow
                     for r in range(c, nb):
-                        zii[c * nb + r] = zx[base + relmap[r]]
+                        zii[_u(c * nb + r)] = zx[_u(base + relmap[_u(r)])]
                     c += 1
             # Z_IJ = -Z_II M (dsymm with the lower triangle of Z_II)
             blas.dsymm(
@@ -143,7 +145,7 @@ def _selected_inverse(
         # keep the diagonal block fully symmetric (dpotri fills the lower triangle only)
         for j in range(nscol):
             for i in range(j + 1, nscol):
-                zx[psx + i * nsrow + j] = zx[psx + j * nsrow + i]
+                zx[_u(psx + i * nsrow + j)] = zx[_u(psx + j * nsrow + i)]
     return 0
 
 
@@ -151,10 +153,10 @@ def _selected_inverse(
 def _diagonal(nsuper, super_ptr, rows_ptr, lx_ptr, zx, perm, out):
     """out[perm[k]] = Z_kk: the diagonal of Q⁻¹ in the original ordering."""
     for s in range(nsuper):
-        k1 = super_ptr[s]
-        nsrow = rows_ptr[s + 1] - rows_ptr[s]
-        for j in range(super_ptr[s + 1] - k1):
-            out[perm[k1 + j]] = zx[lx_ptr[s] + j * nsrow + j]
+        k1 = super_ptr[_u(s)]
+        nsrow = rows_ptr[_u(s + 1)] - rows_ptr[_u(s)]
+        for j in range(super_ptr[_u(s + 1)] - k1):
+            out[_u(perm[_u(k1 + j)])] = zx[_u(lx_ptr[_u(s)] + j * nsrow + j)]
 
 
 @jit
@@ -164,26 +166,26 @@ def _locate(n, super_ptr, rows_ptr, rows, lx_ptr, col_super, pinv, row_idx, col_
     Returns -1 on success or k for the first entry outside L's pattern.
     """
     for k in range(row_idx.size):
-        a = pinv[row_idx[k]]
-        b = pinv[col_idx[k]]
+        a = pinv[_u(row_idx[_u(k)])]
+        b = pinv[_u(col_idx[_u(k)])]
         r = max(a, b)
         c = min(a, b)
-        t = col_super[c]
-        t1 = super_ptr[t]
-        nsrow = rows_ptr[t + 1] - rows_ptr[t]
-        nscol = super_ptr[t + 1] - t1
-        if r < super_ptr[t + 1]:
+        t = col_super[_u(c)]
+        t1 = super_ptr[_u(t)]
+        nsrow = rows_ptr[_u(t + 1)] - rows_ptr[_u(t)]
+        nscol = super_ptr[_u(t + 1)] - t1
+        if r < super_ptr[_u(t + 1)]:
             local = r - t1
         else:
             # binary search among the rows below the diagonal block
-            lo = rows_ptr[t] + nscol
-            hi = rows_ptr[t + 1] - 1
+            lo = rows_ptr[_u(t)] + nscol
+            hi = rows_ptr[_u(t + 1)] - 1
             local = -1
             while lo <= hi:
                 mid = (lo + hi) // 2
-                v = rows[mid]
+                v = rows[_u(mid)]
                 if v == r:
-                    local = mid - rows_ptr[t]
+                    local = mid - rows_ptr[_u(t)]
                     break
                 if v < r:
                     lo = mid + 1
@@ -191,7 +193,7 @@ def _locate(n, super_ptr, rows_ptr, rows, lx_ptr, col_super, pinv, row_idx, col_
                     hi = mid - 1
             if local < 0:
                 return k
-        pos[k] = lx_ptr[t] + (c - t1) * nsrow + local
+        pos[_u(k)] = lx_ptr[_u(t)] + (c - t1) * nsrow + local
     return -1
 
 
@@ -200,14 +202,14 @@ def _gather_dot(zx, pos, values):
     """Σ_k values[k] zx[pos[k]]."""
     total = 0.0
     for k in range(pos.size):
-        total += values[k] * zx[pos[k]]
+        total += values[_u(k)] * zx[_u(pos[_u(k)])]
     return total
 
 
 @jit
 def _gather(zx, pos, out):
     for k in range(pos.size):
-        out[k] = zx[pos[k]]
+        out[_u(k)] = zx[_u(pos[_u(k)])]
 
 
 @jit
@@ -218,12 +220,12 @@ def _quadratic_diag(a_ptr, a_cols, a_data, pos_ptr, pos, zx, out):
     with m the number of nonzeros in row r.
     """
     for r in range(out.size):
-        start = a_ptr[r]
-        m = a_ptr[r + 1] - start
-        base = pos_ptr[r]
+        start = a_ptr[_u(r)]
+        m = a_ptr[_u(r + 1)] - start
+        base = pos_ptr[_u(r)]
         acc = 0.0
         for u in range(m):
-            au = a_data[start + u]
+            au = a_data[_u(start + u)]
             for v in range(m):
-                acc += au * a_data[start + v] * zx[pos[base + u * m + v]]
-        out[r] = acc
+                acc += au * a_data[_u(start + v)] * zx[_u(pos[_u(base + u * m + v)])]
+        out[_u(r)] = acc
