@@ -1,4 +1,4 @@
-"""Main demo: sparse Cholesky of a 2-D Matérn (SPDE, alpha = 2) precision with 10⁶ unknowns.
+"""Cholesky demo: sparse Cholesky of a 2-D Matérn (SPDE, alpha = 2) precision with 10⁶ unknowns.
 
 Prints the fill, the time of each phase and the log-determinant, then refactorizes
 for a second value of the range parameter (the operation a hyperparameter
