@@ -14,9 +14,13 @@ if [ "$need_apt" = 1 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q libsuitesparse-dev libopenblas0-pthread \
         gfortran
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -E "^WARNING: (Running pip as|Location)" || true
+# pip's own status decides (pipefail); grep only hides root-user notices
+pip_install() {
+    python3 -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+        | { grep -v -E "^WARNING: (Running pip as|Location)" || true; }
+}
+pip_install -e ".[test]"
 # the PyPI "selinv" package (Lin Lin's SelInv, Fortran) is only a benchmark peer: optional
-python3 -c "import selinv" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check \
-    -e ".[bench]" 2>&1 | grep -v -E "^WARNING: (Running pip as|Location)" \
+python3 -c "import selinv" 2>/dev/null || pip_install -e ".[bench]" \
     || echo "install.sh: optional benchmark peer 'selinv' did not install" >&2
 python3 -c "import gmrf_core, sksparse.cholmod" || { echo "install.sh: gmrf_core or scikit-sparse failed to import" >&2; exit 1; }

@@ -413,6 +413,7 @@ class Factor:
         s = symbolic
         self._lx = np.empty(int(s.lx_ptr[-1]), dtype=np.float64)
         self._relmap = np.empty(s.n, dtype=np.int64)
+        self._relrow = np.empty(s.n, dtype=np.int64)
         self._head = np.empty(s.nsuper, dtype=np.int64)
         self._next = np.empty(s.nsuper, dtype=np.int64)
         self._lpos = np.empty(s.nsuper, dtype=np.int64)
@@ -472,6 +473,7 @@ class Factor:
                 data,
                 self._lx,
                 self._relmap,
+                self._relrow,
                 self._head,
                 self._next,
                 self._lpos,

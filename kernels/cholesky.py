@@ -56,6 +56,7 @@ def _factorize(
     qdata,
     lx,
     relmap,
+    relrow,
     head,
     next_,
     lpos,
@@ -104,15 +105,19 @@ def _factorize(
             ndrow2 = pdend - pdi1
             ndrow3 = ndrow2 - ndrow1
             off = pdx + (pdi1 - pdi)
+            # relative map (CHOLMOD's RelativeMap): row ii of the update goes to local row
+            # relrow[ii] of s; computed once per (d, s) so the scatter reads it sequentially
+            for ii in range(ndrow2):
+                relrow[_u(ii)] = relmap[_u(rows[_u(pdi1 + ii)])]
             if ndrow1 * ndrow2 * ndcol <= _SMALL_UPDATE or ndcol < 2:
                 # direct scatter: C[ii, jj] = sum_k L_d[ii, k] L_d[jj, k]
                 for jj in range(ndrow1):
-                    tcol = psx + (rows[_u(pdi1 + jj)] - k1) * nsrow
+                    tcol = psx + relrow[_u(jj)] * nsrow
                     for ii in range(jj, ndrow2):
                         acc = 0.0
                         for k in range(ndcol):
                             acc += lx[_u(off + k * ndrow + ii)] * lx[_u(off + k * ndrow + jj)]
-                        lx[_u(tcol + relmap[_u(rows[_u(pdi1 + ii)])])] -= acc
+                        lx[_u(tcol + relrow[_u(ii)])] -= acc
             else:
                 # C = L_d[pdi1:pdend, :] L_d[pdi1:pdi2, :]^T into cwork (ldc = ndrow2)
                 ints[_u(0)] = ndrow1
@@ -149,10 +154,10 @@ def _factorize(
                         ints[3:].ctypes,
                     )
                 for jj in range(ndrow1):
-                    tcol = psx + (rows[_u(pdi1 + jj)] - k1) * nsrow
+                    tcol = psx + relrow[_u(jj)] * nsrow
                     cbase = jj * ndrow2
                     for ii in range(jj, ndrow2):
-                        lx[_u(tcol + relmap[_u(rows[_u(pdi1 + ii)])])] -= cwork[_u(cbase + ii)]
+                        lx[_u(tcol + relrow[_u(ii)])] -= cwork[_u(cbase + ii)]
             # d's next target
             lpos[_u(d)] = pdi2 - pdi
             if pdi2 < pdend:
