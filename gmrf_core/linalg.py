@@ -18,6 +18,8 @@ per hyperparameter value::
         factor.logdet(), factor.solve(b)
 """
 
+import threading
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -115,6 +117,41 @@ def _ordering(indptr, indices, n, ordering):
     return perm.astype(np.int64)
 
 
+class _Scratch(threading.local):
+    """Work arrays for the symbolic phase, kept between analyses (one set per thread).
+
+    Each analysis needs about ten temporary arrays of length n; handing out views of
+    one retained buffer spares the page faults of fresh allocations, which cost more
+    than the sweeps themselves. Buffers above ``_SCRATCH_KEEP`` elements are not kept.
+    """
+
+    def __init__(self):
+        self._ints = np.empty(0, dtype=np.int64)
+        self._floats = np.empty(0, dtype=np.float64)
+
+    def ints(self, count, size):
+        """``count`` int64 arrays of length ``size`` (views; contents undefined)."""
+        buffer = self._ints
+        if buffer.size < count * size:
+            buffer = np.empty(count * size, dtype=np.int64)
+            if buffer.size <= _SCRATCH_KEEP:
+                self._ints = buffer
+        return [buffer[k * size : (k + 1) * size] for k in range(count)]
+
+    def floats(self, size):
+        """A float64 array of length ``size`` (a view; contents undefined)."""
+        buffer = self._floats
+        if buffer.size < size:
+            buffer = np.empty(size, dtype=np.float64)
+            if buffer.size <= _SCRATCH_KEEP:
+                self._floats = buffer
+        return buffer[:size]
+
+
+_SCRATCH_KEEP = 2**24  # 128 MiB of int64
+_scratch = _Scratch()
+
+
 class Symbolic:
     """Result of the symbolic analysis of a sparsity pattern (see :func:`analyze`).
 
@@ -147,13 +184,16 @@ class Symbolic:
         self.threads = int(threads)
         self._indptr_in = Q.indptr
         self._indices_in = Q.indices
-        indptr = Q.indptr.astype(np.int64)
-        indices = Q.indices.astype(np.int64)
+        # Q's own index arrays, as int32 whenever they fit (no copy for SciPy's usual
+        # int32): the kernels then compile once, and the symbolic phase moves half the bytes
+        index_dtype = np.int32 if Q.nnz < 2**31 - 1 and n < 2**31 - 1 else np.int64
+        indptr = Q.indptr.astype(index_dtype, copy=False)
+        indices = Q.indices.astype(index_dtype, copy=False)
         self._indptr = indptr
         self._indices = indices
 
-        work = np.empty(n, dtype=np.int64)
-        mirror = np.empty(indices.size, dtype=np.int64)
+        work = _scratch.ints(1, n + 1)[0]
+        mirror = np.empty(indices.size, dtype=index_dtype)
         status = _ksym._mirror_map(n, indptr, indices, mirror, work)
         if status != 0:
             column = -status - 1
@@ -172,53 +212,42 @@ class Symbolic:
         self._analyze(indptr, indices, perm)
 
     # -- symbolic phase ---------------------------------------------------------
-    def _analyze(self, indptr, indices, perm):
+    def _analyze(self, indptr, indices, perm_in):
         n = self.n
+        # temporaries come from reusable scratch memory (CHOLMOD's Common->Iwork): freshly
+        # mapped pages cost more here than the sweeps that use them
+        w = _scratch.ints(8, n + 1)
+        fwork = _scratch.floats(n)
         pinv = np.empty(n, dtype=np.int64)
-        pinv[perm] = np.arange(n, dtype=np.int64)
-        work = np.empty(n, dtype=np.int64)
+        pinv[perm_in] = np.arange(n, dtype=np.int64)
 
         # elimination tree of C = P Q Pᵀ, then its postorder composed into the permutation
+        _ksym._etree_q(n, indptr, indices, perm_in, pinv, w[0], w[1])
+        _ksym._postorder(n, w[0], w[2], w[3], w[4], w[1])
+        perm = np.empty(n, dtype=np.int64)
         parent = np.empty(n, dtype=np.int64)
-        _ksym._etree_q(n, indptr, indices, perm, pinv, parent, work)
-        post = np.empty(n, dtype=np.int64)
-        head = np.empty(n, dtype=np.int64)
-        next_ = np.empty(n, dtype=np.int64)
-        _ksym._postorder(n, parent, post, head, next_, work)
-        ipost = np.empty(n, dtype=np.int64)
-        ipost[post] = np.arange(n, dtype=np.int64)
-        parent_post = np.where(parent[post] >= 0, ipost[np.maximum(parent[post], 0)], -1)
-        perm = perm[post]
-        pinv[perm] = np.arange(n, dtype=np.int64)
+        _ksym._compose_postorder(n, w[0], w[2], perm_in, w[1], perm, pinv, parent)
 
         colcount = np.empty(n, dtype=np.int64)
         c_ptr = np.empty(n + 1, dtype=np.int64)
         _ksym._column_counts_q(
-            n,
-            indptr,
-            indices,
-            perm,
-            pinv,
-            parent_post,
-            colcount,
-            head,
-            next_,
-            work,
-            np.empty(n, np.int64),
-            c_ptr,
+            n, indptr, indices, perm, pinv, parent, colcount, w[0], w[1], w[2], w[3], c_ptr
         )
 
-        super_ptr = np.empty(n + 1, dtype=np.int64)
-        nsuper = _ksym._supernodes(n, parent_post, colcount, *_RELAX, super_ptr)
-        super_ptr = super_ptr[: nsuper + 1].copy()
+        nsuper = _ksym._supernodes(
+            n, parent, colcount, *_RELAX, w[7], w[0], w[1], w[2], w[3], w[4], w[5], w[6], fwork
+        )
+        super_ptr = w[7][: nsuper + 1].copy()
         col_super = np.empty(n, dtype=np.int64)
         sparent = np.empty(nsuper, dtype=np.int64)
-        nrows = np.empty(nsuper, dtype=np.int64)
+        nrows = w[0][:nsuper]
         _ksym._supernode_structure_counts(
-            n, nsuper, super_ptr, parent_post, colcount, col_super, sparent, nrows
+            n, nsuper, super_ptr, parent, colcount, col_super, sparent, nrows
         )
-        rows_ptr = np.zeros(nsuper + 1, dtype=np.int64)
-        np.cumsum(nrows, out=rows_ptr[1:])
+        rows_ptr = np.empty(nsuper + 1, dtype=np.int64)
+        lx_ptr = np.empty(nsuper + 1, dtype=np.int64)
+        # stored entries: relaxed supernodes keep a few explicit zeros (CHOLMOD counts them too)
+        self.nnz = int(_ksym._supernode_offsets(nsuper, super_ptr, nrows, rows_ptr, lx_ptr))
         rows = np.empty(int(rows_ptr[-1]), dtype=np.int64)
         status = _ksym._supernode_rows_q(
             n,
@@ -232,17 +261,14 @@ class Symbolic:
             sparent,
             rows_ptr,
             rows,
-            np.empty(nsuper, np.int64),
-            np.empty(nsuper, np.int64),
+            w[1][:nsuper],
+            w[2][:nsuper],
         )
         if status != _ksym.OK:  # pragma: no cover - internal consistency check
             raise RuntimeError("gmrf_core internal error: supernode row counts are inconsistent.")
-        ncols = np.diff(super_ptr)
-        lx_ptr = np.zeros(nsuper + 1, dtype=np.int64)
-        np.cumsum(nrows * ncols, out=lx_ptr[1:])
 
         # lower triangle of C: where each entry comes from in Q and goes to in the factor
-        c_src = np.empty(c_ptr[n], dtype=np.int64)
+        c_src = np.empty(c_ptr[n], dtype=indices.dtype)
         dest = np.empty(c_ptr[n], dtype=np.int64)
         _ksym._lower_map_q(
             n,
@@ -258,12 +284,12 @@ class Symbolic:
             c_ptr,
             c_src,
             dest,
-            work,
+            w[0],
         )
 
         self.perm = perm
         self.pinv = pinv
-        self.parent = parent_post
+        self.parent = parent
         self.colcount = colcount
         self.nsuper = nsuper
         self.super_ptr = super_ptr
@@ -278,8 +304,6 @@ class Symbolic:
         self._cwork_size = max(
             1, int(_ksym._update_workspace_size(nsuper, super_ptr, rows_ptr, rows, col_super))
         )
-        # stored entries: relaxed supernodes keep a few explicit zeros (CHOLMOD counts them too)
-        self.nnz = int(np.sum(nrows * ncols - ncols * (ncols - 1) // 2))
         self.flops = float(_ksym._flop_count(nsuper, super_ptr, rows_ptr))
 
     # -- numeric phase ----------------------------------------------------------

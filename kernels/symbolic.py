@@ -127,43 +127,62 @@ def _postorder(n, parent, post, head, next_, stack):
 
 @jit
 def _supernodes(
-    n, parent, colcount, nrelax0, nrelax1, nrelax2, zrelax0, zrelax1, zrelax2, super_ptr
+    n,
+    parent,
+    colcount,
+    nrelax0,
+    nrelax1,
+    nrelax2,
+    zrelax0,
+    zrelax1,
+    zrelax2,
+    super_ptr,
+    nchild,
+    fsuper,
+    col_super,
+    sparent,
+    nscol,
+    snz,
+    merged,
+    zeros,
 ):
     """Fundamental supernodes, then relaxed amalgamation; returns the number of supernodes.
 
     ``super_ptr`` (length >= n + 1) receives the first column of each supernode.
     Columns must be in postorder. Merging follows CHOLMOD's super_symbolic: a
     supernode merges into its parent when the parent follows it immediately and
-    the merged block has few enough explicit zeros.
+    the merged block has few enough explicit zeros. The other arrays are work
+    space: ``fsuper`` of length n + 1, the rest of length n (``zeros`` float64).
     """
-    nchild = np.zeros(n, dtype=np.int64)
     for j in range(n):
-        if parent[j] != -1:
-            nchild[parent[j]] += 1
+        nchild[_u(j)] = 0
+    for j in range(n):
+        if parent[_u(j)] != -1:
+            nchild[_u(parent[_u(j)])] += 1
     # fundamental supernodes
-    fsuper = np.empty(n + 1, dtype=np.int64)
     nf = 0
     for j in range(n):
-        if j > 0 and parent[j - 1] == j and colcount[j - 1] == colcount[j] + 1 and nchild[j] == 1:
+        if (
+            j > 0
+            and parent[_u(j - 1)] == j
+            and colcount[_u(j - 1)] == colcount[_u(j)] + 1
+            and nchild[_u(j)] == 1
+        ):
             continue
-        fsuper[nf] = j
+        fsuper[_u(nf)] = j
         nf += 1
-    fsuper[nf] = n
+    fsuper[_u(nf)] = n
     # supernode of each column, supernodal parent
-    col_super = np.empty(n, dtype=np.int64)
     for s in range(nf):
-        for j in range(fsuper[s], fsuper[s + 1]):
-            col_super[j] = s
-    sparent = np.empty(nf, dtype=np.int64)
-    nscol = np.empty(nf, dtype=np.int64)
-    snz = np.empty(nf, dtype=np.int64)
-    zeros = np.zeros(nf, dtype=np.float64)
-    merged = np.full(nf, -1, dtype=np.int64)
+        for j in range(fsuper[_u(s)], fsuper[_u(s + 1)]):
+            col_super[_u(j)] = s
     for s in range(nf):
-        last = fsuper[s + 1] - 1
-        sparent[s] = col_super[parent[last]] if parent[last] != -1 else -1
-        nscol[s] = fsuper[s + 1] - fsuper[s]
-        snz[s] = colcount[fsuper[s]]
+        last = fsuper[_u(s + 1)] - 1
+        sparent[_u(s)] = col_super[_u(parent[_u(last)])] if parent[_u(last)] != -1 else -1
+        nscol[_u(s)] = fsuper[_u(s + 1)] - fsuper[_u(s)]
+        snz[_u(s)] = colcount[_u(fsuper[_u(s)])]
+        zeros[_u(s)] = 0.0
+        merged[_u(s)] = -1
     for j in range(nf - 2, -1, -1):
         p = sparent[j]
         if p != j + 1:
@@ -219,6 +238,40 @@ def _supernode_structure_counts(n, nsuper, super_ptr, parent, colcount, col_supe
         last = super_ptr[s + 1] - 1
         sparent[s] = col_super[parent[last]] if parent[last] != -1 else -1
         nrows[s] = (super_ptr[s + 1] - super_ptr[s]) + colcount[last] - 1
+
+
+@jit
+def _compose_postorder(n, parent, post, perm_in, ipost, perm, pinv, parent_post):
+    """Relabel the elimination tree by its postorder ``post`` and compose the permutation.
+
+    ``perm[k] = perm_in[post[k]]``, ``pinv`` its inverse, and ``parent_post`` the tree
+    in the new labels; ``ipost`` is work space of length n.
+    """
+    for k in range(n):
+        ipost[_u(post[_u(k)])] = k
+    for k in range(n):
+        old = post[_u(k)]
+        p = parent[_u(old)]
+        parent_post[_u(k)] = ipost[_u(p)] if p >= 0 else -1
+        j = perm_in[_u(old)]
+        perm[_u(k)] = j
+        pinv[_u(j)] = k
+
+
+@jit
+def _supernode_offsets(nsuper, super_ptr, nrows, rows_ptr, lx_ptr):
+    """Prefix sums of the supernodes' row counts and block sizes; returns nnz(L)
+    (stored entries: each diagonal block's strictly upper triangle is not counted)."""
+    rows_ptr[0] = 0
+    lx_ptr[0] = 0
+    nnz = 0
+    for s in range(nsuper):
+        ncol = super_ptr[_u(s + 1)] - super_ptr[_u(s)]
+        nrow = nrows[_u(s)]
+        rows_ptr[_u(s + 1)] = rows_ptr[_u(s)] + nrow
+        lx_ptr[_u(s + 1)] = lx_ptr[_u(s)] + nrow * ncol
+        nnz += nrow * ncol - ncol * (ncol - 1) // 2
+    return nnz
 
 
 @jit
