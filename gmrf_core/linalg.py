@@ -194,7 +194,8 @@ class Symbolic:
 
         work = _scratch.ints(1, n + 1)[0]
         mirror = np.empty(indices.size, dtype=index_dtype)
-        status = _ksym._mirror_map(n, indptr, indices, mirror, work)
+        diag_pos = np.empty(n, dtype=np.int64)
+        status = _ksym._mirror_map(n, indptr, indices, mirror, work, diag_pos)
         if status != 0:
             column = -status - 1
             raise NotSymmetricError(
@@ -203,8 +204,6 @@ class Symbolic:
                 "one triangle T, pass T + T.T - diag(T)."
             )
         self._mirror = mirror
-        diag_pos = np.empty(n, dtype=np.int64)
-        _ksym._diagonal_positions(n, indptr, indices, diag_pos)
         self._diag_pos = diag_pos
 
         perm = _ordering(indptr, indices, n, ordering)

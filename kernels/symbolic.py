@@ -34,16 +34,18 @@ ERR_STRUCTURE = -1  # internal inconsistency (should never happen)
 
 
 @jit
-def _mirror_map(n, indptr, indices, mirror, cursor):
+def _mirror_map(n, indptr, indices, mirror, cursor, diag_pos):
     """mirror[p] = position of entry (j, i) for the entry p = (i, j); status 0 or -(1 + col).
 
     Requires sorted row indices. One sweep over the columns: entries (j, i) of
     column i are met in increasing j, so a cursor per column finds each mirror.
+    The same sweep records ``diag_pos[j]``, the position of entry (j, j) or -1.
     A structurally non-symmetric pattern returns ``-(1 + j)`` with j a column
     whose pattern differs from its row.
     """
     for i in range(n):
         cursor[_u(i)] = indptr[_u(i)]
+        diag_pos[_u(i)] = -1
     for j in range(n):
         for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
             i = indices[_u(p)]
@@ -52,6 +54,8 @@ def _mirror_map(n, indptr, indices, mirror, cursor):
                 return -(1 + min(i, j))
             mirror[_u(p)] = q
             cursor[_u(i)] = q + 1
+            if i == j:
+                diag_pos[_u(j)] = p
     return 0
 
 
@@ -84,16 +88,6 @@ def _check_values(n, indptr, indices, data, mirror, rtol, diag_pos):
                 if abs(a - b) > rtol * scale:
                     return -(1 + j)
     return 0
-
-
-@jit
-def _diagonal_positions(n, indptr, indices, diag_pos):
-    for j in range(n):
-        diag_pos[_u(j)] = -1
-        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
-            if indices[_u(p)] == j:
-                diag_pos[_u(j)] = p
-                break
 
 
 @jit
