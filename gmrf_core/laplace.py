@@ -128,8 +128,8 @@ class LatentGaussianModel:
     max_newton : int
         Newton iterations before :class:`ConvergenceError`.
     threads : int
-        BLAS threads for factorizations and selected inversions (see
-        :func:`gmrf_core.analyze`).
+        Threads for factorizations and selected inversions (subtree parallelism and
+        BLAS threads, see :func:`gmrf_core.analyze`).
 
     Notes
     -----

@@ -19,6 +19,8 @@ per hyperparameter value::
 """
 
 import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -148,8 +150,33 @@ class _Scratch(threading.local):
         return buffer[:size]
 
 
+# parallel factorization: below this many flops threads cost more than they gain; a
+# schedule must promise at least this share of the sequential time, split at most so many
+# subtrees, and stops at this load balance; the ancestors' BLAS speed-up on two threads
+_PARALLEL_MIN_FLOPS = 2e7
+_PARALLEL_GAIN = 0.85
+_SCHEDULE_MAX_SPLITS = 64
+_BALANCE = 1.05
+_TOP_SPEEDUP = 1.5
+
 _SCRATCH_KEEP = 2**24  # 128 MiB of int64
 _scratch = _Scratch()
+_executors = {}
+_executors_lock = threading.Lock()
+
+
+def _run_parallel(func, arguments):
+    """``[func(*args) for args in arguments]``, each call on its own thread (the kernels
+    release the GIL)."""
+    workers = len(arguments)
+    with _executors_lock:
+        pool = _executors.get(workers)
+        if pool is None:
+            pool = _executors[workers] = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="gmrf_core"
+            )
+    futures = [pool.submit(func, *args) for args in arguments]
+    return [future.result() for future in futures]
 
 
 class Symbolic:
@@ -304,6 +331,9 @@ class Symbolic:
             1, int(_ksym._update_workspace_size(nsuper, super_ptr, rows_ptr, rows, col_super))
         )
         self.flops = float(_ksym._flop_count(nsuper, super_ptr, rows_ptr))
+        # the one-thread schedule: every supernode in order, one owner
+        self.all_supernodes = np.arange(nsuper, dtype=np.int64)
+        self.no_owner = np.zeros(nsuper, dtype=np.int64)
 
     # -- numeric phase ----------------------------------------------------------
     def check_values(self, Q, name="Q"):
@@ -371,6 +401,78 @@ class Symbolic:
             self._q_positions = positions
         return self._q_positions
 
+    def schedule(self, workers):
+        """Independent subtrees of the supernodal elimination tree for ``workers`` threads.
+
+        Returns None when one thread should do everything (a single worker, a small
+        or unbalanced tree), else ``(orders, owner, top)``: ``orders[k]`` the supernodes
+        worker k factorizes (whole subtrees, increasing), ``top`` the remaining
+        ancestors, done afterwards with multithreaded BLAS, and ``owner`` the worker
+        of each supernode (-1 on ``top``). Subtrees are split greedily, heaviest first,
+        and assigned to the least loaded worker (longest processing time first) until
+        the loads balance (Geist & Ng 1989, subtree-to-processor mapping). Weights are
+        each supernode's factorization flops; cached per worker count.
+        """
+        if workers < 2:
+            return None
+        cache = self.__dict__.setdefault("_schedules", {})
+        if workers not in cache:
+            cache[workers] = self._tree_schedule(workers)
+        return cache[workers]
+
+    def _tree_schedule(self, workers):
+        nsuper = self.nsuper
+        weight = np.empty(nsuper, dtype=np.float64)
+        _ksym._factorization_work(
+            nsuper, self.super_ptr, self.rows_ptr, self.rows, self.col_super, weight
+        )
+        total = float(weight.sum())
+        if total < _PARALLEL_MIN_FLOPS:
+            return None
+        subtree = weight.copy()
+        first = np.arange(nsuper, dtype=np.int64)
+        _ksym._subtree_weights(nsuper, self.super_parent, subtree, first)
+        children = {}
+        pieces = list(np.flatnonzero(self.super_parent < 0))
+        top = []
+        best = None
+        for _ in range(_SCHEDULE_MAX_SPLITS):
+            loads = [0.0] * workers
+            bins = [[] for _ in range(workers)]
+            for piece in sorted(pieces, key=lambda p: -subtree[p]):
+                k = int(np.argmin(loads))
+                bins[k].append(piece)
+                loads[k] += subtree[piece]
+            # ancestors run after the subtrees, on multithreaded BLAS
+            estimate = max(loads) + float(weight[top].sum()) / _TOP_SPEEDUP
+            if best is None or estimate < best[0]:
+                best = (estimate, [list(b) for b in bins], list(top))
+            if max(loads) <= _BALANCE * sum(loads) / workers:
+                break
+            heaviest = max(pieces, key=lambda p: subtree[p])
+            if not children:
+                order = np.argsort(self.super_parent, kind="stable")
+                bounds = np.searchsorted(self.super_parent[order], np.arange(-1, nsuper + 1))
+                children["order"], children["bounds"] = order, bounds
+            lo, hi = children["bounds"][heaviest + 1], children["bounds"][heaviest + 2]
+            kids = children["order"][lo:hi]
+            if kids.size == 0:
+                break
+            pieces.remove(heaviest)
+            top.append(heaviest)
+            pieces.extend(int(k) for k in kids)
+        estimate, bins, top = best
+        if estimate > _PARALLEL_GAIN * total or sum(1 for b in bins if b) < 2:
+            return None
+        owner = np.full(nsuper, -1, dtype=np.int64)
+        orders = []
+        for k, pieces_k in enumerate(bins):
+            ranges = [np.arange(first[p], p + 1, dtype=np.int64) for p in sorted(pieces_k)]
+            order = np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
+            owner[order] = k
+            orders.append(order)
+        return orders, owner, np.sort(np.asarray(top, dtype=np.int64))
+
     def same_pattern(self, B):
         """True if the CSC matrix ``B`` has exactly Q's sparsity pattern."""
         return B.shape == (self.n, self.n) and (
@@ -435,12 +537,21 @@ class Factor:
         self.symbolic = symbolic
         s = symbolic
         self._lx = np.empty(int(s.lx_ptr[-1]), dtype=np.float64)
-        self._relmap = np.empty(s.n, dtype=np.int64)
-        self._relrow = np.empty(s.n, dtype=np.int64)
         self._head = np.empty(s.nsuper, dtype=np.int64)
         self._next = np.empty(s.nsuper, dtype=np.int64)
         self._lpos = np.empty(s.nsuper, dtype=np.int64)
-        self._cwork = np.empty(s._cwork_size, dtype=np.float64)
+        self._schedule = s.schedule(s.threads)
+        workers = 1 if self._schedule is None else len(self._schedule[0])
+        # per worker: relative map, relative rows and the update buffer
+        self._work = [
+            (
+                np.empty(s.n, dtype=np.int64),
+                np.empty(s.n, dtype=np.int64),
+                np.empty(s._cwork_size, dtype=np.float64),
+            )
+            for _ in range(workers)
+        ]
+        self._zx_spare = None  # storage of a released SelectedInverse, for reuse
         self._valid = False
 
     @property
@@ -481,8 +592,13 @@ class Factor:
         s = self.symbolic
         data = s.check_values(Q)
         self._valid = False
-        with blas.blas_threads(s.threads):
-            status = _kchol._factorize(
+        self._head.fill(-1)
+        schedule = self._schedule
+        owner = s.no_owner if schedule is None else schedule[1]
+
+        def factorize(order, me, work):
+            relmap, relrow, cwork = work
+            return _kchol._factorize(
                 s.n,
                 s.nsuper,
                 s.super_ptr,
@@ -495,13 +611,43 @@ class Factor:
                 s._dest,
                 data,
                 self._lx,
-                self._relmap,
-                self._relrow,
+                relmap,
+                relrow,
                 self._head,
                 self._next,
                 self._lpos,
-                self._cwork,
+                cwork,
+                order,
+                owner,
+                me,
             )
+
+        if schedule is None:
+            with blas.blas_threads(s.threads):
+                status = factorize(s.all_supernodes, 0, self._work[0])
+        else:
+            # independent subtrees concurrently, then their ancestors on threaded BLAS
+            orders, _owner, top = schedule
+            with blas.blas_threads(1):
+                results = _run_parallel(
+                    factorize, [(order, k, self._work[k]) for k, order in enumerate(orders)]
+                )
+            failed = [r for r in results if r >= 0]
+            status = min(failed) if failed else -1
+            if status < 0:
+                for order in orders:
+                    _kchol._link_pending(
+                        order,
+                        owner,
+                        s.rows_ptr,
+                        s.rows,
+                        s.col_super,
+                        self._head,
+                        self._next,
+                        self._lpos,
+                    )
+                with blas.blas_threads(s.threads):
+                    status = factorize(top, -1, self._work[0])
         if status >= 0:
             column = int(s.perm[status])
             raise NotPositiveDefiniteError(
@@ -622,6 +768,17 @@ class Factor:
         other._valid = self._valid
         return other
 
+    def _take_spare(self, owner):
+        """Storage for a new SelectedInverse: the last one's, once that has been released
+        (a fresh gigabyte costs a page fault per 4 KiB), else new memory."""
+        spare = self._zx_spare
+        if spare is not None and spare[1]() is None:
+            zx = spare[0]
+        else:
+            zx = np.empty_like(self._lx)
+        self._zx_spare = (zx, weakref.ref(owner))
+        return zx
+
     def selected_inverse(self):
         """Entries of Q⁻¹ on the pattern of L (Takahashi recursion) -> :class:`SelectedInverse`."""
         return SelectedInverse(self)
@@ -649,10 +806,11 @@ class SelectedInverse:
         s = factor.symbolic
         self.symbolic = s
         self.n = s.n
-        self._zx = np.empty_like(factor._lx)
+        self._zx = factor._take_spare(self)
         big, rect = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
-        with blas.blas_threads(s.threads):
-            status = _kselinv._selected_inverse(
+
+        def invert(order):
+            return _kselinv._selected_inverse(
                 s.nsuper,
                 s.super_ptr,
                 s.rows_ptr,
@@ -664,7 +822,21 @@ class SelectedInverse:
                 np.empty(s.n, dtype=np.int64),
                 np.empty(max(int(big), 1)),
                 np.empty(max(int(rect), 1)),
+                order,
             )
+
+        schedule = factor._schedule
+        if schedule is None:
+            with blas.blas_threads(s.threads):
+                status = invert(s.all_supernodes)
+        else:
+            # the ancestors first, then the independent subtrees below them concurrently
+            orders, _owner, top = schedule
+            with blas.blas_threads(s.threads):
+                status = invert(top)
+            if status == 0:
+                with blas.blas_threads(1):
+                    status = max(_run_parallel(invert, [(order,) for order in orders]))
         if status != 0:  # pragma: no cover - a valid factor has positive pivots
             raise NotPositiveDefiniteError("selected inversion met a zero pivot.", s.perm[0])
 
@@ -785,9 +957,12 @@ def analyze(Q, ordering="auto", *, symmetry_rtol=1e-8, threads=1):
     symmetry_rtol : float
         Relative tolerance of the symmetry check in :meth:`Factor.refactorize`.
     threads : int
-        BLAS threads for the dense block operations of the numeric factorization and
-        the selected inversion (default 1: the kernels run single-threaded; on
-        large problems 2 or more let OpenBLAS split the big separator blocks).
+        Threads for the numeric factorization and the selected inversion (default 1:
+        everything single-threaded). With 2 or more, independent subtrees of the
+        elimination tree are processed concurrently, each on single-threaded BLAS,
+        and their common ancestors (the big separator blocks) on ``threads`` BLAS
+        threads; small or unbalanced trees stay on one thread (see
+        :meth:`Symbolic.schedule`). Results agree with one thread to rounding.
 
     Returns
     -------

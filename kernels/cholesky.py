@@ -61,20 +61,30 @@ def _factorize(
     next_,
     lpos,
     cwork,
+    order,
+    owner,
+    me,
 ):
-    """Numeric supernodal Cholesky; returns -1 on success or the failing column (permuted).
+    """Numeric supernodal Cholesky of the supernodes ``order`` (increasing); returns -1 on
+    success or the failing column (permuted).
 
     Parameters are raw arrays from the symbolic analysis; ``qdata`` are Q's values
     (in Q's own CSC order), copied into the factor through ``c_src``/``dest``.
-    ``cwork`` must hold the largest update block.
+    ``cwork`` must hold the largest update block. ``head`` (-1 before the first call)
+    links each supernode to the descendants that still have to update it.
+
+    Independent subtrees can be factorized concurrently, each call with its own
+    ``relmap``, ``relrow`` and ``cwork``: a call for the supernodes of owner ``me``
+    only links descendants into the lists of targets t with ``owner[t] == me``; links
+    into other owners' supernodes (the ancestors of the subtrees) are left to
+    :func:`_link_pending`, called before those ancestors are factorized.
     """
     ints = np.empty(8, dtype=np.int32)
     dbls = np.empty(3, dtype=np.float64)
     chars = np.empty(4, dtype=np.int8)
     _blas_consts(ints, dbls, chars)
-    for s in range(nsuper):
-        head[_u(s)] = -1
-    for s in range(nsuper):
+    for idx in range(order.size):
+        s = order[_u(idx)]
         k1 = super_ptr[_u(s)]
         k2 = super_ptr[_u(s + 1)]
         nscol = k2 - k1
@@ -162,8 +172,9 @@ def _factorize(
             lpos[_u(d)] = pdi2 - pdi
             if pdi2 < pdend:
                 t = col_super[_u(rows[_u(pdi2)])]
-                next_[_u(d)] = head[_u(t)]
-                head[_u(t)] = d
+                if owner[_u(t)] == me:
+                    next_[_u(d)] = head[_u(t)]
+                    head[_u(t)] = d
             d = dnext
         # factorize the diagonal block and solve for the rows below
         if nscol <= _SMALL_BLOCK and nsrow <= 4 * _SMALL_BLOCK:
@@ -213,9 +224,26 @@ def _factorize(
         if nsrow > nscol:
             lpos[_u(s)] = nscol
             t = col_super[_u(rows[_u(psi + nscol)])]
-            next_[_u(s)] = head[_u(t)]
-            head[_u(t)] = s
+            if owner[_u(t)] == me:
+                next_[_u(s)] = head[_u(t)]
+                head[_u(t)] = s
+        else:
+            lpos[_u(s)] = nsrow  # updates nobody
     return -1
+
+
+@jit
+def _link_pending(order, owner, rows_ptr, rows, col_super, head, next_, lpos):
+    """Link each supernode d of ``order`` whose next target t has another owner into t's
+    list (the step :func:`_factorize` leaves out across independent subtrees)."""
+    for idx in range(order.size):
+        d = order[_u(idx)]
+        p = rows_ptr[_u(d)] + lpos[_u(d)]
+        if p < rows_ptr[_u(d + 1)]:
+            t = col_super[_u(rows[_u(p)])]
+            if owner[_u(t)] != owner[_u(d)]:
+                next_[_u(d)] = head[_u(t)]
+                head[_u(t)] = d
 
 
 @jit

@@ -41,15 +41,21 @@ def _workspace_sizes(nsuper, super_ptr, rows_ptr):
 
 @jit
 def _selected_inverse(
-    nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx, zx, relmap, zii, mwork
+    nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx, zx, relmap, zii, mwork, order
 ):
-    """Fill ``zx`` with Z = (L Lᵀ)⁻¹ on L's supernodal pattern. Returns 0, or 1 + s if
-    LAPACK's dpotri failed on supernode s (a zero pivot: never for a valid factor)."""
+    """Fill ``zx`` with Z = (L Lᵀ)⁻¹ on the supernodes ``order`` (increasing; processed
+    last to first), whose ancestors must be done. Returns 0, or 1 + s if LAPACK's dpotri
+    failed on supernode s (a zero pivot: never for a valid factor).
+
+    Independent subtrees can run concurrently once their common ancestors are done,
+    each call with its own ``relmap``, ``zii`` and ``mwork``.
+    """
     ints = np.empty(8, dtype=np.int32)
     dbls = np.empty(3, dtype=np.float64)
     chars = np.empty(4, dtype=np.int8)
     _blas_consts(ints, dbls, chars)
-    for s in range(nsuper - 1, -1, -1):
+    for idx in range(order.size - 1, -1, -1):
+        s = order[_u(idx)]
         k1 = super_ptr[_u(s)]
         nscol = super_ptr[_u(s + 1)] - k1
         psi = rows_ptr[_u(s)]

@@ -463,3 +463,40 @@ def _lower_map_q(
                     c_src[_u(q)] = p
                     dest[_u(q)] = base + relpos[_u(i)]
                     q += 1
+
+
+@jit
+def _subtree_weights(nsuper, sparent, subtree, first):
+    """Accumulate ``subtree[s]`` (in: own weights) over each subtree and set ``first[s]``
+    (in: s) to the first supernode of s's subtree; supernodes are in postorder."""
+    for s in range(nsuper):
+        p = sparent[_u(s)]
+        if p >= 0:
+            subtree[_u(p)] += subtree[_u(s)]
+            first[_u(p)] = min(first[_u(p)], first[_u(s)])
+
+
+@jit
+def _factorization_work(nsuper, super_ptr, rows_ptr, rows, col_super, work):
+    """Multiply-adds of the left-looking factorization charged to the supernode where
+    they happen: its own dense factorization (potrf + trsm) and every update it
+    receives from a descendant (syrk + gemm), so a subtree's total is the work done
+    while factorizing it."""
+    for s in range(nsuper):
+        nscol = float(super_ptr[_u(s + 1)] - super_ptr[_u(s)])
+        nb = float(rows_ptr[_u(s + 1)] - rows_ptr[_u(s)]) - nscol
+        work[_u(s)] = nscol * nscol * nscol / 3.0 + nb * nscol * nscol
+    for d in range(nsuper):
+        ndcol = super_ptr[_u(d + 1)] - super_ptr[_u(d)]
+        p = rows_ptr[_u(d)] + ndcol
+        pend = rows_ptr[_u(d + 1)]
+        while p < pend:
+            s = col_super[_u(rows[_u(p)])]
+            s_end = super_ptr[_u(s + 1)]
+            p2 = p
+            while p2 < pend and rows[_u(p2)] < s_end:
+                p2 += 1
+            ndrow1 = float(p2 - p)
+            ndrow2 = float(pend - p)
+            work[_u(s)] += float(ndcol) * ndrow1 * (ndrow2 - 0.5 * ndrow1)
+            p = p2

@@ -1,0 +1,177 @@
+"""Subtree-parallel factorization and selected inversion (threads >= 2) against dense NumPy.
+
+The small test matrices fall below the size where a schedule pays, so most tests lower the
+thresholds to force one: the threaded code paths then run on matrices whose dense
+references are cheap.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import gmrf_core as gm
+from gmrf_core import linalg
+from tests.test_linalg import CASES, block_diagonal, grid_laplacian, spde_like
+
+
+@pytest.fixture
+def always_parallel(monkeypatch):
+    monkeypatch.setattr(linalg, "_PARALLEL_MIN_FLOPS", 0.0)
+    monkeypatch.setattr(linalg, "_PARALLEL_GAIN", 1.0)
+
+
+def _schedule_is_valid(symbolic, schedule):
+    """Every supernode in exactly one subtree or in the top; subtrees closed under
+    descendants; the top closed under ancestors."""
+    orders, owner, top = schedule
+    seen = np.concatenate([*orders, top])
+    assert np.array_equal(np.sort(seen), np.arange(symbolic.nsuper))
+    parent = symbolic.super_parent
+    for k, order in enumerate(orders):
+        assert np.all(owner[order] == k)
+        assert np.all(np.diff(order) > 0)
+        p = parent[order]
+        # a subtree node's parent is in the same subtree or on top
+        assert np.all((p < 0) | (owner[np.maximum(p, 0)] == k) | (owner[np.maximum(p, 0)] == -1))
+    assert np.all(owner[top] == -1)
+    p = parent[top]
+    assert np.all((p < 0) | (owner[np.maximum(p, 0)] == -1))
+
+
+@pytest.mark.parametrize("name", ["grid20", "spde13", "random60", "blocks", "dense70"])
+@pytest.mark.parametrize("ordering", ["nd", "amd"])
+def test_threaded_factor_and_inverse_match_dense(always_parallel, name, ordering):
+    Q = CASES[name]
+    dense = Q.toarray()
+    factor = gm.cholesky(Q, ordering=ordering, threads=2)
+    schedule = factor.symbolic.schedule(2)
+    if schedule is not None:
+        _schedule_is_valid(factor.symbolic, schedule)
+    sign, logdet = np.linalg.slogdet(dense)
+    assert sign == 1 and factor.logdet() == pytest.approx(logdet, rel=1e-12)
+    b = np.random.default_rng(3).standard_normal((Q.shape[0], 2))
+    np.testing.assert_allclose(dense @ factor.solve(b), b, atol=1e-9)
+    L = factor.L().toarray()
+    perm = factor.perm
+    np.testing.assert_allclose(L @ L.T, dense[np.ix_(perm, perm)], atol=1e-10 * abs(dense).max())
+    inverse = np.linalg.inv(dense)
+    Z = factor.selected_inverse()
+    np.testing.assert_allclose(Z.diag(), np.diag(inverse), rtol=1e-10)
+    mask = dense != 0
+    np.testing.assert_allclose(Z.values_at(Q).toarray()[mask], inverse[mask], rtol=1e-9, atol=1e-13)
+
+
+def test_a_schedule_is_found_and_used(always_parallel):
+    Q = grid_laplacian(30)
+    symbolic = gm.analyze(Q, ordering="nd", threads=2)
+    schedule = symbolic.schedule(2)
+    assert schedule is not None and all(order.size for order in schedule[0])
+    _schedule_is_valid(symbolic, schedule)
+    assert symbolic.schedule(2) is schedule  # cached
+    assert symbolic.schedule(1) is None
+    one = gm.analyze(Q, ordering=symbolic.perm, threads=1).factorize(Q)
+    two = symbolic.factorize(Q)
+    assert two._schedule is schedule
+    assert two.logdet() == pytest.approx(one.logdet(), rel=1e-13)
+    np.testing.assert_allclose(
+        two.selected_inverse().diag(), one.selected_inverse().diag(), rtol=1e-12
+    )
+
+
+def test_three_workers_and_a_forest(always_parallel):
+    Q = sp.csc_matrix(sp.block_diag([grid_laplacian(9), spde_like(6), grid_laplacian(5, 11)]))
+    factor = gm.cholesky(Q, ordering="amd", threads=3)
+    schedule = factor.symbolic.schedule(3)
+    assert schedule is not None and len(schedule[0]) == 3
+    _schedule_is_valid(factor.symbolic, schedule)
+    dense = Q.toarray()
+    assert factor.logdet() == pytest.approx(np.linalg.slogdet(dense)[1], rel=1e-12)
+    np.testing.assert_allclose(
+        factor.selected_inverse().diag(), np.diag(np.linalg.inv(dense)), rtol=1e-10
+    )
+
+
+def test_small_or_trivial_trees_stay_on_one_thread():
+    # below the size where threads pay, and trees with nothing to split
+    assert gm.analyze(grid_laplacian(8), threads=2).schedule(2) is None
+    for name in ("1x1", "diagonal", "tridiagonal"):
+        factor = gm.cholesky(CASES[name], ordering="natural", threads=2)
+        assert factor._schedule is None or len(factor._schedule[0]) >= 2
+        dense = CASES[name].toarray()
+        assert factor.logdet() == pytest.approx(np.linalg.slogdet(dense)[1], rel=1e-12)
+
+
+def test_large_lattice_gets_a_balanced_schedule():
+    Q = spde_like(80, kappa=0.2)
+    symbolic = gm.analyze(Q, ordering="nd", threads=2)
+    schedule = symbolic.schedule(2)
+    assert schedule is not None
+    _schedule_is_valid(symbolic, schedule)
+    weight = np.empty(symbolic.nsuper)
+    linalg._ksym._factorization_work(
+        symbolic.nsuper,
+        symbolic.super_ptr,
+        symbolic.rows_ptr,
+        symbolic.rows,
+        symbolic.col_super,
+        weight,
+    )
+    loads = [weight[order].sum() for order in schedule[0]]
+    assert max(loads) < 0.6 * weight.sum()
+    one = gm.cholesky(Q, ordering=symbolic.perm)
+    two = symbolic.factorize(Q)
+    assert two.logdet() == pytest.approx(one.logdet(), rel=1e-13)
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.97])
+def test_not_positive_definite_column_is_the_one_thread_column(always_parallel, where):
+    Q = grid_laplacian(14).tolil()
+    j = int(where * Q.shape[0])
+    Q[j, j] = -4.0
+    Q = Q.tocsc()
+    perm = gm.analyze(Q, ordering="nd").perm
+    columns = []
+    for threads in (1, 2):
+        factor = gm.analyze(Q, ordering=perm, threads=threads)
+        with pytest.raises(gm.NotPositiveDefiniteError) as info:
+            factor.factorize(Q)
+        columns.append(info.value.column)
+    assert columns[0] == columns[1]
+    # a failed factorization leaves a factor that refactorizes cleanly
+    good = grid_laplacian(14)
+    factor = gm.analyze(good, ordering=perm, threads=2).factorize(good)
+    with pytest.raises(gm.NotPositiveDefiniteError):
+        factor.refactorize(Q)
+    factor.refactorize(good)
+    assert factor.logdet() == pytest.approx(np.linalg.slogdet(good.toarray())[1], rel=1e-12)
+
+
+def test_refactorize_many_times(always_parallel):
+    Q = block_diagonal(np.random.default_rng(5))
+    factor = gm.cholesky(Q, ordering="amd", threads=2)
+    for scale in (0.5, 2.0, 7.0):
+        Qs = Q.copy()
+        Qs.data = Qs.data * scale
+        factor.refactorize(Qs)
+        assert factor.logdet() == pytest.approx(np.linalg.slogdet(Qs.toarray())[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_selected_inverses_are_snapshots_and_storage_is_reused(always_parallel, threads):
+    Q = spde_like(8)
+    factor = gm.cholesky(Q, threads=threads)
+    first = factor.selected_inverse()
+    diag = first.diag()
+    Q2 = Q.copy()
+    Q2.data = Q2.data * 3.0
+    factor.refactorize(Q2)
+    second = factor.selected_inverse()  # the first is alive: new storage
+    assert second._zx is not first._zx
+    np.testing.assert_allclose(first.diag(), diag, rtol=0)
+    np.testing.assert_allclose(second.diag(), diag / 3.0, rtol=1e-12)
+    storage = second._zx
+    del second
+    third = factor.selected_inverse()  # the second was released: its storage is reused
+    assert third._zx is storage
+    np.testing.assert_allclose(third.diag(), diag / 3.0, rtol=1e-12)
+    np.testing.assert_allclose(first.diag(), diag, rtol=0)
