@@ -78,8 +78,9 @@ def main():
     print(
         f"OMP_THREAD_LIMIT={os.environ.get('OMP_THREAD_LIMIT')} "
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}; 'factor' is ours with 1 "
-        "BLAS thread (the default), 'best' ours with the better of 1 and 2; CHOLMOD: best of "
-        "1 and 2 BLAS threads; medians; the same ordering (ours) for both"
+        "thread (the default), 'best' ours with the better of threads=1 and threads=2 (independent "
+        "subtrees on two threads, separators on 2 BLAS threads); CHOLMOD: best of 1 and 2 BLAS "
+        "threads; medians; the same ordering (ours) for both"
     )
     header = (
         f"{'matrix':<14}{'n':>9}{'nnz(L)':>12}{'GFLOP':>7}{'analyze':>9}{'CHOLMOD':>9}{'ratio':>7}"

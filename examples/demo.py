@@ -8,7 +8,7 @@ with exact gradients (selected inversion + one adjoint solve per evaluation).
 Prints the progress, the estimates with standard errors next to the truth and
 the timing, and writes PNG maps of the posterior mean and standard deviation.
 
-    python examples/demo.py [--size 300] [--out demo_maps.png]
+    python examples/demo.py [--size 300] [--out demo_maps.png] [--threads 1]
 """
 
 import argparse
@@ -63,10 +63,12 @@ def save_maps(path, size, field, mean, sd):
     plt.close(fig)
 
 
-def main(size=300, out="demo_maps.png"):
+def main(size=300, out="demo_maps.png", threads=1):
     t0 = time.perf_counter()
     prior, theta_true, field, counts = simulate(size)
-    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(counts), X=np.ones((size * size, 1)))
+    model = gm.LatentGaussianModel(
+        prior, likelihoods.Poisson(counts), X=np.ones((size * size, 1)), threads=threads
+    )
     t_setup = time.perf_counter() - t0
     print(
         f"Matérn (SPDE α=2) field on a {size}x{size} lattice: {prior.n:,} latent variables + 1 "
@@ -120,5 +122,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=300, help="lattice side (n = size²)")
     parser.add_argument("--out", default="demo_maps.png", help="PNG file for the maps")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads for factorizations and selected inversions"
+    )
     args = parser.parse_args()
-    main(args.size, args.out)
+    main(args.size, args.out, args.threads)
