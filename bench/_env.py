@@ -41,6 +41,31 @@ def median_time(func, repeat=5, warmup=1):
     return statistics.median(times)
 
 
+def interleaved_medians(candidates, repeat=5, warmup=1):
+    """Median wall times of several candidates timed in turns (a, b, c, a, b, c, ...).
+
+    ``candidates`` maps a label to ``func`` or to ``(func, context_factory)``; the context
+    (e.g. a BLAS thread limit) is entered around each call but not timed. Taking turns
+    spreads the load of a shared, noisy machine over all candidates alike.
+    """
+    import contextlib
+
+    plans = {
+        label: c if isinstance(c, tuple) else (c, contextlib.nullcontext)
+        for label, c in candidates.items()
+    }
+    times = {label: [] for label in plans}
+    for round_ in range(warmup + repeat):
+        for label, (func, context) in plans.items():
+            with context():
+                t0 = time.perf_counter()
+                func()
+                elapsed = time.perf_counter() - t0
+            if round_ >= warmup:
+                times[label].append(elapsed)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
 def cholmod_blas_threads(limit):
     """threadpoolctl context limiting every loaded BLAS (CHOLMOD's OpenBLAS included)."""
     from threadpoolctl import threadpool_limits

@@ -14,10 +14,9 @@ Usage: python bench/compare_selinv.py [--sizes 250 500 1000] [--repeat 3]
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _env import ensure_cholmod_env, median_time  # noqa: E402
+from _env import ensure_cholmod_env, interleaved_medians  # noqa: E402
 
 ensure_cholmod_env()
 
@@ -35,15 +34,14 @@ def dense_check(m=50):
     return np.abs(diag - ref).max() / np.abs(ref).max()
 
 
-def run_selinv_package(Q, perm):
+def selinv_package(Q, perm):
+    """A call of the ``selinv`` package's diagonal of Q⁻¹ (None when it is not installed)."""
     try:
         import selinv
     except ImportError:
-        return np.nan, None
+        return None
     lower = sp.csc_matrix(sp.tril(Q))
-    t0 = time.perf_counter()
-    diag = selinv.selinv(lower, P=perm)
-    return time.perf_counter() - t0, diag
+    return lambda: selinv.selinv(lower, P=perm)
 
 
 def main():
@@ -53,8 +51,8 @@ def main():
     args = parser.parse_args()
     print(f"diagonal vs dense inverse (50² SPDE): max relative error {dense_check():.1e}")
     print(
-        "times are medians; ours on 1 thread (the default) and, in the 2-thread columns, with "
-        "threads=2; the SelInv package (single-threaded) given our permutation"
+        "medians of runs taken in turns; ours on 1 thread (the default) and, in the 2-thread "
+        "columns, with threads=2; the SelInv package (single-threaded) given our permutation"
     )
     print(
         f"{'lattice':>8}{'n':>10}{'nnz(L)':>12}{'factor s':>10}{'selinv s':>10}{'ratio':>7}"
@@ -65,17 +63,22 @@ def main():
         Q = spde_precision_2d(m, kappa=0.05)
         symbolic = gm.analyze(Q)
         factor = symbolic.factorize(Q)
-        t_factor = median_time(lambda f=factor, Q=Q: f.refactorize(Q), repeat=args.repeat)
-        t_selinv = median_time(lambda f=factor: f.selected_inverse(), repeat=args.repeat)
+        factor2 = gm.analyze(Q, ordering=symbolic.perm, threads=2).factorize(Q)
+        package = selinv_package(Q, symbolic.perm)
+        candidates = {
+            "factor": lambda f=factor, Q=Q: f.refactorize(Q),
+            "selinv": lambda f=factor: f.selected_inverse(),
+            "both2": lambda f=factor2, Q=Q: f.refactorize(Q).selected_inverse(),
+        }
+        if package is not None:
+            candidates["package"] = package
+        times = interleaved_medians(candidates, repeat=args.repeat)
+        t_factor, t_selinv, both2 = times["factor"], times["selinv"], times["both2"]
+        t_pkg = times.get("package", np.nan)
         diag = factor.selected_inverse().diag()
-        t_pkg, diag_pkg = run_selinv_package(Q, symbolic.perm)
+        diag_pkg = None if package is None else package()
         diff = np.nan if diag_pkg is None else np.abs(diag - diag_pkg).max() / np.abs(diag).max()
         both = t_factor + t_selinv
-        del factor
-        factor2 = gm.analyze(Q, ordering=symbolic.perm, threads=2).factorize(Q)
-        both2 = median_time(
-            lambda f=factor2, Q=Q: f.refactorize(Q).selected_inverse(), repeat=args.repeat
-        )
         print(
             f"{m:>7}²{Q.shape[0]:>10}{symbolic.nnz:>12}{t_factor:>10.3f}{t_selinv:>10.3f}"
             f"{t_selinv / t_factor:>7.2f}{both:>8.2f}{t_pkg:>14.2f}{t_pkg / both:>9.2f}"

@@ -552,6 +552,7 @@ class Factor:
             for _ in range(workers)
         ]
         self._zx_spare = None  # storage of a released SelectedInverse, for reuse
+        self._inverse_work = None
         self._valid = False
 
     @property
@@ -779,6 +780,17 @@ class Factor:
         self._zx_spare = (zx, weakref.ref(owner))
         return zx
 
+    def _inversion_work(self, k):
+        """Work space of worker k for the selected inversion, kept with the factor: the
+        relative map (shared with the factorization), Z_II and M."""
+        if self._inverse_work is None:
+            s = self.symbolic
+            big, rect = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
+            self._inverse_work = [
+                (np.empty(max(int(big), 1)), np.empty(max(int(rect), 1))) for _ in self._work
+            ]
+        return (self._work[k][0], *self._inverse_work[k])
+
     def selected_inverse(self):
         """Entries of Q⁻¹ on the pattern of L (Takahashi recursion) -> :class:`SelectedInverse`."""
         return SelectedInverse(self)
@@ -807,9 +819,9 @@ class SelectedInverse:
         self.symbolic = s
         self.n = s.n
         self._zx = factor._take_spare(self)
-        big, rect = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
 
-        def invert(order):
+        def invert(order, k):
+            relmap, zii, mwork = factor._inversion_work(k)
             return _kselinv._selected_inverse(
                 s.nsuper,
                 s.super_ptr,
@@ -819,24 +831,26 @@ class SelectedInverse:
                 s.col_super,
                 factor._lx,
                 self._zx,
-                np.empty(s.n, dtype=np.int64),
-                np.empty(max(int(big), 1)),
-                np.empty(max(int(rect), 1)),
+                relmap,
+                zii,
+                mwork,
                 order,
             )
 
         schedule = factor._schedule
         if schedule is None:
             with blas.blas_threads(s.threads):
-                status = invert(s.all_supernodes)
+                status = invert(s.all_supernodes, 0)
         else:
             # the ancestors first, then the independent subtrees below them concurrently
             orders, _owner, top = schedule
             with blas.blas_threads(s.threads):
-                status = invert(top)
+                status = invert(top, 0)
             if status == 0:
                 with blas.blas_threads(1):
-                    status = max(_run_parallel(invert, [(order,) for order in orders]))
+                    status = max(
+                        _run_parallel(invert, [(order, k) for k, order in enumerate(orders)])
+                    )
         if status != 0:  # pragma: no cover - a valid factor has positive pivots
             raise NotPositiveDefiniteError("selected inversion met a zero pivot.", s.perm[0])
 

@@ -177,37 +177,50 @@ def _supernodes(
         snz[_u(s)] = colcount[_u(fsuper[_u(s)])]
         zeros[_u(s)] = 0.0
         merged[_u(s)] = -1
-    for j in range(nf - 2, -1, -1):
-        p = sparent[j]
-        if p != j + 1:
+    # relaxed amalgamation, exactly as cholmod_super_symbolic: from the last supernode
+    # down, the current parent of s (its original parent, followed through merges with
+    # path compression) merges into s when it is s + 1 and the zeros stay few enough
+    for s in range(nf - 2, -1, -1):
+        ss = sparent[_u(s)]
+        if ss == -1:
             continue
-        nscol0 = nscol[j]
-        nscol1 = nscol[p]
+        while merged[_u(ss)] != -1:
+            ss = merged[_u(ss)]
+        current = ss
+        ss = sparent[_u(s)]
+        while merged[_u(ss)] != -1:
+            snext = merged[_u(ss)]
+            merged[_u(ss)] = current
+            ss = snext
+        if current != s + 1:
+            continue
+        nscol0 = nscol[_u(s)]
+        nscol1 = nscol[_u(s + 1)]
         ns = nscol0 + nscol1
-        lnz0 = snz[j]
-        lnz1 = snz[p]
-        totzeros = zeros[j] + zeros[p]
-        xnewzeros = float(nscol0) * float(nscol1 + lnz1 - lnz0)
-        merge = False
-        if xnewzeros == 0.0:
+        totzeros = zeros[_u(s + 1)]
+        if ns <= nrelax0:
             merge = True
         else:
-            xtotzeros = totzeros + xnewzeros
-            xns = float(ns)
-            denom = xns * (xns + 1.0) / 2.0 + xns * float(lnz1 - nscol1)
-            z = xtotzeros / denom
-            merge = (
-                ns <= nrelax0
-                or (ns <= nrelax1 and z < zrelax0)
-                or (ns <= nrelax2 and z < zrelax1)
-                or z < zrelax2
-            )
+            lnz0 = float(snz[_u(s)])
+            lnz1 = float(snz[_u(s + 1)])
+            xnewzeros = float(nscol0) * (lnz1 + float(nscol0) - lnz0)
+            if xnewzeros == 0.0:
+                merge = True
+            else:
+                xns = float(ns)
+                xtotsize = xns * (xns + 1.0) / 2.0 + xns * (lnz1 - float(nscol1))
+                z = (totzeros + xnewzeros) / xtotsize
+                totzeros += xnewzeros
+                merge = (
+                    (ns <= nrelax1 and z < zrelax0)
+                    or (ns <= nrelax2 and z < zrelax1)
+                    or z < zrelax2
+                )
         if merge:
-            zeros[j] = totzeros + xnewzeros
-            nscol[j] = ns
-            snz[j] = nscol0 + lnz1
-            sparent[j] = sparent[p]
-            merged[p] = j
+            zeros[_u(s)] = totzeros
+            merged[_u(s + 1)] = s
+            snz[_u(s)] = nscol0 + snz[_u(s + 1)]
+            nscol[_u(s)] += nscol1
     ns_out = 0
     for s in range(nf):
         if merged[s] == -1:

@@ -71,14 +71,16 @@ def test_quadratic_diag_linear_combinations():
 
 
 def test_entries_outside_the_factor_pattern_raise():
-    Q = grid_laplacian(1, 12)  # tridiagonal: natural ordering has no fill
+    # tridiagonal: natural ordering has no fill, and relaxed supernodes (at most 16
+    # columns with that many zeros) cannot reach from row 0 to column 199
+    Q = grid_laplacian(1, 200)
     Z = gm.cholesky(Q, ordering="natural").selected_inverse()
-    far = sp.csc_matrix(([1.0, 1.0], ([0, 11], [11, 0])), shape=(12, 12))
+    far = sp.csc_matrix(([1.0, 1.0], ([0, 199], [199, 0])), shape=(200, 200))
     with pytest.raises(gm.PatternError, match="outside the sparsity pattern"):
         Z.values_at(far)
     with pytest.raises(gm.PatternError):
         Z.trace_product(far)
-    A = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 11])), shape=(1, 12))
+    A = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 199])), shape=(1, 200))
     with pytest.raises(gm.PatternError):
         Z.quadratic_diag(A)
     with pytest.raises(gm.InputError, match="shape"):
@@ -101,3 +103,31 @@ def test_snapshot_and_failed_factor():
         factor.refactorize(bad)
     with pytest.raises(gm.InputError, match="no valid factorization"):
         factor.selected_inverse()
+
+
+def wide_supernode_matrix(rng, wide=150, middle=40, last=30):
+    """SPD matrix whose natural-order factor starts with a supernode of ``wide`` columns
+    and ``middle`` rows below it: the selected inversion updates its diagonal block in
+    column panels."""
+    n = wide + middle + last
+    x = rng.standard_normal((n, n))
+    dense = x @ x.T / n + np.eye(n)
+    dense[:wide, wide + middle :] = 0.0
+    dense[wide + middle :, :wide] = 0.0
+    dense += n * np.eye(n) * 0.05  # stays positive definite after the zeroing
+    return sp.csc_matrix(dense)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_wide_supernodes_match_dense(threads):
+    Q = wide_supernode_matrix(np.random.default_rng(11))
+    factor = gm.cholesky(Q, ordering="natural", threads=threads)
+    s = factor.symbolic
+    widths = np.diff(s.super_ptr)
+    below = np.diff(s.rows_ptr) - widths
+    assert np.any((widths > 64) & (below > 0))
+    inverse = np.linalg.inv(Q.toarray())
+    Z = factor.selected_inverse()
+    np.testing.assert_allclose(Z.diag(), np.diag(inverse), rtol=1e-10)
+    mask = Q.toarray() != 0
+    np.testing.assert_allclose(Z.values_at(Q).toarray()[mask], inverse[mask], rtol=1e-9, atol=1e-12)
