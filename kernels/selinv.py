@@ -137,41 +137,24 @@ def _selected_inverse(
             )
             # Z_JJ -= Z_IJᵀ M. The product is symmetric (−Mᵀ Z_II M) and only the lower
             # triangle is kept, so wide blocks go by column panels: about half the flops
-            if nscol <= _PANEL:
+            for j0 in range(0, nscol, _PANEL):
+                ints[_u(3)] = nscol - j0  # rows j0.. of the panel
+                ints[_u(4)] = min(_PANEL, nscol - j0)  # its width
                 blas.dgemm(
                     chars[2:].ctypes,  # T
                     chars[1:].ctypes,  # N
-                    ints[0:].ctypes,
-                    ints[0:].ctypes,
+                    ints[3:].ctypes,
+                    ints[4:].ctypes,
                     ints[2:].ctypes,
                     dbls[2:].ctypes,  # -1
-                    zx[psx + nscol :].ctypes,
+                    zx[psx + nscol + j0 * nsrow :].ctypes,
                     ints[1:].ctypes,
-                    mwork.ctypes,
+                    mwork[j0 * nb :].ctypes,
                     ints[2:].ctypes,
                     dbls[0:].ctypes,  # 1
-                    zx[psx:].ctypes,
+                    zx[psx + j0 * nsrow + j0 :].ctypes,
                     ints[1:].ctypes,
                 )
-            else:
-                for j0 in range(0, nscol, _PANEL):
-                    ints[_u(3)] = nscol - j0  # rows j0.. of the panel
-                    ints[_u(4)] = min(_PANEL, nscol - j0)  # its width
-                    blas.dgemm(
-                        chars[2:].ctypes,  # T
-                        chars[1:].ctypes,  # N
-                        ints[3:].ctypes,
-                        ints[4:].ctypes,
-                        ints[2:].ctypes,
-                        dbls[2:].ctypes,  # -1
-                        zx[psx + nscol + j0 * nsrow :].ctypes,
-                        ints[1:].ctypes,
-                        mwork[j0 * nb :].ctypes,
-                        ints[2:].ctypes,
-                        dbls[0:].ctypes,  # 1
-                        zx[psx + j0 * nsrow + j0 :].ctypes,
-                        ints[1:].ctypes,
-                    )
         # keep the diagonal block fully symmetric (dpotri fills the lower triangle only)
         for j in range(nscol):
             for i in range(j + 1, nscol):
