@@ -7,7 +7,7 @@ fill-reducing permutation (its ``P=`` argument; its default MMD ordering is much
 slower, so comparing against it would flatter us). Also checks the diagonal
 against ``selinv``'s and, on a small lattice, against a dense inverse.
 
-Usage: python bench/compare_selinv.py [--sizes 250 500 1000] [--repeat 3]
+Usage: python bench/compare_selinv.py [--sizes 250 500 1000] [--repeat 5]
 (``pip install selinv`` needs gfortran; install.sh installs both.)
 """
 
@@ -47,7 +47,7 @@ def selinv_package(Q, perm):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     print(f"diagonal vs dense inverse (50² SPDE): max relative error {dense_check():.1e}")
     print(

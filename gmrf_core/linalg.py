@@ -769,6 +769,14 @@ class Factor:
         other._valid = self._valid
         return other
 
+    def __getstate__(self):
+        # reusable storage and work space are not part of the factor's value (and a
+        # weak reference cannot be pickled)
+        state = dict(self.__dict__)
+        state["_zx_spare"] = None
+        state["_inverse_work"] = None
+        return state
+
     def _take_spare(self, owner):
         """Storage for a new SelectedInverse: the last one's, once that has been released
         (a fresh gigabyte costs a page fault per 4 KiB), else new memory."""

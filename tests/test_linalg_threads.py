@@ -175,3 +175,24 @@ def test_selected_inverses_are_snapshots_and_storage_is_reused(always_parallel, 
     assert third._zx is storage
     np.testing.assert_allclose(third.diag(), diag / 3.0, rtol=1e-12)
     np.testing.assert_allclose(first.diag(), diag, rtol=0)
+
+
+def test_factors_and_models_pickle_after_a_selected_inversion(always_parallel):
+    import pickle
+
+    from gmrf_core import likelihoods, models
+
+    prior = models.Matern2D((12, 11))
+    y = np.random.default_rng(0).poisson(2.0, prior.n)
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), threads=2)
+    _value, grad = model.value_and_grad(model.theta0)
+    np.testing.assert_allclose(
+        pickle.loads(pickle.dumps(model)).value_and_grad(model.theta0)[1], grad, rtol=1e-10
+    )
+    Q = spde_like(9)
+    factor = gm.cholesky(Q, threads=2)
+    kept = factor.selected_inverse()
+    copy = pickle.loads(pickle.dumps(factor))
+    assert copy.logdet() == factor.logdet()
+    np.testing.assert_allclose(copy.selected_inverse().diag(), kept.diag(), rtol=1e-14)
+    copy.refactorize(Q)
