@@ -45,6 +45,17 @@ from .linalg import analyze, as_csc
 __all__ = ["LatentGaussianModel", "LaplaceApproximation"]
 
 
+def _append_diagonal(M, diagonal):
+    """blockdiag(M, diag(diagonal)) for a canonical CSC matrix M, without a general
+    block_diag (whose COO round trip costs more than the rest of the assembly); the
+    diagonal's entries are stored even where they are zero."""
+    n0, k = M.shape[0], diagonal.size
+    indptr = np.concatenate([M.indptr, M.indptr[-1] + np.arange(1, k + 1)])
+    indices = np.concatenate([M.indices, np.arange(n0, n0 + k)])
+    data = np.concatenate([M.data, diagonal])
+    return sp.csc_matrix((data, indices, indptr), shape=(n0 + k, n0 + k))
+
+
 class LaplaceApproximation:
     """The Gaussian approximation N(z*, Σ_c) of p(z | y, θ) at one θ.
 
@@ -245,8 +256,7 @@ class LatentGaussianModel:
                 f"prior.precision returned shape {Q.shape}, expected n = {self.n_latent}."
             )
         if self.n_fixed:
-            Q = sp.csc_matrix(sp.block_diag([Q, self.fixed_precision * sp.eye(self.n_fixed)]))
-            Q.sort_indices()
+            Q = _append_diagonal(Q, np.full(self.n_fixed, self.fixed_precision))
         return Q
 
     def _setup_pattern(self, ordering, threads):
@@ -270,11 +280,11 @@ class LatentGaussianModel:
         h_ptr = self._H.indptr.astype(np.int64)
         h_idx = self._H.indices.astype(np.int64)
         self._q_pattern = (Qt.indptr.copy(), Qt.indices.copy())
+        self._q_pattern64 = (Qt.indptr.astype(np.int64), Qt.indices.astype(np.int64))
         self._q_pos = np.empty(Qt.nnz, dtype=np.int64)
         bad = _kasm._subpattern_positions(
             self.n_total,
-            Qt.indptr.astype(np.int64),
-            Qt.indices.astype(np.int64),
+            *self._q_pattern64,
             h_ptr,
             h_idx,
             self._q_pos,
@@ -333,8 +343,8 @@ class LatentGaussianModel:
         for k, dQ in enumerate(self.prior.precision_grad(theta_prior)):
             dQ = as_csc(dQ, f"precision_grad[{k}]")
             if self.n_fixed:
-                dQ = sp.csc_matrix(sp.block_diag([dQ, sp.csc_matrix((self.n_fixed, self.n_fixed))]))
-                dQ.sort_indices()
+                # explicit zeros on the fixed effects' diagonal: dQ then has Q̃'s pattern
+                dQ = _append_diagonal(dQ, np.zeros(self.n_fixed))
             data = self._on_q_pattern(dQ, f"precision_grad[{k}]")
             grads.append(data)
         return grads
@@ -343,14 +353,13 @@ class LatentGaussianModel:
         indptr, indices = self._q_pattern
         if np.array_equal(M.indptr, indptr) and np.array_equal(M.indices, indices):
             return M.data
-        # a sub-pattern (e.g. fixed-effect blocks dropped): map entry by entry
+        # a sub-pattern (e.g. entries the model leaves out): map entry by entry
         pos = np.empty(M.nnz, dtype=np.int64)
         bad = _kasm._subpattern_positions(
             M.shape[0],
             M.indptr.astype(np.int64),
             M.indices.astype(np.int64),
-            indptr.astype(np.int64),
-            indices.astype(np.int64),
+            *self._q_pattern64,
             pos,
         )
         if bad >= 0:
