@@ -88,3 +88,19 @@ def _row_quadratic(trip_obs, trip_val, values, out):
         out[_u(i)] = 0.0
     for t in range(trip_obs.size):
         out[_u(trip_obs[_u(t)])] += trip_val[_u(t)] * values[_u(t)]
+
+
+@jit
+def _asymmetry(data, transpose_positions):
+    """(max_p |data[p] - data[t[p]]|, max_p |data[p]|) with t the transpose positions of a
+    symmetric pattern: one pass, no temporaries."""
+    worst = 0.0
+    scale = 0.0
+    for p in range(data.size):
+        v = data[_u(p)]
+        d = abs(v - data[_u(transpose_positions[_u(p)])])
+        if d > worst:
+            worst = d
+        if abs(v) > scale:
+            scale = abs(v)
+    return worst, scale

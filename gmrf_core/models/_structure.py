@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
 
+from gmrf_core.kernels import assemble as _kasm
 from gmrf_core.kernels._jit import jit
 
 from ..errors import InputError, NotSymmetricError
@@ -62,6 +63,7 @@ class FixedPattern:
         self.nnz = int(self.indices.size)
         self.columns = np.repeat(np.arange(n), np.diff(self.indptr))
         self._transpose = None
+        self._indptr64 = self._indices64 = None  # for the merge in data_of, made on first use
 
     def matrix(self, data):
         """CSC matrix with this pattern and the given ``data`` (copied index arrays)."""
@@ -79,14 +81,30 @@ class FixedPattern:
             If ``matrix`` has a structural entry outside the pattern.
         """
         matrix = sp.csc_matrix(matrix)
-        matrix.sum_duplicates()
-        keys = self.columns.astype(np.int64) * self.n + self.indices
-        cols = np.repeat(np.arange(self.n), np.diff(matrix.indptr))
-        wanted = cols.astype(np.int64) * self.n + matrix.indices
-        pos = np.searchsorted(keys, wanted)  # keys are sorted: CSC with sorted indices
-        pos = np.minimum(pos, max(keys.size - 1, 0))
-        if wanted.size and (keys.size == 0 or np.any(keys[pos] != wanted)):
-            raise InputError("matrix has nonzeros outside the model's fixed sparsity pattern.")
+        matrix.sum_duplicates()  # canonical: sorted row indices, no duplicates
+        if np.array_equal(matrix.indptr, self.indptr) and np.array_equal(
+            matrix.indices, self.indices
+        ):
+            return np.array(matrix.data, dtype=float)  # already on the pattern
+        if matrix.shape != (self.n, self.n):
+            raise InputError(f"matrix has shape {matrix.shape}; expected ({self.n}, {self.n}).")
+        if self._indptr64 is None:
+            self._indptr64 = self.indptr.astype(np.int64)
+            self._indices64 = self.indices.astype(np.int64)
+        pos = np.empty(matrix.nnz, dtype=np.int64)
+        missing = _kasm._subpattern_positions(
+            self.n,
+            matrix.indptr.astype(np.int64),
+            matrix.indices.astype(np.int64),
+            self._indptr64,
+            self._indices64,
+            pos,
+        )
+        if missing >= 0:
+            raise InputError(
+                f"matrix has nonzeros outside the model's fixed sparsity pattern (column "
+                f"{missing})."
+            )
         data = np.zeros(self.nnz)
         data[pos] = matrix.data
         return data

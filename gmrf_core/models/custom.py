@@ -4,6 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError, NotSymmetricError, PatternMismatchError
+from ..kernels import assemble as _kasm
 from ._structure import FixedPattern, check_count
 from .base import LatentModel
 
@@ -163,9 +164,8 @@ class Custom(LatentModel):
                 "precision(theta0) plus the diagonal, or the one given as pattern=); the pattern "
                 "must not change with theta."
             ) from exc
-        transposed = data[self._pattern.transpose_positions]
-        scale = float(np.max(np.abs(data))) if data.size else 0.0
-        if np.any(np.abs(data - transposed) > SYMMETRY_RTOL * scale):
+        worst, scale = _kasm._asymmetry(data, self._pattern.transpose_positions)
+        if worst > SYMMETRY_RTOL * scale:
             raise NotSymmetricError(f"Custom: {what} is not symmetric.")
         return self._pattern.matrix(data)
 
