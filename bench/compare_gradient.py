@@ -25,7 +25,6 @@ from _env import interleaved_medians  # noqa: E402
 
 import gmrf_core as gm  # noqa: E402
 from gmrf_core import likelihoods, models  # noqa: E402
-from gmrf_core.kernels import assemble as _kasm  # noqa: E402
 
 
 def lattice_parts(m):
@@ -51,34 +50,12 @@ def anisotropic_prior(m, k):
     terms = (C, g_h, g_v, g_h @ g_h, g_v @ g_v, g @ g) if k == 6 else (C, g @ g)
     structures = [sp.csc_matrix(s) for s in terms]
     pattern = sp.csc_matrix(sum(abs(s) for s in structures))
-    pattern.sort_indices()
-    # every S_k as a value array on the common pattern, as a user with a fixed pattern would
-    # assemble it: Q(θ) is then one weighted sum of arrays, whatever the number of terms
-    values = []
-    for s in structures:
-        s.sort_indices()
-        pos = np.empty(s.nnz, dtype=np.int64)
-        bad = _kasm._subpattern_positions(
-            m * m,
-            s.indptr.astype(np.int64),
-            s.indices.astype(np.int64),
-            pattern.indptr.astype(np.int64),
-            pattern.indices.astype(np.int64),
-            pos,
-        )
-        assert bad < 0
-        data = np.zeros(pattern.nnz)
-        data[pos] = s.data
-        values.append(data)
-
-    def on_pattern(data):
-        return sp.csc_matrix((data, pattern.indices, pattern.indptr), shape=pattern.shape)
 
     def precision(theta):
-        return on_pattern(sum(np.exp(t) * v for t, v in zip(theta, values)))
+        return sum(np.exp(t) * s for t, s in zip(theta, structures))
 
     def precision_grad(theta):
-        return [on_pattern(np.exp(t) * v) for t, v in zip(theta, values)]
+        return [np.exp(t) * s for t, s in zip(theta, structures)]
 
     theta0 = np.log([0.05, 0.1, 0.1, 1.0, 1.0, 0.5] if k == 6 else [0.05, 1.0])
     names = tuple(f"log_w{j}" for j in range(k))

@@ -50,8 +50,9 @@ def _append_diagonal(M, diagonal):
     block_diag (whose COO round trip costs more than the rest of the assembly); the
     diagonal's entries are stored even where they are zero."""
     n0, k = M.shape[0], diagonal.size
-    indptr = np.concatenate([M.indptr, M.indptr[-1] + np.arange(1, k + 1)])
-    indices = np.concatenate([M.indices, np.arange(n0, n0 + k)])
+    index = np.int64 if M.nnz + k >= 2**31 - 1 else M.indices.dtype
+    indptr = np.concatenate([M.indptr, M.indptr[-1] + np.arange(1, k + 1, dtype=index)])
+    indices = np.concatenate([M.indices, np.arange(n0, n0 + k, dtype=index)])
     data = np.concatenate([M.data, diagonal])
     return sp.csc_matrix((data, indices, indptr), shape=(n0 + k, n0 + k))
 
@@ -255,6 +256,8 @@ class LatentGaussianModel:
             raise InputError(
                 f"prior.precision returned shape {Q.shape}, expected n = {self.n_latent}."
             )
+        if not hasattr(self, "_prior_pattern"):  # the prior's own pattern, from θ₀
+            self._prior_pattern = (Q.indptr.copy(), Q.indices.copy())
         if self.n_fixed:
             Q = _append_diagonal(Q, np.full(self.n_fixed, self.fixed_precision))
         return Q
@@ -343,6 +346,13 @@ class LatentGaussianModel:
         for k, dQ in enumerate(self.prior.precision_grad(theta_prior)):
             dQ = as_csc(dQ, f"precision_grad[{k}]")
             if self.n_fixed:
+                if np.array_equal(dQ.indptr, self._prior_pattern[0]) and np.array_equal(
+                    dQ.indices, self._prior_pattern[1]
+                ):
+                    # on the prior's own pattern: Q̃'s values are dQ's and the zero diagonal of
+                    # the fixed effects, appended without assembling a matrix
+                    grads.append(np.concatenate([dQ.data, np.zeros(self.n_fixed)]))
+                    continue
                 # explicit zeros on the fixed effects' diagonal: dQ then has Q̃'s pattern
                 dQ = _append_diagonal(dQ, np.zeros(self.n_fixed))
             data = self._on_q_pattern(dQ, f"precision_grad[{k}]")
