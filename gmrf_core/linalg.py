@@ -18,6 +18,7 @@ per hyperparameter value::
         factor.logdet(), factor.solve(b)
 """
 
+import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -170,9 +171,11 @@ def _run_parallel(func, arguments):
     release the GIL)."""
     workers = len(arguments)
     with _executors_lock:
-        pool = _executors.get(workers)
+        # a forked child inherits the pools but not their threads: start its own
+        key = (os.getpid(), workers)
+        pool = _executors.get(key)
         if pool is None:
-            pool = _executors[workers] = ThreadPoolExecutor(
+            pool = _executors[key] = ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix="gmrf_core"
             )
     futures = [pool.submit(func, *args) for args in arguments]

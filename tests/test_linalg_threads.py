@@ -196,3 +196,26 @@ def test_factors_and_models_pickle_after_a_selected_inversion(always_parallel):
     assert copy.logdet() == factor.logdet()
     np.testing.assert_allclose(copy.selected_inverse().diag(), kept.diag(), rtol=1e-14)
     copy.refactorize(Q)
+
+
+# Python >= 3.12 warns about fork() in a process with threads: that is the situation tested
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_threaded_factorization_in_a_forked_child(always_parallel):
+    """A child forked after the thread pool exists must not wait on the parent's threads."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    Q = grid_laplacian(12)
+    factor = gm.cholesky(Q, ordering="nd", threads=2)
+    assert factor._schedule is not None  # the pool has been used in this process
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        logdet = pool.apply_async(_child_logdet, (Q,)).get(timeout=120)
+    assert logdet == pytest.approx(factor.logdet(), rel=1e-12)
+
+
+def _child_logdet(Q):
+    linalg._PARALLEL_MIN_FLOPS = 0.0
+    linalg._PARALLEL_GAIN = 1.0
+    return gm.cholesky(Q, ordering="nd", threads=2).logdet()
