@@ -91,6 +91,19 @@ def test_three_workers_and_a_forest(always_parallel):
     )
 
 
+@pytest.mark.parametrize("name", ["1x1", "diagonal", "tridiagonal", "dense30"])
+def test_trivial_trees_under_a_forced_schedule(always_parallel, name):
+    Q = CASES[name]
+    factor = gm.cholesky(Q, ordering="natural", threads=2)
+    if factor._schedule is not None:
+        _schedule_is_valid(factor.symbolic, factor._schedule)
+    dense = Q.toarray()
+    assert factor.logdet() == pytest.approx(np.linalg.slogdet(dense)[1], rel=1e-12)
+    np.testing.assert_allclose(
+        factor.selected_inverse().diag(), np.diag(np.linalg.inv(dense)), rtol=1e-10
+    )
+
+
 def test_small_or_trivial_trees_stay_on_one_thread():
     # below the size where threads pay, and trees with nothing to split
     assert gm.analyze(grid_laplacian(8), threads=2).schedule(2) is None
