@@ -413,8 +413,9 @@ class Symbolic:
         ancestors, done afterwards with multithreaded BLAS, and ``owner`` the worker
         of each supernode (-1 on ``top``). Subtrees are split greedily, heaviest first,
         and assigned to the least loaded worker (longest processing time first) until
-        the loads balance (Geist & Ng 1989, subtree-to-processor mapping). Weights are
-        each supernode's factorization flops; cached per worker count.
+        the loads balance (Geist & Ng 1989, subtree-to-processor mapping). A supernode's
+        weight is the work done while it is factorized: its dense block and every update
+        it receives (:func:`kernels.symbolic._factorization_work`); cached per worker count.
         """
         if workers < 2:
             return None
