@@ -29,18 +29,6 @@ def ensure_cholmod_env():
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
-def median_time(func, repeat=5, warmup=1):
-    """Median wall time of ``func()`` over ``repeat`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        func()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def interleaved_medians(candidates, repeat=5, warmup=1):
     """Median wall times of several candidates timed in turns (a, b, c, a, b, c, ...).
 

@@ -256,8 +256,6 @@ class LatentGaussianModel:
             raise InputError(
                 f"prior.precision returned shape {Q.shape}, expected n = {self.n_latent}."
             )
-        if not hasattr(self, "_prior_pattern"):  # the prior's own pattern, from θ₀
-            self._prior_pattern = (Q.indptr.copy(), Q.indices.copy())
         if self.n_fixed:
             Q = _append_diagonal(Q, np.full(self.n_fixed, self.fixed_precision))
         return Q
@@ -283,6 +281,12 @@ class LatentGaussianModel:
         h_ptr = self._H.indptr.astype(np.int64)
         h_idx = self._H.indices.astype(np.int64)
         self._q_pattern = (Qt.indptr.copy(), Qt.indices.copy())
+        # the prior's own pattern: Q̃'s first n_latent columns (the fixed block comes last)
+        indptr, indices = self._q_pattern
+        self._prior_pattern = (
+            indptr[: self.n_latent + 1],
+            indices[: indptr[self.n_latent]],
+        )
         self._q_pattern64 = (Qt.indptr.astype(np.int64), Qt.indices.astype(np.int64))
         self._q_pos = np.empty(Qt.nnz, dtype=np.int64)
         bad = _kasm._subpattern_positions(

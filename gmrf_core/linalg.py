@@ -436,8 +436,10 @@ class Symbolic:
         subtree = weight.copy()
         first = np.arange(nsuper, dtype=np.int64)
         _ksym._subtree_weights(nsuper, self.super_parent, subtree, first)
-        children = {}
-        pieces = list(np.flatnonzero(self.super_parent < 0))
+        # children of every supernode: kids[bounds[s + 1]:bounds[s + 2]] (index 0: roots)
+        kids = np.argsort(self.super_parent, kind="stable")
+        bounds = np.searchsorted(self.super_parent[kids], np.arange(-1, nsuper + 1))
+        pieces = list(kids[bounds[0] : bounds[1]])
         top = []
         best = None
         for _ in range(_SCHEDULE_MAX_SPLITS):
@@ -454,17 +456,12 @@ class Symbolic:
             if max(loads) <= _BALANCE * sum(loads) / workers:
                 break
             heaviest = max(pieces, key=lambda p: subtree[p])
-            if not children:
-                order = np.argsort(self.super_parent, kind="stable")
-                bounds = np.searchsorted(self.super_parent[order], np.arange(-1, nsuper + 1))
-                children["order"], children["bounds"] = order, bounds
-            lo, hi = children["bounds"][heaviest + 1], children["bounds"][heaviest + 2]
-            kids = children["order"][lo:hi]
-            if kids.size == 0:
+            children = kids[bounds[heaviest + 1] : bounds[heaviest + 2]]
+            if children.size == 0:
                 break
             pieces.remove(heaviest)
             top.append(heaviest)
-            pieces.extend(int(k) for k in kids)
+            pieces.extend(int(c) for c in children)
         estimate, bins, top = best
         if estimate > _PARALLEL_GAIN * total or sum(1 for b in bins if b) < 2:
             return None
