@@ -555,6 +555,9 @@ class Factor:
         self._zx_spare = None  # storage of a released SelectedInverse, for reuse
         self._inverse_work = None
         self._valid = False
+        # numeric factorizations run by this object, failed ones included (validation
+        # errors raised before the kernel starts are not counted)
+        self.factorizations = 0
 
     @property
     def n(self):
@@ -594,6 +597,7 @@ class Factor:
         s = self.symbolic
         data = s.check_values(Q)
         self._valid = False
+        self.factorizations += 1
         self._head.fill(-1)
         schedule = self._schedule
         owner = s.no_owner if schedule is None else schedule[1]

@@ -121,6 +121,25 @@ def test_refactorize_new_values_same_pattern():
         assert factor.logdet() == pytest.approx(np.linalg.slogdet(Q2.toarray())[1], rel=1e-12)
 
 
+def test_factorizations_counter_counts_numeric_factorizations():
+    Q = grid_laplacian(4)
+    symbolic = gm.analyze(Q)
+    factor = symbolic.factorize(Q)
+    assert factor.factorizations == 1
+    factor.refactorize(2.0 * Q)
+    assert factor.factorizations == 2
+    bad = Q.copy()
+    bad.data = -bad.data
+    with pytest.raises(gm.NotPositiveDefiniteError):
+        factor.refactorize(bad)
+    assert factor.factorizations == 3  # failed ones count
+    with pytest.raises(gm.PatternMismatchError):
+        factor.refactorize(grid_laplacian(3))
+    assert factor.factorizations == 3  # rejected before the kernel ran
+    assert factor.copy().factorizations == 0
+    assert symbolic.factorize(Q).factorizations == 1
+
+
 def test_refactorize_keeps_explicit_zeros():
     Q = grid_laplacian(6)
     Q0 = Q.copy()
