@@ -9,6 +9,7 @@ constraints A x = e by conditioning by kriging (Rue & Held 2005, §2.3.3).
 import numpy as np
 import scipy.sparse as sp
 
+from .constrained import ConstrainedFactor, as_constraints
 from .errors import InputError
 from .linalg import analyze, as_csc
 
@@ -26,29 +27,6 @@ def _as_vector(value, n, name):
     if not np.all(np.isfinite(value)):
         raise InputError(f"{name} has NaN or infinite entries.")
     return value
-
-
-def _constraint_arrays(constraints, n):
-    if constraints is None:
-        return None, None
-    try:
-        A, e = constraints
-    except (TypeError, ValueError) as exc:
-        raise InputError("constraints must be a pair (A, e) meaning A x = e.") from exc
-    A = A.toarray() if sp.issparse(A) else np.asarray(A, dtype=np.float64)
-    A = np.atleast_2d(A).astype(np.float64)
-    if A.shape[1] != n:
-        raise InputError(f"constraint matrix A must have {n} columns; got shape {A.shape}.")
-    e = np.atleast_1d(np.asarray(e, dtype=np.float64))
-    if e.shape != (A.shape[0],):
-        raise InputError(
-            f"constraint right-hand side e must have shape ({A.shape[0]},); got {e.shape}."
-        )
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(e))):
-        raise InputError("constraints have NaN or infinite entries.")
-    if np.linalg.matrix_rank(A) < A.shape[0]:
-        raise InputError("the constraint matrix A must have full row rank (remove redundant rows).")
-    return A, e
 
 
 class GMRF:
@@ -74,7 +52,7 @@ class GMRF:
         For bad shapes or values, a non-symmetric or non-positive-definite precision.
     """
 
-    def __init__(self, mean, precision, constraints=None, *, ordering="auto", _symbolic=None):
+    def __init__(self, mean, precision, constraints=None, *, ordering="auto"):
         Q = as_csc(precision, "precision")
         if Q.shape[0] != Q.shape[1]:
             raise InputError(f"precision must be square; got shape {Q.shape}.")
@@ -82,41 +60,29 @@ class GMRF:
         self.n = n
         self.precision = Q
         self._mean = _as_vector(mean, n, "mean")
-        self._A, self._e = _constraint_arrays(constraints, n)
-        symbolic = _symbolic if _symbolic is not None else analyze(Q, ordering=ordering)
-        self.factor = symbolic.factorize(Q)
-        self._selinv = None
-        self._kriging = None
+        self._constraints = as_constraints(constraints, n)
+        self.factor = analyze(Q, ordering=ordering).factorize(Q)
+        self._constrained = None
 
     @property
     def constraints(self):
         """(A, e) or None."""
-        return None if self._A is None else (self._A, self._e)
+        return None if self._constraints is None else self._constraints.as_pair()
 
-    # -- conditioning by kriging ------------------------------------------------
-    def _kriging_parts(self):
-        """V = Q⁻¹Aᵀ, S = A V and its Cholesky factor (computed once)."""
-        if self._kriging is None:
-            V = self.factor.solve(self._A.T)
-            S = self._A @ V
-            S = 0.5 * (S + S.T)
-            chol = np.linalg.cholesky(S)
-            self._kriging = (V, S, chol)
-        return self._kriging
-
-    def _correct(self, x):
-        """x - V S⁻¹ (A x - e) for x of shape (n,) or (n, m)."""
-        V, _S, chol = self._kriging_parts()
-        resid = self._A @ x - (self._e if x.ndim == 1 else self._e[:, None])
-        w = np.linalg.solve(chol.T, np.linalg.solve(chol, resid))
-        return x - V @ w
+    @property
+    def constrained(self):
+        """The :class:`~gmrf_core.constrained.ConstrainedFactor` of Q with the constraints
+        (kriging parts computed once)."""
+        if self._constrained is None:
+            self._constrained = ConstrainedFactor(self.factor, self._constraints)
+        return self._constrained
 
     @property
     def mean(self):
         """Mean of x (of x | A x = e when constrained)."""
-        if self._A is None:
+        if self._constraints is None:
             return self._mean.copy()
-        return self._correct(self._mean)
+        return self.constrained.project(self._mean)
 
     # -- densities and draws -------------------------------------------------------
     def logpdf(self, x, *, atol=1e-8):
@@ -137,18 +103,13 @@ class GMRF:
         D = X - self._mean
         quad = np.einsum("ij,ij->i", D, (self.precision @ D.T).T)
         out = -0.5 * self.n * _LOG_2PI + 0.5 * self.factor.logdet() - 0.5 * quad
-        if self._A is not None:
-            V, S, chol = self._kriging_parts()
-            k = self._A.shape[0]
-            # log N(e; Aμ, S) of the constraint's prior distribution
-            r = self._e - self._A @ self._mean
-            z = np.linalg.solve(chol, r)
-            logdet_S = 2.0 * np.sum(np.log(np.diag(chol)))
-            log_pe = -0.5 * k * _LOG_2PI - 0.5 * logdet_S - 0.5 * z @ z
-            _sign, logdet_AAt = np.linalg.slogdet(self._A @ self._A.T)
-            out = out - log_pe - 0.5 * logdet_AAt
-            resid = np.abs(X @ self._A.T - self._e).max(axis=1)
-            scale = 1.0 + np.abs(X).max(axis=1) * np.abs(self._A).sum(axis=1).max()
+        if self._constraints is not None:
+            # log π(x) − log π_{Ax}(e) − ½ log|A Aᵀ| (Rue & Held 2005, eq. 2.32)
+            log_pe = self.constrained.constraint_logpdf(self._mean)
+            out = out - log_pe - 0.5 * self._constraints.logdet_AAt
+            A, e = self._constraints.A, self._constraints.e
+            resid = np.abs(X @ A.T - e).max(axis=1)
+            scale = 1.0 + np.abs(X).max(axis=1) * np.abs(A).sum(axis=1).max()
             out = np.where(resid <= atol * scale, out, -np.inf)
         return float(out[0]) if single else out
 
@@ -157,18 +118,12 @@ class GMRF:
 
         Returns shape (n,) for ``size=None``, else (size, n).
         """
-        z = self.factor.sample(size=size, rng=rng)
-        X = np.atleast_2d(z) + self._mean
-        if self._A is not None:
-            X = self._correct(X.T).T
-        return X[0] if size is None else X
+        return self.constrained.sample(size=size, rng=rng, mean=self._mean)
 
     # -- variances -------------------------------------------------------------------
     def selected_inverse(self):
         """Selected inverse of the (unconstrained) precision, computed once."""
-        if self._selinv is None:
-            self._selinv = self.factor.selected_inverse()
-        return self._selinv
+        return self.constrained.selected_inverse()
 
     def marginal_variance(self, A=None):
         """Marginal variances of x, or of η = A x for a sparse A (diag(A Σ Aᵀ)).
@@ -176,21 +131,7 @@ class GMRF:
         With constraints, Σ = Q⁻¹ − V S⁻¹ Vᵀ (V = Q⁻¹ Aᵀ_c, S = A_c V); the
         correction is a rank-k update.
         """
-        selinv = self.selected_inverse()
-        if A is None:
-            var = selinv.diag()
-            if self._A is not None:
-                V, _S, chol = self._kriging_parts()
-                W = np.linalg.solve(chol, V.T)  # chol⁻¹ Vᵀ
-                var = var - np.einsum("ij,ij->j", W, W)
-            return var
-        A = sp.csr_matrix(A, dtype=np.float64)
-        var = selinv.quadratic_diag(A)
-        if self._A is not None:
-            V, _S, chol = self._kriging_parts()
-            W = np.linalg.solve(chol, (A @ V).T)
-            var = var - np.einsum("ij,ij->j", W, W)
-        return var
+        return self.constrained.marginal_variance(A)
 
     def marginal_sd(self, A=None):
         """Square roots of :meth:`marginal_variance`."""
@@ -230,10 +171,10 @@ class GMRF:
         AtR = sp.csr_matrix(A.T @ R)
         Q_post = sp.csc_matrix(self.precision + AtR @ A)
         b = self.precision @ self._mean + AtR @ y
-        post = GMRF(np.zeros(self.n), Q_post, self.constraints)
+        post = GMRF(np.zeros(self.n), Q_post, self._constraints)
         post._mean = post.factor.solve(b)
         return post
 
     def __repr__(self):
-        k = 0 if self._A is None else self._A.shape[0]
+        k = 0 if self._constraints is None else self._constraints.k
         return f"GMRF(n={self.n}, nnz(Q)={self.precision.nnz}, constraints={k})"
