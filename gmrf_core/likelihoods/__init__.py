@@ -7,12 +7,12 @@ own hyperparameters, including the mixed η–θ derivatives), ``log_prior`` /
 observation, which contributes nothing.
 """
 
+from ..priors import NormalPrior, PCPrecision, Prior, pc_precision_rate
 from .base import Likelihood
 from .binomial import Bernoulli, Binomial
 from .gaussian import Gaussian
 from .negative_binomial import NegativeBinomial
 from .poisson import Poisson
-from .priors import NormalPrior, PCPrecision, Prior, pc_precision_rate
 
 __all__ = [
     "Likelihood",

@@ -15,7 +15,7 @@ missing-data mask and does the sums.
 import numpy as np
 
 from ..errors import InputError
-from .priors import Prior
+from ..priors import Prior
 
 __all__ = ["Likelihood"]
 

@@ -4,8 +4,8 @@ import numpy as np
 from scipy.special import digamma, expit, gammaln
 
 from ..errors import InputError
+from ..priors import PCPrecision
 from .base import Likelihood
-from .priors import PCPrecision
 
 __all__ = ["NegativeBinomial"]
 

@@ -12,13 +12,21 @@ fields :class:`Matern2D`, :class:`MaternSPDE`. Priors on hyperparameters:
 :class:`PCPrecision`, :class:`NormalPrior`, :class:`PCBYM2Phi`.
 """
 
+from ..mesh import Mesh, lattice_projection, mesh_from_points, projection_matrix
+from ..priors import (
+    NormalPrior,
+    PCBYM2Phi,
+    PCMaternPrior,
+    PCPrecision,
+    Prior,
+    pc_precision_rate,
+)
 from .ar1 import AR1
 from .base import LatentModel
 from .besag import BYM2, Besag
 from .composite import Kronecker, Stack
 from .custom import Custom
 from .iid import IID
-from .priors import NormalPrior, PCBYM2Phi, PCPrecision, Prior, pc_precision_rate
 from .random_walk import RW1, RW2
 
 __all__ = [
@@ -39,6 +47,11 @@ __all__ = [
     "pc_precision_rate",
     "Matern2D",
     "MaternSPDE",
+    "PCMaternPrior",
+    "Mesh",
+    "mesh_from_points",
+    "projection_matrix",
+    "lattice_projection",
 ]
 
-from .spde import Matern2D, MaternSPDE  # noqa: E402
+from .matern import Matern2D, MaternSPDE  # noqa: E402

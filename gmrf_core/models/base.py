@@ -4,7 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from .priors import PCBYM2Phi, PCPrecision, Prior
+from ..priors import PCBYM2Phi, PCPrecision, Prior
 
 __all__ = ["LatentModel"]
 

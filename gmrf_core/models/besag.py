@@ -7,6 +7,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..priors import PCBYM2Phi
 from ._structure import (
     IntrinsicStructureModel,
     LinearPrecision,
@@ -18,7 +19,6 @@ from ._structure import (
     scaled_structure,
 )
 from .base import LatentModel
-from .priors import PCBYM2Phi
 
 __all__ = ["Besag", "BYM2", "besag_structure"]
 

@@ -1,24 +1,17 @@
-"""Tests of the SPDE Matérn models (lattice and mesh), the PC prior and the projections."""
+"""Tests of the SPDE Matérn models Matern2D (lattice) and MaternSPDE (triangle mesh)."""
 
 import math
 
 import numpy as np
 import pytest
-import scipy.integrate
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from gmrf_core.datasets import spde_precision_2d
 from gmrf_core.errors import InputError
-from gmrf_core.models.spde import (
-    Matern2D,
-    MaternSPDE,
-    Mesh,
-    PCMaternPrior,
-    lattice_projection,
-    mesh_from_points,
-    projection_matrix,
-)
+from gmrf_core.mesh import Mesh, mesh_from_points
+from gmrf_core.models.matern import Matern2D, MaternSPDE
+from gmrf_core.priors import PCMaternPrior
 
 RNG_SEED = 20240611
 
@@ -235,41 +228,6 @@ def test_bad_prior_type():
         Matern2D((4, 4), prior=(1.0, 0.5, 1.0, 0.5))
 
 
-# ------------------------------------------------------------------ PC prior
-def test_pc_prior_tail_probabilities():
-    prior = PCMaternPrior(range0=2.0, range_alpha=0.05, sigma0=3.0, sigma_alpha=0.01)
-
-    def density_log_range(t0):
-        return math.exp(prior.log_density([t0, 0.0]) - prior.log_density([0.0, 0.0]))
-
-    def density_log_sigma(t1):
-        return math.exp(prior.log_density([0.0, t1]) - prior.log_density([0.0, 0.0]))
-
-    # marginal densities on the internal scale; the other factor cancels in the ratio
-    norm_range = scipy.integrate.quad(density_log_range, -20, 40, limit=200)[0]
-    below = scipy.integrate.quad(density_log_range, -20, math.log(2.0), limit=200)[0]
-    assert below / norm_range == pytest.approx(0.05, rel=1e-6)
-    norm_sigma = scipy.integrate.quad(density_log_sigma, -40, 10, limit=200)[0]
-    above = scipy.integrate.quad(density_log_sigma, math.log(3.0), 10, limit=200)[0]
-    assert above / norm_sigma == pytest.approx(0.01, rel=1e-6)
-    # normalised: the density factorises, so its integral over the internal scale is
-    # norm_range * norm_sigma * pi(0, 0)
-    joint = norm_range * norm_sigma * math.exp(prior.log_density([0.0, 0.0]))
-    assert joint == pytest.approx(1.0, rel=1e-6)
-
-
-def test_pc_prior_gradient_and_hessian_match_central_differences():
-    prior = PCMaternPrior(1.5, 0.1, 0.7, 0.2)
-    rng = np.random.default_rng(RNG_SEED)
-    for theta in random_thetas(rng, 4):
-        fd = [central_difference(prior.log_density, theta, k) for k in range(2)]
-        np.testing.assert_allclose(prior.log_density_grad(theta), fd, rtol=1e-7)
-        fd_hess = np.column_stack(
-            [central_difference(prior.log_density_grad, theta, k) for k in range(2)]
-        )
-        np.testing.assert_allclose(prior.log_density_hess(theta), fd_hess, rtol=1e-6, atol=1e-9)
-
-
 def test_model_uses_pc_prior():
     prior = PCMaternPrior(1.5, 0.1, 0.7, 0.2)
     model = Matern2D((5, 5), prior=prior)
@@ -277,21 +235,6 @@ def test_model_uses_pc_prior():
     assert model.log_prior(theta) == prior.log_density(theta)
     fd = [central_difference(model.log_prior, theta, k) for k in range(2)]
     np.testing.assert_allclose(model.log_prior_grad(theta), fd, rtol=1e-7)
-
-
-@pytest.mark.parametrize(
-    "args",
-    [(0.0, 0.5, 1.0, 0.5), (1.0, 1.0, 1.0, 0.5), (1.0, 0.5, -1.0, 0.5), (1.0, 0.5, 1.0, 0.0)]
-    + [(np.nan, 0.5, 1.0, 0.5), (1.0, 0.5, 1.0, "a")],
-)
-def test_pc_prior_bad_arguments(args):
-    with pytest.raises(InputError):
-        PCMaternPrior(*args)
-
-
-def test_pc_prior_bad_theta():
-    with pytest.raises(InputError):
-        PCMaternPrior(1.0, 0.5, 1.0, 0.5).log_density([1.0, np.nan])
 
 
 # ------------------------------------------------------------------ MaternSPDE
@@ -391,161 +334,3 @@ def _square_mesh(**changes):
 def test_mesh_bad_input(mesh, message):
     with pytest.raises(InputError, match=message):
         MaternSPDE(mesh)
-
-
-# ------------------------------------------------------------------ mesh_from_points
-def triangle_areas(mesh):
-    e1 = mesh.points[mesh.triangles[:, 1]] - mesh.points[mesh.triangles[:, 0]]
-    e2 = mesh.points[mesh.triangles[:, 2]] - mesh.points[mesh.triangles[:, 0]]
-    return 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
-
-
-def _angles(points, triangles):
-    p = points[triangles]
-    out = []
-    for k in range(3):
-        a = p[:, (k + 1) % 3] - p[:, k]
-        b = p[:, (k + 2) % 3] - p[:, k]
-        cosine = np.einsum("ij,ij->i", a, b) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        out.append(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
-    return np.column_stack(out)
-
-
-def test_mesh_from_points_quality_and_coverage():
-    rng = np.random.default_rng(RNG_SEED)
-    points = rng.uniform([10.0, -5.0], [30.0, 5.0], (40, 2))
-    points = np.vstack([points, points[:3]])  # duplicates are merged
-    mesh = mesh_from_points(points, max_area=2.0, min_angle=25, extend=0.15)
-    np.testing.assert_array_equal(mesh.points[mesh.input_nodes], points)
-    assert mesh.input_nodes[-1] == mesh.input_nodes[2]
-    areas = triangle_areas(mesh)
-    assert areas.max() <= 2.0 * (1 + 1e-9)
-    assert _angles(mesh.points, mesh.triangles).min() >= 25.0 - 1e-6
-    # the margin: points pushed 0.9 * extend * D out of the data hull are still covered
-    diameter = np.hypot(*np.ptp(points, axis=0))
-    directions = rng.normal(size=(40, 2))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    pushed = points[:40] + 0.9 * 0.15 * diameter * directions
-    projection_matrix(mesh, pushed)
-    far = points[:1] + np.array([[1.3 * 0.15 * diameter + 20.0, 0.0]])
-    with pytest.raises(InputError, match="outside"):
-        projection_matrix(mesh, far)
-
-
-def test_mesh_from_points_without_extension_and_default_area():
-    points = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 3.0], [0.0, 3.0], [1.0, 1.0]])
-    mesh = mesh_from_points(points, extend=0)
-    hull_area = 12.0
-    areas = triangle_areas(mesh)
-    assert areas.sum() == pytest.approx(hull_area, rel=1e-12)
-    assert areas.max() <= math.sqrt(3) / 4 * (5.0 / 25) ** 2 * (1 + 1e-9)
-    np.testing.assert_array_equal(mesh.points[mesh.input_nodes], points)
-
-
-@pytest.mark.parametrize(
-    "points, kwargs, message",
-    [
-        ([[0.0, 0.0], [1.0, 1.0]], {}, "at least 3"),
-        ([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]], {}, "at least 3"),
-        ([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], {}, "collinear"),
-        ([[0.0, 0.0], [1.0, np.nan], [2.0, 0.0]], {}, "non-finite"),
-        ([0.0, 1.0, 2.0], {}, "shape"),
-        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"min_angle": 40}, "min_angle"),
-        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"min_angle": 0}, "min_angle"),
-        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"extend": -0.1}, "extend"),
-        ([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], {"max_area": -1.0}, "max_area"),
-    ],
-)
-def test_mesh_from_points_bad_input(points, kwargs, message):
-    with pytest.raises(InputError, match=message):
-        mesh_from_points(points, **kwargs)
-
-
-# ------------------------------------------------------------------ projections
-def test_projection_matrix_rows_and_linear_reproduction(small_mesh):
-    rng = np.random.default_rng(RNG_SEED)
-    # random points of random triangles, the nodes themselves (boundary nodes
-    # included) and midpoints of all edges (boundary edges included)
-    tri = small_mesh.triangles
-    corners = small_mesh.points[tri[rng.integers(0, tri.shape[0], 300)]]
-    weights = rng.dirichlet(np.ones(3), 300)
-    inside = np.einsum("ik,ikj->ij", weights, corners)
-    midpoints = 0.5 * (small_mesh.points[tri[:, 0]] + small_mesh.points[tri[:, 1]])
-    locations = np.vstack([inside, small_mesh.points, midpoints])
-    a = projection_matrix(small_mesh, locations)
-    assert a.shape == (locations.shape[0], small_mesh.n_nodes)
-    assert isinstance(a, sp.csr_matrix)
-    np.testing.assert_array_equal(np.diff(a.indptr), 3)
-    np.testing.assert_allclose(np.asarray(a.sum(axis=1)).ravel(), 1.0, rtol=0, atol=1e-14)
-    assert a.data.min() >= -1e-10
-    for coefficients in ([2.0, -3.0, 0.5], [0.0, 1.0, 0.0], [-1.0, 0.0, 7.0]):
-
-        def linear(xy, c=coefficients):
-            return c[0] + c[1] * xy[:, 0] + c[2] * xy[:, 1]
-
-        np.testing.assert_allclose(
-            a @ linear(small_mesh.points), linear(locations), rtol=0, atol=1e-12
-        )
-
-
-def test_projection_matrix_names_points_outside(small_mesh):
-    locations = np.array([[0.5, 0.5], [50.0, 50.0], [0.4, 0.6], [-30.0, 0.5]])
-    with pytest.raises(InputError, match=r"2 location\(s\).*1: \(50, 50\).*3: \(-30, 0.5\)"):
-        projection_matrix(small_mesh, locations)
-
-
-@pytest.mark.parametrize(
-    "locations, message",
-    [([[0.5, np.nan]], "non-finite"), ([[0.5, np.inf]], "non-finite"), ([0.5, 0.5], "shape")],
-)
-def test_projection_matrix_bad_locations(small_mesh, locations, message):
-    with pytest.raises(InputError, match=message):
-        projection_matrix(small_mesh, locations)
-
-
-def test_projection_matrix_empty_locations(small_mesh):
-    a = projection_matrix(small_mesh, np.zeros((0, 2)))
-    assert a.shape == (0, small_mesh.n_nodes)
-
-
-def test_lattice_projection_bilinear_exact():
-    shape, spacing = (6, 4), (0.5, 2.0)
-    rng = np.random.default_rng(RNG_SEED)
-    extent = np.array([5 * 0.5, 3 * 2.0])
-    locations = np.vstack(
-        [rng.uniform(0, 1, (200, 2)) * extent, [[0.0, 0.0], extent, [extent[0], 0.0], [1.0, 6.0]]]
-    )
-    a = lattice_projection(shape, locations, spacing=spacing)
-    assert a.shape == (locations.shape[0], 24)
-    np.testing.assert_array_equal(np.diff(a.indptr), 4)
-    np.testing.assert_allclose(np.asarray(a.sum(axis=1)).ravel(), 1.0, rtol=0, atol=1e-14)
-    nodes_x0 = np.repeat(np.arange(6) * 0.5, 4)
-    nodes_x1 = np.tile(np.arange(4) * 2.0, 6)
-
-    def bilinear(x0, x1):
-        return 1.5 - 2.0 * x0 + 0.25 * x1 + 0.75 * x0 * x1
-
-    np.testing.assert_allclose(
-        a @ bilinear(nodes_x0, nodes_x1),
-        bilinear(locations[:, 0], locations[:, 1]),
-        rtol=0,
-        atol=1e-12,
-    )
-    # a node location picks exactly that node
-    node = lattice_projection(shape, [[1.5, 4.0]], spacing=spacing)
-    assert node.toarray()[0, 3 * 4 + 2] == pytest.approx(1.0)
-
-
-@pytest.mark.parametrize(
-    "shape, locations, message",
-    [
-        ((4, 4), [[3.5, 1.0]], "outside"),
-        ((4, 4), [[1.0, -0.1]], "outside"),
-        ((4, 4), [[np.nan, 1.0]], "non-finite"),
-        ((1, 4), [[0.0, 1.0]], "shape"),
-        ((4,), [[0.0, 1.0]], "shape"),
-    ],
-)
-def test_lattice_projection_bad_input(shape, locations, message):
-    with pytest.raises(InputError, match=message):
-        lattice_projection(shape, locations)
