@@ -50,7 +50,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InputError, PatternMismatchError
+from .errors import InputError, PatternError
+from .pattern import FixedPattern
 
 __all__ = ["CheckResult", "check_jvp", "check_vjp", "check_grad"]
 
@@ -158,40 +159,22 @@ def _same_stored_pattern(a, b):
 def _values_on_pattern(pattern, matrix, name):
     """Values of sparse ``matrix`` at the stored entries of ``pattern``, in pattern order.
 
-    Raises PatternMismatchError if ``matrix`` has a nonzero outside the pattern.
+    Raises PatternError if ``matrix`` has a nonzero outside the pattern.
     """
     if _same_stored_pattern(pattern, matrix):
         return np.asarray(matrix.data, dtype=np.float64).ravel().copy()
-    n_cols = pattern.shape[1]
-    rows, cols = _coordinates(pattern)
-    keys = rows * n_cols + cols
-    if np.unique(keys).size != keys.size:
-        raise PatternMismatchError(
+    fixed = FixedPattern.of(pattern)
+    where = fixed.stored_positions(pattern, "the sparse primal")
+    if np.unique(where).size != where.size:
+        raise PatternError(
             f"the sparse primal has duplicate entries, so {name} must have exactly its stored "
             f"pattern (same format, indices and order); call sum_duplicates() on both"
         )
-    other = matrix.tocoo()
-    other_keys = np.asarray(other.row, dtype=np.int64) * n_cols + other.col
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    position = np.searchsorted(sorted_keys, other_keys)
-    position = np.minimum(position, sorted_keys.size - 1) if sorted_keys.size else position
-    inside = (
-        (sorted_keys[position] == other_keys)
-        if sorted_keys.size
-        else np.zeros(other_keys.size, dtype=bool)
+    hint = (
+        "Directions of a sparse primal must lie on its pattern (build them as x.copy() with "
+        "new .data)."
     )
-    outside = ~inside & (other.data != 0)
-    if np.any(outside):
-        i = int(np.flatnonzero(outside)[0])
-        raise PatternMismatchError(
-            f"{name} has a nonzero at ({int(other.row[i])}, {int(other.col[i])}) outside the "
-            f"sparsity pattern of the primal; directions of a sparse primal must lie on its "
-            f"pattern (build them as x.copy() with new .data)"
-        )
-    values = np.zeros(keys.size)
-    np.add.at(values, order[position[inside]], other.data[inside])
-    return values
+    return fixed.data_of(matrix, name, hint=hint)[where]
 
 
 def _with_values(leaf, values):

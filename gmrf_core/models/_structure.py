@@ -1,7 +1,5 @@
 """Shared machinery of the latent models: fixed sparsity patterns, graphs, intrinsic structures.
 
-- :class:`FixedPattern`: a symmetric CSC pattern built once; model matrices are
-  made by filling its ``data`` array, so the pattern never changes with θ.
 - :class:`LinearPrecision`: Q(θ) = Σ_j c_j(θ) B_j on a fixed pattern, with
   dQ/dθ_k = Σ_j (∂c_j/∂θ_k) B_j.
 - :func:`adjacency_matrix`: validation of graphs given as sparse/dense adjacency
@@ -20,107 +18,16 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
 
-from gmrf_core.kernels import assemble as _kasm
 from gmrf_core.kernels._jit import jit
 
 from ..errors import InputError, NotSymmetricError
+from ..pattern import FixedPattern
 from .base import LatentModel
 
 # Largest structure handled by dense linear algebra (O(n^3) flops, O(n^2) memory).
 DENSE_LIMIT = 2000
 # Largest work n * bandwidth^2 accepted by the banded selected inversion (~10-20 s).
 BAND_WORK_LIMIT = 2.0e10
-
-
-class FixedPattern:
-    """A CSC sparsity pattern of an n × n matrix, fixed once and for all.
-
-    Parameters
-    ----------
-    matrices : sequence of scipy.sparse matrices
-        The pattern is the union of their structural entries (explicit zeros
-        included) and of the diagonal.
-    n : int
-        Matrix size.
-    """
-
-    def __init__(self, matrices, n):
-        total = sp.identity(n, format="csc", dtype=float)
-        for matrix in matrices:
-            matrix = sp.csc_matrix(matrix)
-            # ones on the structure: no cancellation can remove an entry from the union
-            ones = sp.csc_matrix(
-                (np.ones(matrix.indices.size), matrix.indices, matrix.indptr), shape=(n, n)
-            )
-            total = total + ones
-        total = sp.csc_matrix(total)
-        total.sum_duplicates()
-        total.sort_indices()
-        index_dtype = np.int32 if total.nnz < 2**31 - 1 else np.int64
-        self.n = int(n)
-        self.indptr = total.indptr.astype(index_dtype)
-        self.indices = total.indices.astype(index_dtype)
-        self.nnz = int(self.indices.size)
-        self.columns = np.repeat(np.arange(n), np.diff(self.indptr))
-        self._transpose = None
-        self._indptr64 = self._indices64 = None  # for the merge in data_of, made on first use
-
-    def matrix(self, data):
-        """CSC matrix with this pattern and the given ``data`` (copied index arrays)."""
-        return sp.csc_matrix(
-            (np.asarray(data, dtype=float), self.indices.copy(), self.indptr.copy()),
-            shape=(self.n, self.n),
-        )
-
-    def data_of(self, matrix):
-        """The ``data`` array of ``matrix`` stored on this pattern.
-
-        Raises
-        ------
-        InputError
-            If ``matrix`` has a structural entry outside the pattern.
-        """
-        matrix = sp.csc_matrix(matrix)
-        matrix.sum_duplicates()  # canonical: sorted row indices, no duplicates
-        if np.array_equal(matrix.indptr, self.indptr) and np.array_equal(
-            matrix.indices, self.indices
-        ):
-            return np.array(matrix.data, dtype=float)  # already on the pattern
-        if matrix.shape != (self.n, self.n):
-            raise InputError(f"matrix has shape {matrix.shape}; expected ({self.n}, {self.n}).")
-        if self._indptr64 is None:
-            self._indptr64 = self.indptr.astype(np.int64)
-            self._indices64 = self.indices.astype(np.int64)
-        pos = np.empty(matrix.nnz, dtype=np.int64)
-        missing = _kasm._subpattern_positions(
-            self.n,
-            matrix.indptr.astype(np.int64),
-            matrix.indices.astype(np.int64),
-            self._indptr64,
-            self._indices64,
-            pos,
-        )
-        if missing >= 0:
-            raise InputError(
-                f"matrix has nonzeros outside the model's fixed sparsity pattern (column "
-                f"{missing})."
-            )
-        data = np.zeros(self.nnz)
-        data[pos] = matrix.data
-        return data
-
-    @property
-    def transpose_positions(self):
-        """Permutation p with data[p] the data of the transpose (pattern must be symmetric)."""
-        if self._transpose is None:
-            keys = self.columns.astype(np.int64) * self.n + self.indices
-            transposed = self.indices.astype(np.int64) * self.n + self.columns
-            pos = np.searchsorted(keys, transposed)
-            pos = np.minimum(pos, max(keys.size - 1, 0))
-            if keys.size and np.any(keys[pos] != transposed):
-                raise NotSymmetricError("the sparsity pattern is not symmetric.")
-            self._transpose = pos
-        return self._transpose
 
 
 class LinearPrecision:
@@ -146,19 +53,6 @@ class LinearPrecision:
         """[Σ_j J[j, k] B_j for k] for J = ∂c/∂θ of shape (n_terms, p)."""
         jacobian = np.asarray(coefficient_jacobian, dtype=float)
         return [self.pattern.matrix(jacobian[:, k] @ self.basis) for k in range(jacobian.shape[1])]
-
-
-def check_count(value, name, owner, minimum):
-    """Return ``value`` as an int >= minimum, or raise InputError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise InputError(f"{owner}: {name} must be an integer, got {value!r}.")
-    value = int(value)
-    if value < minimum:
-        raise InputError(f"{owner}: {name} must be >= {minimum}, got {value}.")
-    return value
 
 
 def checked_exp(value, owner, name):

@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ._structure import LinearPrecision, check_count, check_finite_matrix, checked_exp
+from ..validation import check_count
+from ._structure import LinearPrecision, check_finite_matrix, checked_exp
 from .base import LatentModel
 
 __all__ = ["AR1"]

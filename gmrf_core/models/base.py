@@ -1,9 +1,9 @@
 """The latent-prior protocol shared by every model in :mod:`gmrf_core.models`."""
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import InputError
+from ..pattern import FixedPattern
 from ..priors import PCBYM2Phi, PCPrecision, Prior
 
 __all__ = ["LatentModel"]
@@ -165,30 +165,16 @@ class LatentModel:
     def on_pattern(pattern, matrix):
         """Return ``matrix`` stored on ``pattern`` (CSC, sorted indices, explicit zeros kept).
 
-        Raises InputError if ``matrix`` has a structural nonzero outside the pattern.
+        The pattern is the structure of ``pattern`` (values ignored); see
+        :meth:`gmrf_core.pattern.FixedPattern.data_of`.
+
+        Raises
+        ------
+        PatternError
+            If ``matrix`` has a nonzero outside the pattern (an InputError).
         """
-        pattern = pattern.tocsc()
-        matrix = sp.csc_matrix(matrix)
-        matrix.sum_duplicates()
-        out = sp.csc_matrix(
-            (np.zeros(pattern.nnz), pattern.indices.copy(), pattern.indptr.copy()),
-            shape=pattern.shape,
-        )
-        rows = matrix.indices
-        cols = np.repeat(np.arange(matrix.shape[1]), np.diff(matrix.indptr))
-        # position of (row, col) inside pattern via a sorted key search
-        key_pattern = (
-            np.repeat(np.arange(pattern.shape[1]), np.diff(pattern.indptr)) * pattern.shape[0]
-        )
-        key_pattern = key_pattern + pattern.indices
-        key = cols * pattern.shape[0] + rows
-        order = np.argsort(key_pattern, kind="stable")
-        pos = np.searchsorted(key_pattern[order], key)
-        pos = np.minimum(pos, key_pattern.size - 1)
-        if key.size and (key_pattern.size == 0 or np.any(key_pattern[order][pos] != key)):
-            raise InputError("matrix has nonzeros outside the model's fixed sparsity pattern.")
-        out.data[order[pos]] = matrix.data
-        return out
+        fixed = FixedPattern.of(pattern)
+        return fixed.matrix(fixed.data_of(matrix))
 
     def _set_priors(self, prior):
         """Attach priors to hyperparameters and store them in :attr:`priors`.

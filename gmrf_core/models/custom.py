@@ -3,9 +3,10 @@
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError, NotSymmetricError, PatternMismatchError
+from ..errors import InputError, NotSymmetricError
 from ..kernels import assemble as _kasm
-from ._structure import FixedPattern, check_count
+from ..pattern import FixedPattern
+from ..validation import check_count
 from .base import LatentModel
 
 __all__ = ["Custom"]
@@ -19,11 +20,12 @@ class Custom(LatentModel):
 
     Every returned matrix is checked and stored on the model's fixed pattern:
     shape (n, n), finite values, symmetric (to a relative tolerance of 1e-10), and
-    no structural entry outside the pattern (:class:`PatternMismatchError`, an
+    no nonzero outside the pattern (:class:`~gmrf_core.errors.PatternError`, an
     InputError). Entries of the pattern that a call leaves out (e.g. dropped by
     scipy arithmetic when they cancel) are stored as explicit zeros. The pattern is
     ``pattern`` if given, else the structure of ``precision(theta0)``, plus the
-    diagonal.
+    diagonal. An exception raised inside a user callable surfaces as an InputError
+    naming the callable and θ, with the original exception as ``__cause__``.
 
     Parameters
     ----------
@@ -52,11 +54,13 @@ class Custom(LatentModel):
     ------
     InputError
         Bad n, names, theta0, constraints, callables, or matrices at theta0 (wrong
-        shape, non-finite values, gradient list of the wrong length).
+        shape, non-finite values, gradient list of the wrong length); a user callable
+        that raised (at theta0 during construction, or later), with the original
+        exception as ``__cause__``.
     NotSymmetricError
         A returned matrix is not symmetric.
-    PatternMismatchError
-        A returned matrix has an entry outside the fixed pattern.
+    PatternError
+        A returned matrix has a nonzero outside the fixed pattern.
     """
 
     def __init__(
@@ -98,7 +102,7 @@ class Custom(LatentModel):
         self._precision_grad = precision_grad
         self._to_natural = to_natural
         if pattern is None:
-            first = self._as_matrix(precision(self.theta0.copy()), "precision(theta0)")
+            first = self._as_matrix(self._call("precision", self.theta0), "precision(theta0)")
             self._pattern = FixedPattern([first], self.n)
         else:
             self._pattern = FixedPattern([self._as_matrix(pattern, "pattern")], self.n)
@@ -154,16 +158,29 @@ class Custom(LatentModel):
             raise InputError(f"Custom: {what} has NaN or inf entries.")
         return matrix
 
+    def _call(self, name, theta):
+        """The user's callable ``name`` at θ; an exception it raises becomes an InputError."""
+        function = {
+            "precision": self._precision,
+            "precision_grad": self._precision_grad,
+            "to_natural": self._to_natural,
+        }[name]
+        try:
+            return function(np.array(theta, dtype=float))
+        except Exception as exc:
+            raise InputError(
+                f"Custom: the user callable {name}(theta) raised {type(exc).__name__} at "
+                f"theta = {np.asarray(theta).tolist()}: {exc}"
+            ) from exc
+
     def _on_pattern(self, matrix, what):
         matrix = self._as_matrix(matrix, what)
-        try:
-            data = self._pattern.data_of(matrix)
-        except InputError as exc:
-            raise PatternMismatchError(
-                f"Custom: {what} has entries outside the fixed sparsity pattern (the pattern of "
-                "precision(theta0) plus the diagonal, or the one given as pattern=); the pattern "
-                "must not change with theta."
-            ) from exc
+        data = self._pattern.data_of(
+            matrix,
+            f"Custom: {what}",
+            hint="The fixed pattern is the one of precision(theta0) plus the diagonal, or "
+            "the one given as pattern=; it must not change with theta.",
+        )
         worst, scale = _kasm._asymmetry(data, self._pattern.transpose_positions)
         if worst > SYMMETRY_RTOL * scale:
             raise NotSymmetricError(f"Custom: {what} is not symmetric.")
@@ -172,12 +189,12 @@ class Custom(LatentModel):
     def precision(self, theta):
         """The user's Q(θ), validated and stored on the fixed pattern."""
         theta = self.check_theta(theta)
-        return self._on_pattern(self._precision(theta.copy()), "precision(theta)")
+        return self._on_pattern(self._call("precision", theta), "precision(theta)")
 
     def precision_grad(self, theta):
         """The user's [dQ/dθ_k], validated and stored on the fixed pattern."""
         theta = self.check_theta(theta)
-        grads = self._precision_grad(theta.copy())
+        grads = self._call("precision_grad", theta)
         try:
             grads = list(grads)
         except TypeError as exc:
@@ -196,7 +213,7 @@ class Custom(LatentModel):
         theta = self.check_theta(theta)
         if self._to_natural is None:
             return super().to_natural(theta)
-        natural = self._to_natural(theta.copy())
+        natural = self._call("to_natural", theta)
         if not isinstance(natural, dict):
             raise InputError(
                 f"Custom: to_natural must return a dict, got {type(natural).__name__}."

@@ -3,7 +3,8 @@
 import numpy as np
 import scipy.sparse as sp
 
-from ._structure import LinearPrecision, check_count, check_finite_matrix, checked_exp
+from ..validation import check_count
+from ._structure import LinearPrecision, check_finite_matrix, checked_exp
 from .base import LatentModel
 
 __all__ = ["IID"]

@@ -18,7 +18,8 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ._structure import IntrinsicStructureModel, check_count
+from ..validation import check_count
+from ._structure import IntrinsicStructureModel
 
 __all__ = ["RW1", "RW2"]
 

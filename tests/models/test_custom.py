@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gmrf_core.errors import InputError, NotSymmetricError, PatternMismatchError
+from gmrf_core.errors import InputError, NotSymmetricError, PatternError
 from gmrf_core.models import Custom, NormalPrior
 
 N = 6
@@ -70,9 +70,9 @@ def test_pattern_change_raises():
         return sp.csc_matrix(q)
 
     model = make(precision=precision)
-    with pytest.raises(PatternMismatchError):
+    with pytest.raises(PatternError):
         model.precision([2.0, 0.0])
-    assert isinstance(PatternMismatchError("x"), InputError)
+    assert isinstance(PatternError("x"), InputError)
     # with an explicit, larger pattern the same callable is accepted
     wide = make(precision=precision, pattern=sp.csc_matrix(np.ones((N, N))))
     assert wide.precision([2.0, 0.0]).toarray()[0, 5] == pytest.approx(0.1)
@@ -81,7 +81,7 @@ def test_pattern_change_raises():
 def test_gradient_validation():
     with pytest.raises(InputError, match="returned 1 matrices"):
         make(precision_grad=lambda theta: [ar_like(theta)])
-    with pytest.raises(PatternMismatchError):
+    with pytest.raises(PatternError):
         make(precision_grad=lambda theta: [ar_like(theta), sp.csc_matrix(np.ones((N, N)))])
     with pytest.raises(InputError, match="shape"):
         make(precision_grad=lambda theta: [ar_like(theta), sp.identity(N + 1)])
@@ -133,3 +133,51 @@ def test_constructor_validation():
         make(to_natural=lambda theta: 1.0).to_natural([0.0, 0.0])
     custom_natural = make(to_natural=lambda theta: {"scale": float(np.exp(theta[0]))})
     assert custom_natural.to_natural([0.0, 1.0]) == {"scale": 1.0}
+
+
+def test_user_callable_errors_name_the_callable():
+    class Boom(RuntimeError):
+        pass
+
+    def failing(theta):
+        if theta[0] > 1:
+            raise Boom("no precision here")
+        return ar_like(theta)
+
+    def failing_grad(theta):
+        if theta[1] > 1:
+            raise ZeroDivisionError("grad broke")
+        return ar_like_grad(theta)
+
+    model = make(precision=failing, precision_grad=failing_grad)
+    with pytest.raises(InputError, match=r"precision\(theta\) raised Boom") as info:
+        model.precision([2.0, 0.0])
+    assert isinstance(info.value.__cause__, Boom)
+    grad_failed = r"precision_grad\(theta\) raised ZeroDivisionError"
+    with pytest.raises(InputError, match=grad_failed) as info:
+        model.precision_grad([0.0, 2.0])
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    # at construction (theta0) the same error, from either callable
+    with pytest.raises(InputError, match=r"precision\(theta\) raised Boom"):
+        make(precision=failing, theta0=[2.0, 0.0])
+    with pytest.raises(InputError, match=r"precision_grad\(theta\) raised ZeroDivisionError"):
+        make(precision_grad=failing_grad, theta0=[0.0, 2.0])
+    bad_natural = make(to_natural=lambda theta: {"x": 1.0 / 0.0})
+    with pytest.raises(InputError, match=r"to_natural\(theta\) raised ZeroDivisionError"):
+        bad_natural.to_natural([0.0, 0.0])
+
+
+def test_explicit_zeros_outside_the_pattern_are_dropped():
+    def precision(theta):
+        q = ar_like(theta).tocoo()  # plus explicit zeros at (0, 5) and (5, 0)
+        rows, cols = np.r_[q.row, 0, 5], np.r_[q.col, 5, 0]
+        return sp.csc_matrix((np.r_[q.data, 0.0, 0.0], (rows, cols)), shape=(N, N))
+
+    model = make()
+    with_zeros = precision([0.3, 0.1])
+    assert with_zeros.nnz == ar_like([0.3, 0.1]).nnz + 2
+    mapped = model._on_pattern(with_zeros, "precision(theta)")
+    np.testing.assert_array_equal(mapped.indices, model.precision([0.3, 0.1]).indices)
+    np.testing.assert_allclose(mapped.toarray(), ar_like([0.3, 0.1]).toarray())
+    with pytest.raises(PatternError, match=r"nonzero at \(\d, \d\) outside"):
+        model._on_pattern(ar_like([0.3, 0.1]) + sp.csc_matrix(np.ones((N, N))), "q")

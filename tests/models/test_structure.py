@@ -5,40 +5,17 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from gmrf_core.errors import InputError, NotSymmetricError
+from gmrf_core.errors import InputError
 from gmrf_core.models import Besag, _structure
 from gmrf_core.models._structure import (
-    FixedPattern,
     LinearPrecision,
     _band_selected_inverse,
     adjacency_matrix,
-    check_count,
     graph_components,
     intrinsic_structure,
     laplacian,
     structure_log_pdet,
 )
-
-
-def test_fixed_pattern_union_keeps_explicit_zeros():
-    a = sp.csc_matrix(([1.0, 0.0, 0.0], ([0, 1, 2], [1, 0, 2])), shape=(3, 3))  # explicit zeros
-    b = sp.csc_matrix(([2.0, 2.0], ([0, 2], [2, 0])), shape=(3, 3))
-    pattern = FixedPattern([a, b], 3)
-    dense_pattern = pattern.matrix(np.ones(pattern.nnz)).toarray()
-    expected = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 1]], dtype=float)
-    np.testing.assert_array_equal(dense_pattern, expected)  # union plus the diagonal
-    data = pattern.data_of(a)
-    np.testing.assert_allclose(pattern.matrix(data).toarray(), a.toarray())
-    with pytest.raises(InputError, match="outside"):
-        pattern.data_of(sp.csc_matrix(([1.0], ([1], [2])), shape=(3, 3)))
-    # index arrays are copies: mutating one matrix cannot corrupt the pattern
-    m = pattern.matrix(np.zeros(pattern.nnz))
-    m.indices[:] = 0
-    np.testing.assert_array_equal(pattern.matrix(np.ones(pattern.nnz)).toarray(), expected)
-    t = pattern.transpose_positions
-    np.testing.assert_allclose(data[t], pattern.data_of(a.T))
-    with pytest.raises(NotSymmetricError):
-        _ = FixedPattern([sp.csc_matrix(([1.0], ([0], [1])), shape=(2, 2))], 2).transpose_positions
 
 
 def test_linear_precision():
@@ -156,7 +133,3 @@ def test_graph_helpers():
     components = graph_components(adjacency)
     assert [list(c) for c in components] == [[0, 1], [2], [3, 4]]
     np.testing.assert_allclose(laplacian(adjacency).toarray()[:2, :2], [[1, -1], [-1, 1]])
-    assert check_count(3.0, "n", "t", 1) == 3
-    for bad in (True, 2.5, "3", None):
-        with pytest.raises(InputError):
-            check_count(bad, "n", "t", 1)
