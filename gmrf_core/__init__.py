@@ -7,7 +7,7 @@ underneath; :mod:`gmrf_core.linalg` (sparse Cholesky, selected inversion) and
 (:class:`LatentGaussianModel`) and :func:`fit` on top.
 """
 
-from . import datasets, errors, likelihoods, models, rules, testing, variational
+from . import datasets, errors, likelihoods, models, parallel, rules, testing, variational
 from .errors import (
     ConvergenceError,
     DerivativeError,
@@ -17,6 +17,7 @@ from .errors import (
     NotSymmetricError,
     PatternError,
     PatternMismatchError,
+    TaskError,
 )
 from .gmrf import GMRF
 from .laplace import LaplaceApproximation, LatentGaussianModel
@@ -54,4 +55,6 @@ __all__ = [
     "PatternError",
     "ConvergenceError",
     "DerivativeError",
+    "TaskError",
+    "parallel",
 ]

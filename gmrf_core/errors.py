@@ -15,6 +15,7 @@ __all__ = [
     "PatternError",
     "ConvergenceError",
     "DerivativeError",
+    "TaskError",
 ]
 
 
@@ -59,3 +60,26 @@ class ConvergenceError(GMRFError, RuntimeError):
 
 class DerivativeError(GMRFError, ValueError):
     """A derivative that cannot be computed exactly was asked for."""
+
+
+class TaskError(GMRFError, RuntimeError):
+    """A task run by :func:`gmrf_core.parallel.map_model` failed twice (it is retried once).
+
+    Attributes
+    ----------
+    item : object
+        The task's item (usually θ) it failed at.
+    index : int
+        Position of the item in the submitted sequence.
+    original : BaseException
+        The exception the task raised the second time (also ``__cause__``).
+    """
+
+    def __init__(self, message, item=None, index=None, original=None):
+        super().__init__(message)
+        self.item = item
+        self.index = index
+        self.original = original
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.item, self.index, self.original))

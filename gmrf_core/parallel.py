@@ -1,0 +1,547 @@
+"""Executors: the same θ-level work serially, on a process pool or on a Dask cluster.
+
+Work that is independent by construction — the 2·dim θ gradient evaluations of a
+central-difference Hessian, the integration points of ``gm.inla``, many independent
+fits — goes through :func:`map_model`, which takes one keyword for where it runs:
+
+* ``executor=None``: serially, in this process, on the caller's model;
+* any :class:`concurrent.futures.Executor` (``ProcessPoolExecutor``, ``ThreadPoolExecutor``,
+  ``mpi4py.futures.MPIPoolExecutor`` on a shared file system);
+* a ``dask.distributed.Client`` (LocalCluster, dask-jobqueue, dask-mpi, ...).
+
+How the model travels
+---------------------
+The model (matrices, symbolic analysis, data) goes to each worker once, never once per
+task; a task carries only a token naming the model and its item (θ):
+
+* Dask: ``client.scatter(model, broadcast=True)`` — every worker holds one deserialized
+  copy in memory; the tasks reference it by key.
+* concurrent.futures: the pickled model is written once to a file in a directory the
+  workers can read (``tempfile.gettempdir()`` or ``$GMRF_CORE_SHARED_DIR``); each worker
+  process reads and unpickles it on its first task and keeps it in a per-process cache
+  keyed by the token (the file is removed when :func:`map_model` returns).
+
+Within one worker process, concurrently running tasks (a Dask worker with several threads,
+a ``ThreadPoolExecutor``) each check out their own copy of the model, since a model keeps
+mutable work space (its factor, the last mode as Newton's warm start).
+
+Threads
+-------
+Each worker process limits BLAS (threadpoolctl) and Numba (``numba.set_num_threads``) to
+``threads_per_worker`` threads once, on its first task, so that workers on one node do not
+oversubscribe it. The model's own ``threads=`` (subtree parallelism of its factorizations,
+BLAS threads of its big blocks) travels with the model and is honoured inside the worker.
+
+Failures
+--------
+A task that raises is submitted once more; if it fails again :class:`gmrf_core.TaskError`
+is raised naming the item (θ) and carrying the original exception (``__cause__`` and
+``.original``). A worker process that dies: Dask reschedules its tasks on the remaining
+workers by itself (``distributed.scheduler.allowed-failures``, default 3, then
+``KilledWorker``, which is reported as a TaskError); a ``ProcessPoolExecutor`` breaks as a
+whole (``BrokenProcessPool``), which is reported as a TaskError as well.
+
+Numba compilation: the kernels are compiled with ``cache=True``, so a worker process loads
+machine code from the on-disk cache (``__pycache__`` next to the kernels, or
+``$NUMBA_CACHE_DIR``) instead of compiling; only the first process on a node whose cache
+is cold compiles.
+"""
+
+import collections
+import concurrent.futures
+import os
+import pickle
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from .errors import InputError, TaskError
+
+__all__ = ["map_model", "hessian", "is_dask_client", "worker_cache_info"]
+
+# -- worker side -----------------------------------------------------------------------------
+# Per process: token -> {"free": [model copies not in use], "blob": pickled bytes or None,
+# "loads": copies made}; the last few tokens only (one map_model call at a time needs one).
+_CACHE_SIZE = 4
+_cache = collections.OrderedDict()
+_cache_lock = threading.Lock()
+_threads_configured = None  # the thread limit this process applied, once
+
+
+def worker_cache_info():
+    """Models this process holds for :func:`map_model` tasks: ``{token: copies loaded}``.
+
+    A copy is loaded once per worker process (plus one per extra thread that runs a task of
+    the same model concurrently); the tests count these to check that the model was not
+    sent per task.
+    """
+    with _cache_lock:
+        return {token: entry["loads"] for token, entry in _cache.items()}
+
+
+def _checkout(token, load):
+    """A model copy for this task: a free one from the cache, else a new one.
+
+    ``load()`` returns ``(model, blob)``: the first copy and, where copies could be needed
+    (several threads), bytes to make more from, taken before the first task touches the
+    model; ``blob=None`` means more copies come from calling ``load()`` again.
+    """
+    with _cache_lock:
+        entry = _cache.get(token)
+        if entry is None:
+            entry = _cache[token] = {
+                "free": [],
+                "blob": None,
+                "loads": 0,
+                "source": None,
+                "ready": threading.Event(),
+            }
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+        else:
+            _cache.move_to_end(token)
+        if entry["free"]:
+            return entry["free"].pop()
+        first = entry["loads"] == 0
+        entry["loads"] += 1
+    if first:
+        try:
+            model, blob = load()
+        except BaseException:
+            with _cache_lock:
+                _cache.pop(token, None)
+            entry["ready"].set()  # waiting threads then fail over to their own load
+            raise
+        entry["source"], entry["blob"] = model, blob
+        entry["ready"].set()
+        return model
+    # a second thread running a task of the same model: its own copy, so that nothing
+    # mutable (factor, warm start) is shared between threads
+    entry["ready"].wait()
+    if entry["blob"] is not None:
+        return pickle.loads(entry["blob"])
+    return load()[0]
+
+
+def _checkin(token, model):
+    with _cache_lock:
+        entry = _cache.get(token)
+        if entry is not None:
+            entry["free"].append(model)
+
+
+def _configure_threads(threads):
+    """Limit BLAS and Numba threads of this worker process (once; again if it changes)."""
+    global _threads_configured
+    if threads is None or _threads_configured == threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(threads))
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    except (ImportError, ValueError):  # pragma: no cover - numba is a dependency
+        pass
+    _threads_configured = threads
+
+
+def _run(function, token, load, item, threads):
+    _configure_threads(threads)
+    model = _checkout(token, load)
+    try:
+        return function(model, item)
+    finally:
+        _checkin(token, model)
+
+
+def _load_file(path):
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def _futures_task(function, token, path, item, threads):
+    """What a concurrent.futures worker runs: the model from the cache or from ``path``."""
+    return _run(function, token, lambda: (_load_file(path), None), item, threads)
+
+
+def _dask_task(function, token, model, item, threads):
+    """What a Dask worker runs: ``model`` is the worker's broadcast copy (resolved by Dask)."""
+    try:
+        from distributed import get_worker
+
+        nthreads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):  # pragma: no cover
+        nthreads = 1
+    if threads is None:
+        threads = nthreads
+
+    def load():
+        # with several worker threads, copies for the others come from these bytes
+        blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL) if nthreads > 1 else None
+        return model, blob
+
+    return _run(function, token, load, item, threads)
+
+
+# -- client side -----------------------------------------------------------------------------
+def is_dask_client(executor):
+    """True for a ``dask.distributed.Client`` (checked without importing Dask)."""
+    cls = type(executor)
+    return cls.__module__.split(".")[0] == "distributed" and hasattr(executor, "scatter")
+
+
+def _describe(item):
+    if isinstance(item, np.ndarray):
+        return np.array2string(item, precision=6, separator=", ")
+    text = repr(item)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _Progress:
+    def __init__(self, progress, label, total, stream):
+        self.callback = progress if callable(progress) else None
+        self.enabled = bool(progress)
+        self.label, self.total = label, total
+        self.stream = sys.stdout if stream is None else stream
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def step(self):
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+        elif self.enabled:
+            print(
+                f"{self.label} {self.done}/{self.total} done"
+                f"  ({time.perf_counter() - self.start:7.1f} s)",
+                file=self.stream,
+                flush=True,
+            )
+
+
+def _task_error(label, index, item, exc):
+    error = TaskError(
+        f"{label} {index} failed twice (retried once) at {_describe(item)}: "
+        f"{type(exc).__name__}: {exc}",
+        item=item,
+        index=index,
+        original=exc,
+    )
+    return error
+
+
+def map_model(
+    function,
+    model,
+    items,
+    *,
+    executor=None,
+    progress=False,
+    label="task",
+    threads_per_worker=None,
+    stream=None,
+    stats=None,
+    scatter_items=False,
+):
+    """``[function(model, item) for item in items]``, serially or on workers.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(model, item)``; a module-level function (it is pickled by reference for
+        worker processes).
+    model : object
+        The shared, picklable object every task needs (usually a
+        :class:`~gmrf_core.LatentGaussianModel`); sent to each worker once.
+    items : iterable
+        One task per item (θ vectors, fold indices, models, ...); items are sent with
+        their task.
+    executor : None, concurrent.futures.Executor or dask.distributed.Client
+        Where the tasks run: None runs them serially in this process on ``model`` itself.
+    progress : bool or callable
+        True prints ``"<label> k/N done"`` as tasks finish; a callable is called as
+        ``progress(done, total)`` instead.
+    label : str
+        Name of a task in progress lines and errors.
+    threads_per_worker : int, optional
+        BLAS/Numba threads each worker process allows itself (see the module docstring).
+        Default: a ``ProcessPoolExecutor``'s share of this machine's cores
+        (``cpu_count // max_workers``), a Dask worker's own ``nthreads``; unchanged for
+        other executors and for serial runs.
+    stream : file-like, optional
+        Where progress goes (default sys.stdout).
+    stats : dict, optional
+        Filled with what was measured: ``tasks``, ``model_bytes`` (the pickled model, sent
+        once per worker), ``task_bytes`` (mean bytes a task sends: function, token, item),
+        ``retries``, ``wall`` (seconds).
+    scatter_items : bool
+        Dask only: send items to the cluster with ``client.scatter`` first (for large
+        items such as whole models, which should not sit in the task graph).
+
+    Returns
+    -------
+    list
+        ``function(model, item)`` for every item, in the items' order.
+
+    Raises
+    ------
+    TaskError
+        A task raised twice (it is retried once); names the item and carries the error.
+    InputError
+        ``function`` is not callable or ``executor`` is none of the above.
+    """
+    if not callable(function):
+        raise InputError(f"function must be callable; got {function!r}.")
+    items = list(items)
+    if threads_per_worker is not None and (
+        int(threads_per_worker) != threads_per_worker or threads_per_worker < 1
+    ):
+        raise InputError(
+            f"threads_per_worker must be a positive integer; got {threads_per_worker!r}."
+        )
+    start = time.perf_counter()
+    record = {"tasks": len(items), "model_bytes": 0, "task_bytes": 0.0, "retries": 0}
+    tracker = _Progress(progress, label, len(items), stream)
+    if executor is None:
+        results = _map_serial(function, model, items, label, tracker, record)
+    elif is_dask_client(executor):
+        results = _map_dask(
+            function,
+            model,
+            items,
+            executor,
+            label,
+            tracker,
+            record,
+            threads_per_worker,
+            scatter_items,
+        )
+    elif isinstance(executor, concurrent.futures.Executor):
+        results = _map_futures(
+            function, model, items, executor, label, tracker, record, threads_per_worker
+        )
+    else:
+        raise InputError(
+            "executor must be None, a concurrent.futures.Executor or a dask.distributed.Client; "
+            f"got {executor!r}."
+        )
+    record["wall"] = time.perf_counter() - start
+    if stats is not None:
+        stats.update(record)
+    return results
+
+
+def _map_serial(function, model, items, label, tracker, record):
+    results = []
+    for index, item in enumerate(items):
+        try:
+            value = function(model, item)
+        except Exception:
+            record["retries"] += 1
+            try:
+                value = function(model, item)
+            except Exception as exc:
+                raise _task_error(label, index, item, exc) from exc
+        results.append(value)
+        tracker.step()
+    return results
+
+
+def _default_pool_threads(executor):
+    workers = getattr(executor, "_max_workers", None)
+    if not isinstance(executor, concurrent.futures.ProcessPoolExecutor) or not workers:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // int(workers))
+
+
+def _map_futures(function, model, items, executor, label, tracker, record, threads):
+    if threads is None:
+        threads = _default_pool_threads(executor)
+    token = uuid.uuid4().hex
+    directory = os.environ.get("GMRF_CORE_SHARED_DIR") or tempfile.gettempdir()
+    blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL)
+    record["model_bytes"] = len(blob)
+    handle, path = tempfile.mkstemp(prefix=f"gmrf_core-{token}-", suffix=".pkl", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(blob)
+        del blob
+        if items:
+            record["task_bytes"] = float(
+                np.mean(
+                    [
+                        len(pickle.dumps((function, token, path, item, threads), -1))
+                        for item in items
+                    ]
+                )
+            )
+
+        def submit(index):
+            return executor.submit(_futures_task, function, token, path, items[index], threads)
+
+        return _collect(
+            submit,
+            len(items),
+            items,
+            label,
+            tracker,
+            record,
+            lambda futures: concurrent.futures.as_completed(futures),
+        )
+    finally:
+        try:
+            os.remove(path)
+        except OSError:  # pragma: no cover - already gone
+            pass
+
+
+def _collect(submit, count, items, label, tracker, record, as_completed):
+    """Submit every task, gather them as they finish, resubmit a failure once."""
+    results = [None] * count
+    attempts = [0] * count
+    pending = {}
+    try:
+        for index in range(count):
+            try:
+                pending[submit(index)] = index
+            except BrokenProcessPool as exc:
+                raise _task_error(label, index, items[index], exc) from exc
+        while pending:
+            for future in as_completed(list(pending)):
+                index = pending.pop(future)
+                try:
+                    results[index] = future.result()
+                except Exception as exc:
+                    attempts[index] += 1
+                    if attempts[index] > 1 or isinstance(exc, BrokenProcessPool):
+                        raise _task_error(label, index, items[index], exc) from exc
+                    record["retries"] += 1
+                    try:
+                        pending[submit(index)] = index
+                    except BrokenProcessPool as broken:
+                        raise _task_error(label, index, items[index], broken) from exc
+                    # restart the wait with the resubmitted task included
+                    break
+                tracker.step()
+    finally:
+        for future in pending:
+            future.cancel()
+    return results
+
+
+def _map_dask(function, model, items, client, label, tracker, record, threads, scatter_items):
+    from distributed import as_completed
+
+    token = uuid.uuid4().hex
+    record["model_bytes"] = len(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
+    # one deserialized copy per worker; hash=False: a fresh key, never another model's
+    model_future = client.scatter(model, broadcast=True, hash=False)
+    payload = client.scatter(items, hash=False) if scatter_items and items else items
+    if items:
+        record["task_bytes"] = float(
+            np.mean(
+                [
+                    len(pickle.dumps((function, token, item, threads), -1))
+                    for item in (items if not scatter_items else [token] * len(items))
+                ]
+            )
+        )
+    try:
+
+        def submit(index):
+            return client.submit(
+                _dask_task,
+                function,
+                token,
+                model_future,
+                payload[index],
+                threads,
+                pure=False,
+                key=f"{label}-{token[:12]}-{index}-{uuid.uuid4().hex[:8]}",
+            )
+
+        return _collect(
+            submit,
+            len(items),
+            items,
+            label,
+            tracker,
+            record,
+            lambda futures: as_completed(futures),
+        )
+    finally:
+        client.cancel([model_future] + (list(payload) if scatter_items and items else []))
+
+
+# -- the Hessian -----------------------------------------------------------------------------
+def _gradient_task(model, theta):
+    return np.asarray(model.gradient(theta), dtype=float)
+
+
+def hessian(model, theta, *, executor=None, step=1e-4, progress=False, stream=None, stats=None):
+    """Hessian of ``model.objective`` at θ by central differences of the exact gradient.
+
+    ``H[:, k] = (∇f(θ + h_k e_k) − ∇f(θ − h_k e_k)) / (2 h_k)`` with
+    ``h_k = step · max(1, |θ_k|)``, symmetrized, ½(H + Hᵀ) — the formula of
+    :func:`gmrf_core.optimize.hessian_from_gradient`, here as 2·dim θ independent tasks
+    for :func:`map_model`.
+
+    Parameters
+    ----------
+    model : LatentGaussianModel
+        Anything with ``gradient(θ)`` (and ``theta0`` giving the length of θ).
+    theta : array_like
+        Point, internal scale.
+    executor : None, concurrent.futures.Executor or dask.distributed.Client
+        See :func:`map_model`.
+    step : float
+        Relative step.
+    progress, stream, stats
+        See :func:`map_model`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (p, p)
+
+    Raises
+    ------
+    InputError
+        θ of the wrong length or not finite, step not positive.
+    TaskError
+        A gradient evaluation failed twice.
+    """
+    theta = np.asarray(theta, dtype=float).reshape(-1)
+    expected = np.asarray(getattr(model, "theta0", theta)).size
+    if theta.size != expected or not np.all(np.isfinite(theta)):
+        raise InputError(f"theta must be a finite vector of length {expected}.")
+    if not (np.isfinite(step) and step > 0):
+        raise InputError(f"step must be positive; got {step!r}.")
+    p = theta.size
+    steps = step * np.maximum(1.0, np.abs(theta))
+    points = []
+    for k in range(p):
+        e = np.zeros(p)
+        e[k] = steps[k]
+        points += [theta + e, theta - e]
+    grads = map_model(
+        _gradient_task,
+        model,
+        points,
+        executor=executor,
+        progress=progress,
+        label="gradient",
+        stream=stream,
+        stats=stats,
+    )
+    hess = np.empty((p, p))
+    for k in range(p):
+        hess[:, k] = (grads[2 * k] - grads[2 * k + 1]) / (2.0 * steps[k])
+    return 0.5 * (hess + hess.T)

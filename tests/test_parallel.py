@@ -1,0 +1,329 @@
+"""gm.parallel: map_model and the Hessian serially, on a process pool and on a Dask cluster.
+
+The references are independent of the executor machinery: the serial loop written in the test,
+optimize.hessian_from_gradient and second differences of the objective; what travels is
+counted by a wrapper class whose unpickling increments a per-process counter.
+"""
+
+import logging
+import multiprocessing
+import os
+import pickle
+import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import gmrf_core as gm
+from gmrf_core import likelihoods, models, parallel
+from gmrf_core.optimize import hessian_from_gradient
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# -- helpers the workers import (module level, so they pickle by reference) --------------------
+UNPICKLED = {"count": 0}
+
+
+class CountingModel:
+    """A model wrapper that counts how often this process unpickled it."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getstate__(self):
+        return {"model": self.model}
+
+    def __setstate__(self, state):
+        UNPICKLED["count"] += 1
+        self.model = state["model"]
+
+    @property
+    def theta0(self):
+        return self.model.theta0
+
+    def gradient(self, theta):
+        return self.model.gradient(theta)
+
+
+def probe(model, item):
+    """Where a task ran, how often its process unpickled the model, and its thread limits."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return {
+        "item": item,
+        "pid": os.getpid(),
+        "unpickled": UNPICKLED["count"],
+        "blas": blas,
+        "numba": numba.get_num_threads(),
+    }
+
+
+def square_or_fail(model, item):
+    if item == 3:
+        raise ValueError(f"item {item} is bad")
+    return item * item
+
+
+def fail_first_time(model, path):
+    """Fails on the first attempt only (a marker file records the attempt)."""
+    if not os.path.exists(path):
+        with open(path, "w") as handle:
+            handle.write("tried")
+        raise RuntimeError("transient failure")
+    return "ok"
+
+
+def die(model, item):
+    if item == 1:
+        os._exit(3)
+    return item
+
+
+def objective_task(model, theta):
+    return model.objective(theta)
+
+
+def kernel_cache_stats(model, item):
+    """Numba compile-cache hits and misses of this process's kernels after one gradient."""
+    import sys
+
+    model.gradient(item)
+    hits = misses = 0
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("gmrf_core.kernels"):
+            continue
+        for value in vars(module).values():
+            stats = getattr(value, "stats", None)
+            if stats is not None and hasattr(stats, "cache_hits"):
+                hits += sum(stats.cache_hits.values())
+                misses += sum(stats.cache_misses.values())
+    return hits, misses
+
+
+def matern_poisson(side=12, seed=0):
+    rng = np.random.default_rng(seed)
+    n = side * side
+    y = rng.poisson(2.0, size=n).astype(float)
+    y[rng.choice(n, size=n // 10, replace=False)] = np.nan  # missing observations too
+    return gm.LatentGaussianModel(
+        models.Matern2D((side, side)), likelihoods.Poisson(y), X=np.ones((n, 1))
+    )
+
+
+# -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pool():
+    # spawn: a fresh interpreter per worker (safe next to the Dask cluster's threads)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    # workers import this module by name: make the repository importable in them
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
+    with warnings.catch_warnings():
+        # a LocalCluster on a 2-core machine may warn about its port or memory settings
+        warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        dask_client = distributed.Client(cluster)
+    try:
+        yield dask_client
+    finally:
+        dask_client.close()
+        cluster.close()
+        if path:
+            os.environ["PYTHONPATH"] = path
+        else:
+            os.environ.pop("PYTHONPATH", None)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return matern_poisson()
+
+
+EXECUTORS = ["serial", "pool", "dask"]
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request):
+    if request.param == "serial":
+        return None
+    return request.getfixturevalue("pool" if request.param == "pool" else "client")
+
+
+# -- map_model -------------------------------------------------------------------------------
+def test_map_model_keeps_order_and_reports_progress(executor):
+    items = list(range(7))
+    seen = []
+    stats = {}
+    out = parallel.map_model(
+        square_or_fail,
+        None,
+        [i + 4 for i in items],
+        executor=executor,
+        progress=lambda done, total: seen.append((done, total)),
+        stats=stats,
+    )
+    assert out == [(i + 4) ** 2 for i in items]
+    assert seen == [(k, 7) for k in range(1, 8)]
+    assert stats["tasks"] == 7 and stats["retries"] == 0 and stats["wall"] > 0
+
+
+def test_map_model_prints_progress():
+    import io
+
+    stream = io.StringIO()
+    parallel.map_model(square_or_fail, None, [0, 1], progress=True, label="point", stream=stream)
+    assert "point 1/2 done" in stream.getvalue() and "point 2/2 done" in stream.getvalue()
+
+
+def test_empty_items(executor):
+    assert parallel.map_model(square_or_fail, None, [], executor=executor) == []
+
+
+def test_task_error_names_the_item(executor):
+    with pytest.raises(
+        gm.TaskError, match=r"task 3 failed twice .* at 3: ValueError: item 3"
+    ) as info:
+        parallel.map_model(square_or_fail, None, [1, 2, 5, 3, 4], executor=executor)
+    error = info.value
+    assert isinstance(error, gm.GMRFError)
+    assert error.item == 3 and error.index == 3
+    assert isinstance(error.original, ValueError)
+
+
+def test_failed_theta_is_named_in_the_error(executor, model):
+    bad = np.array([np.nan, 0.0])
+    with pytest.raises(
+        gm.TaskError, match=r"objective 1 failed twice .* at \[nan,\s+0\.\]: InputError"
+    ):
+        parallel.map_model(
+            objective_task, model, [model.theta0, bad], executor=executor, label="objective"
+        )
+
+
+def test_a_task_is_retried_once(executor, tmp_path):
+    stats = {}
+    paths = [str(tmp_path / f"marker{k}") for k in range(3)]
+    out = parallel.map_model(fail_first_time, None, paths, executor=executor, stats=stats)
+    assert out == ["ok"] * 3
+    assert stats["retries"] == 3
+
+
+def test_broken_process_pool_is_a_task_error():
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as executor:
+        with pytest.raises(gm.TaskError, match="BrokenProcessPool"):
+            parallel.map_model(die, None, [0, 1, 2, 3], executor=executor)
+
+
+def test_bad_arguments():
+    with pytest.raises(gm.InputError, match="executor must be"):
+        parallel.map_model(square_or_fail, None, [1], executor="dask")
+    with pytest.raises(gm.InputError, match="callable"):
+        parallel.map_model(None, None, [1])
+    with pytest.raises(gm.InputError, match="threads_per_worker"):
+        parallel.map_model(square_or_fail, None, [1], threads_per_worker=0)
+
+
+def test_task_error_pickles():
+    error = gm.TaskError("message", item=np.ones(2), index=4, original=ValueError("x"))
+    back = pickle.loads(pickle.dumps(error))
+    assert str(back) == "message" and back.index == 4 and np.array_equal(back.item, np.ones(2))
+
+
+# -- what travels ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["pool", "dask"])
+def test_model_is_unpickled_once_per_worker(kind, model, request):
+    executor = request.getfixturevalue("pool" if kind == "pool" else "client")
+    wrapped = CountingModel(model)
+    stats = {}
+    out = parallel.map_model(
+        probe, wrapped, list(range(12)), executor=executor, stats=stats, threads_per_worker=1
+    )
+    assert [o["item"] for o in out] == list(range(12))
+    before = {}
+    for o in out:
+        before.setdefault(o["pid"], set()).add(o["unpickled"])
+    # every task on a worker saw the same count: the model arrived before its first task only
+    for counts in before.values():
+        assert len(counts) == 1
+    second = parallel.map_model(probe, wrapped, list(range(6)), executor=executor)
+    for o in second:
+        if o["pid"] in before:
+            # a new map_model call ships the model once more (one more unpickling), not per task
+            assert o["unpickled"] == next(iter(before[o["pid"]])) + 1
+    # the model is big, a task is small
+    assert stats["model_bytes"] > 100 * stats["task_bytes"]
+    assert stats["task_bytes"] < 2000
+    assert all(o["blas"] and max(o["blas"]) == 1 for o in out)
+    assert all(o["numba"] == 1 for o in out)
+
+
+def test_thread_pool_gives_each_thread_its_own_copy(model):
+    theta = model.theta0 + 0.1
+    points = [theta + 0.01 * k for k in range(6)]
+    serial = [model.objective(t) for t in points]
+    with ThreadPoolExecutor(3) as executor:
+        threaded = parallel.map_model(objective_task, model, points, executor=executor)
+    np.testing.assert_allclose(threaded, serial, rtol=1e-12)
+
+
+# -- the Hessian -----------------------------------------------------------------------------
+def test_hessian_matches_references(executor, model):
+    theta = model.theta0 + np.array([0.2, -0.1])
+    stats = {}
+    hess = parallel.hessian(model, theta, executor=executor, stats=stats)
+    assert stats["tasks"] == 2 * theta.size
+    reference = hessian_from_gradient(model.gradient, theta)
+    np.testing.assert_allclose(hess, reference, rtol=1e-10, atol=1e-10 * np.abs(reference).max())
+    # independent check: second differences of the objective itself
+    h = 1e-3
+    p = theta.size
+    second = np.empty((p, p))
+    for i in range(p):
+        for j in range(p):
+            ei, ej = np.eye(p)[i] * h, np.eye(p)[j] * h
+            second[i, j] = (
+                model.objective(theta + ei + ej)
+                - model.objective(theta + ei - ej)
+                - model.objective(theta - ei + ej)
+                + model.objective(theta - ei - ej)
+            ) / (4 * h * h)
+    np.testing.assert_allclose(hess, second, rtol=1e-4, atol=1e-5 * np.abs(second).max())
+
+
+def test_hessian_same_on_every_executor(model, pool, client):
+    theta = model.theta0 - 0.15
+    results = [parallel.hessian(model, theta, executor=e) for e in (None, pool, client)]
+    scale = np.abs(results[0]).max()
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-10, atol=1e-10 * scale)
+
+
+def test_hessian_bad_input(model):
+    with pytest.raises(gm.InputError, match="theta"):
+        parallel.hessian(model, [0.0])
+    with pytest.raises(gm.InputError, match="step"):
+        parallel.hessian(model, model.theta0, step=0.0)
+
+
+def test_workers_load_kernels_from_the_numba_cache(model, client):
+    theta = model.theta0
+    model.gradient(theta)  # compiles here (or loads), writing the on-disk cache
+    out = parallel.map_model(kernel_cache_stats, model, [theta, theta], executor=client)
+    for _hits, misses in out:
+        assert misses == 0
