@@ -20,6 +20,8 @@ pip_install() {
         | { grep -v -E "^WARNING: (Running pip as|Location)" || true; }
 }
 pip_install -e ".[test]"
+# formula interface, areal graphs and ArviZ export: tested in CI
+pip_install -e ".[frame]"
 # the PyPI "selinv" package (Lin Lin's SelInv, Fortran) is only a benchmark peer: optional
 python3 -c "import selinv" 2>/dev/null || pip_install -e ".[bench]" \
     || echo "install.sh: optional benchmark peer 'selinv' did not install" >&2
