@@ -289,20 +289,21 @@ class LatentGaussianModel:
         )
         self._q_pattern64 = (Qt.indptr.astype(np.int64), Qt.indices.astype(np.int64))
         self._q_pos = np.empty(Qt.nnz, dtype=np.int64)
-        bad = _kasm._subpattern_positions(
+        code, _column = _kasm._subpattern_positions(
             self.n_total,
             *self._q_pattern64,
             h_ptr,
             h_idx,
             self._q_pos,
         )
-        assert bad < 0  # H's pattern contains Q's by construction
+        if code != _kasm.OK:  # pragma: no cover - H's pattern contains Q's by construction
+            raise RuntimeError("internal: Q̃'s pattern is not inside H's.")
         a = self._A_obs
         count = int(_kasm._product_count(a.indptr.astype(np.int64)))
         self._trip_pos = np.empty(count, dtype=np.int64)
         self._trip_obs = np.empty(count, dtype=np.int64)
         self._trip_val = np.empty(count)
-        bad = _kasm._product_positions(
+        code, _row = _kasm._product_positions(
             a.indptr.astype(np.int64),
             a.indices.astype(np.int64),
             a.data,
@@ -312,7 +313,8 @@ class LatentGaussianModel:
             self._trip_obs,
             self._trip_val,
         )
-        assert bad < 0
+        if code != _kasm.OK:  # pragma: no cover - H's pattern contains AᵀA's by construction
+            raise RuntimeError("internal: AᵀA's pattern is not inside H's.")
         self.symbolic = analyze(self._H, ordering=ordering, threads=threads)
         self._factor = None
         # positions in the factor storage, for entries of Σ = H⁻¹ on Q̃'s pattern and on
@@ -369,14 +371,14 @@ class LatentGaussianModel:
             return M.data
         # a sub-pattern (e.g. entries the model leaves out): map entry by entry
         pos = np.empty(M.nnz, dtype=np.int64)
-        bad = _kasm._subpattern_positions(
+        code, _column = _kasm._subpattern_positions(
             M.shape[0],
             M.indptr.astype(np.int64),
             M.indices.astype(np.int64),
             *self._q_pattern64,
             pos,
         )
-        if bad >= 0:
+        if code != _kasm.OK:
             raise InputError(f"{name} has entries outside the prior's fixed sparsity pattern.")
         data = np.zeros(indices.size)
         np.add.at(data, pos, M.data)

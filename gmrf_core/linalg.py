@@ -34,6 +34,7 @@ from .errors import (
     PatternError,
     PatternMismatchError,
 )
+from .kernels import _status
 from .kernels import cholesky as _kchol
 from .kernels import selinv as _kselinv
 from .kernels import symbolic as _ksym
@@ -225,9 +226,8 @@ class Symbolic:
         work = _scratch.ints(1, n + 1)[0]
         mirror = np.empty(indices.size, dtype=index_dtype)
         diag_pos = np.empty(n, dtype=np.int64)
-        status = _ksym._mirror_map(n, indptr, indices, mirror, work, diag_pos)
-        if status != 0:
-            column = -status - 1
+        code, column = _ksym._mirror_map(n, indptr, indices, mirror, work, diag_pos)
+        if code != _status.OK:
             raise NotSymmetricError(
                 f"Q's sparsity pattern is not symmetric (first at column {column}). gmrf_core "
                 "expects the full symmetric matrix with both triangles stored; if you have only "
@@ -278,7 +278,7 @@ class Symbolic:
         # stored entries: relaxed supernodes keep a few explicit zeros (CHOLMOD counts them too)
         self.nnz = int(_ksym._supernode_offsets(nsuper, super_ptr, nrows, rows_ptr, lx_ptr))
         rows = np.empty(int(rows_ptr[-1]), dtype=np.int64)
-        status = _ksym._supernode_rows_q(
+        code, _where = _ksym._supernode_rows_q(
             n,
             nsuper,
             super_ptr,
@@ -293,7 +293,7 @@ class Symbolic:
             w[1][:nsuper],
             w[2][:nsuper],
         )
-        if status != _ksym.OK:  # pragma: no cover - internal consistency check
+        if code != _status.OK:  # pragma: no cover - internal consistency check
             raise RuntimeError("gmrf_core internal error: supernode row counts are inconsistent.")
 
         # lower triangle of C: where each entry comes from in Q and goes to in the factor
@@ -368,7 +368,7 @@ class Symbolic:
                 "gm.analyze again for the new pattern."
             )
         data = Q.data
-        status = _ksym._check_values(
+        code, column = _ksym._check_values(
             self.n,
             self._indptr,
             self._indices,
@@ -377,11 +377,11 @@ class Symbolic:
             self.symmetry_rtol,
             self._diag_pos,
         )
-        if status > 0:
-            raise InputError(f"{name} has a NaN or infinite entry in column {status - 1}.")
-        if status < 0:
+        if code == _status.NOT_FINITE:
+            raise InputError(f"{name} has a NaN or infinite entry in column {column}.")
+        if code != _status.OK:
             raise NotSymmetricError(
-                f"{name} is not symmetric: column {-status - 1} differs from its row by more than "
+                f"{name} is not symmetric: column {column} differs from its row by more than "
                 f"{self.symmetry_rtol:g} relative to sqrt(|q_ii q_jj|). Pass the full symmetric "
                 "matrix, e.g. (Q + Q.T) / 2."
             )
@@ -494,7 +494,7 @@ class Symbolic:
         if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= self.n):
             raise InputError(f"indices out of range for a {self.n} x {self.n} matrix.")
         pos = np.empty(rows.size, dtype=np.int64)
-        bad = _kselinv._locate(
+        code, bad = _kselinv._locate(
             self.n,
             self.super_ptr,
             self.rows_ptr,
@@ -506,7 +506,7 @@ class Symbolic:
             cols,
             pos,
         )
-        if bad >= 0:
+        if code != _status.OK:
             raise PatternError(
                 f"entry ({rows[bad]}, {cols[bad]}) lies outside the sparsity pattern of the "
                 "Cholesky factor, where the selected inverse is not computed. Only entries on "
@@ -630,7 +630,7 @@ class Factor:
 
         if schedule is None:
             with blas.blas_threads(s.threads):
-                status = factorize(s.all_supernodes, 0, self._work[0])
+                code, status = factorize(s.all_supernodes, 0, self._work[0])
         else:
             # independent subtrees concurrently, then their ancestors on threaded BLAS
             orders, _owner, top = schedule
@@ -638,9 +638,10 @@ class Factor:
                 results = _run_parallel(
                     factorize, [(order, k, self._work[k]) for k, order in enumerate(orders)]
                 )
-            failed = [r for r in results if r >= 0]
+            failed = [where for code, where in results if code != _status.OK]
+            code = _status.NOT_POSITIVE_DEFINITE if failed else _status.OK
             status = min(failed) if failed else -1
-            if status < 0:
+            if code == _status.OK:
                 for order in orders:
                     _kchol._link_pending(
                         order,
@@ -653,8 +654,8 @@ class Factor:
                         self._lpos,
                     )
                 with blas.blas_threads(s.threads):
-                    status = factorize(top, -1, self._work[0])
-        if status >= 0:
+                    code, status = factorize(top, -1, self._work[0])
+        if code != _status.OK:
             column = int(s.perm[status])
             raise NotPositiveDefiniteError(
                 f"Q is not positive definite: the Cholesky factorization broke down at column "
@@ -853,18 +854,17 @@ class SelectedInverse:
         schedule = factor._schedule
         if schedule is None:
             with blas.blas_threads(s.threads):
-                status = invert(s.all_supernodes, 0)
+                code, _where = invert(s.all_supernodes, 0)
         else:
             # the ancestors first, then the independent subtrees below them concurrently
             orders, _owner, top = schedule
             with blas.blas_threads(s.threads):
-                status = invert(top, 0)
-            if status == 0:
+                code, _where = invert(top, 0)
+            if code == _status.OK:
                 with blas.blas_threads(1):
-                    status = max(
-                        _run_parallel(invert, [(order, k) for k, order in enumerate(orders)])
-                    )
-        if status != 0:  # pragma: no cover - a valid factor has positive pivots
+                    results = _run_parallel(invert, [(order, k) for k, order in enumerate(orders)])
+                code = min(code for code, _where in results)
+        if code != _status.OK:  # pragma: no cover - a valid factor has positive pivots
             raise NotPositiveDefiniteError("selected inversion met a zero pivot.", s.perm[0])
 
     def diag(self):

@@ -207,10 +207,10 @@ class FixedPattern:
     def _positions(self, matrix):
         """pos[p] of entry p of a canonical CSC matrix, or None if one lies outside."""
         positions = np.empty(matrix.nnz, dtype=np.int64)
-        missing = _kasm._subpattern_positions(
+        code, _column = _kasm._subpattern_positions(
             self.shape[1], matrix.indptr, matrix.indices, self.indptr, self.indices, positions
         )
-        return None if missing >= 0 else positions
+        return None if code != _kasm.OK else positions
 
     def _first_outside(self, matrix):
         for column in range(self.shape[1]):

@@ -8,6 +8,7 @@ array, so every Newton step assembles H with two straight loops.
 import numpy as np
 
 from ._jit import jit
+from ._status import OK, OUTSIDE_PATTERN
 
 _u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
 
@@ -31,15 +32,15 @@ def _find(indptr, indices, row, col):
 
 @jit
 def _subpattern_positions(n, sub_indptr, sub_indices, indptr, indices, pos):
-    """pos[p] = position in (indptr, indices) of entry p of a sub-pattern; -1 or the column
-    of the first entry that is missing."""
+    """pos[p] = position in (indptr, indices) of entry p of a sub-pattern; ``(OK, -1)`` or
+    ``(OUTSIDE_PATTERN, j)`` with j the column of the first entry that is missing."""
     for j in range(n):
         for p in range(sub_indptr[_u(j)], sub_indptr[_u(j + 1)]):
             q = _find(indptr, indices, sub_indices[_u(p)], j)
             if q < 0:
-                return j
+                return OUTSIDE_PATTERN, j
             pos[_u(p)] = q
-    return -1
+    return OK, -1
 
 
 @jit
@@ -54,20 +55,20 @@ def _product_count(a_ptr):
 @jit
 def _product_positions(a_ptr, a_cols, a_data, indptr, indices, trip_pos, trip_obs, trip_val):
     """For every row i of a CSR matrix A and every pair (k, l) of its columns, the position
-    of (k, l) in H's CSC pattern, the row i and the product a_ik a_il. Returns -1, or the
-    row whose pair is missing from the pattern."""
+    of (k, l) in H's CSC pattern, the row i and the product a_ik a_il. Returns ``(OK, -1)``,
+    or ``(OUTSIDE_PATTERN, i)`` with i the row whose pair is missing from the pattern."""
     t = 0
     for i in range(a_ptr.size - 1):
         for u in range(a_ptr[_u(i)], a_ptr[_u(i + 1)]):
             for v in range(a_ptr[_u(i)], a_ptr[_u(i + 1)]):
                 q = _find(indptr, indices, a_cols[_u(u)], a_cols[_u(v)])
                 if q < 0:
-                    return i
+                    return OUTSIDE_PATTERN, i
                 trip_pos[_u(t)] = q
                 trip_obs[_u(t)] = i
                 trip_val[_u(t)] = a_data[_u(u)] * a_data[_u(v)]
                 t += 1
-    return -1
+    return OK, -1
 
 
 @jit

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..bindings import blas
 from ._jit import jit
+from ._status import NOT_POSITIVE_DEFINITE, OK
 
 # Subscripts in hot loops go through an unsigned cast so that Numba skips its
 # negative-index wraparound check; only values known to be non-negative are cast.
@@ -65,8 +66,8 @@ def _factorize(
     owner,
     me,
 ):
-    """Numeric supernodal Cholesky of the supernodes ``order`` (increasing); returns -1 on
-    success or the failing column (permuted).
+    """Numeric supernodal Cholesky of the supernodes ``order`` (increasing); returns
+    ``(OK, -1)``, or ``(NOT_POSITIVE_DEFINITE, k)`` with k the failing column (permuted).
 
     Parameters are raw arrays from the symbolic analysis; ``qdata`` are Q's values
     (in Q's own CSC order), copied into the factor through ``c_src``/``dest``.
@@ -185,7 +186,7 @@ def _factorize(
                     ljk = lx[_u(psx + k * nsrow + j)]
                     djj -= ljk * ljk
                 if not djj > 0.0:
-                    return k1 + j
+                    return NOT_POSITIVE_DEFINITE, k1 + j
                 djj = np.sqrt(djj)
                 lx[_u(cj + j)] = djj
                 for i in range(j + 1, nsrow):
@@ -205,7 +206,7 @@ def _factorize(
                 ints[5:].ctypes,
             )
             if ints[_u(5)] != 0:
-                return k1 + ints[_u(5)] - 1
+                return NOT_POSITIVE_DEFINITE, k1 + ints[_u(5)] - 1
             if nsrow > nscol:
                 ints[_u(2)] = nsrow - nscol
                 blas.dtrsm(
@@ -229,7 +230,7 @@ def _factorize(
                 head[_u(t)] = s
         else:
             lpos[_u(s)] = nsrow  # updates nobody
-    return -1
+    return OK, -1
 
 
 @jit

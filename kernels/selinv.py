@@ -19,6 +19,7 @@ import numpy as np
 
 from ..bindings import blas
 from ._jit import jit
+from ._status import NOT_POSITIVE_DEFINITE, OK, OUTSIDE_PATTERN
 from .cholesky import _blas_consts
 
 _u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
@@ -47,8 +48,9 @@ def _selected_inverse(
     nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx, zx, relmap, zii, mwork, order
 ):
     """Fill ``zx`` with Z = (L Lᵀ)⁻¹ on the supernodes ``order`` (increasing; processed
-    last to first), whose ancestors must be done. Returns 0, or 1 + s if LAPACK's dpotri
-    failed on supernode s (a zero pivot: never for a valid factor).
+    last to first), whose ancestors must be done. Returns ``(OK, -1)``, or
+    ``(NOT_POSITIVE_DEFINITE, k)`` if LAPACK's dpotri met a zero pivot at column k of the
+    factor (never for a valid factor).
 
     Independent subtrees can run concurrently once their common ancestors are done,
     each call with its own ``relmap``, ``zii`` and ``mwork``.
@@ -76,7 +78,7 @@ def _selected_inverse(
             chars[0:].ctypes, ints[0:].ctypes, zx[psx:].ctypes, ints[1:].ctypes, ints[5:].ctypes
         )
         if ints[_u(5)] != 0:
-            return 1 + s
+            return NOT_POSITIVE_DEFINITE, k1 + ints[_u(5)] - 1
         if nb > 0:
             # M = L_IJ L_JJ⁻¹ into mwork (nb x nscol, ld nb)
             for j in range(nscol):
@@ -159,7 +161,7 @@ def _selected_inverse(
         for j in range(nscol):
             for i in range(j + 1, nscol):
                 zx[_u(psx + i * nsrow + j)] = zx[_u(psx + j * nsrow + i)]
-    return 0
+    return OK, -1
 
 
 @jit
@@ -176,7 +178,8 @@ def _diagonal(nsuper, super_ptr, rows_ptr, lx_ptr, zx, perm, out):
 def _locate(n, super_ptr, rows_ptr, rows, lx_ptr, col_super, pinv, row_idx, col_idx, pos):
     """pos[k] = position in the factor storage of Q-ordering entry (row_idx[k], col_idx[k]).
 
-    Returns -1 on success or k for the first entry outside L's pattern.
+    Returns ``(OK, -1)``, or ``(OUTSIDE_PATTERN, k)`` for the first entry k outside L's
+    pattern.
     """
     for k in range(row_idx.size):
         a = pinv[_u(row_idx[_u(k)])]
@@ -205,9 +208,9 @@ def _locate(n, super_ptr, rows_ptr, rows, lx_ptr, col_super, pinv, row_idx, col_
                 else:
                     hi = mid - 1
             if local < 0:
-                return k
+                return OUTSIDE_PATTERN, k
         pos[_u(k)] = lx_ptr[_u(t)] + (c - t1) * nsrow + local
-    return -1
+    return OK, -1
 
 
 @jit

@@ -16,32 +16,84 @@ of Q holds row and column k of C, read through ``pinv``.
 6. a scatter map from Q's entries to their positions in the factor, so a
    numeric refactorization starts with a straight copy.
 
-Kernels return status codes; they never raise.
+Kernels that can fail return a status pair (see :mod:`._status`); they never raise.
 """
 
 import numpy as np
 
 from ._jit import jit
+from ._status import (
+    BAD_POINTERS,
+    INCONSISTENT,
+    INDEX_OUT_OF_RANGE,
+    NOT_FINITE,
+    NOT_SYMMETRIC,
+    OK,
+    UNSORTED,
+    VALUES_NOT_SYMMETRIC,
+)
 
 # Subscripts in the hot loops go through an unsigned cast: Numba then skips the
 # negative-index wraparound check (measured 1.5-2x on these sweeps). Only values
 # known to be non-negative are cast; -1 sentinels are tested before indexing.
 _u = np.uintp
 
-# status codes
-OK = 0
-ERR_STRUCTURE = -1  # internal inconsistency (should never happen)
+
+@jit
+def _check_compressed(n_major, n_minor, indptr, indices):
+    """Validate a compressed (CSC or CSR) structure in one O(nnz) pass, before any kernel
+    indexes with it.
+
+    ``indptr`` must have length ``n_major + 1`` (checked by the caller). Returns
+    ``(BAD_POINTERS, j)`` if the pointers do not start at 0, decrease at j or overrun
+    ``indices``, ``(INDEX_OUT_OF_RANGE, j)`` for an index outside ``[0, n_minor)`` in
+    column j, else ``(UNSORTED, j)`` if column j is the first whose indices are not
+    strictly increasing (unsorted or duplicated: the structure is usable once
+    canonicalized), else ``(OK, -1)``.
+    """
+    if indptr[0] != 0:
+        return BAD_POINTERS, 0
+    for j in range(n_major):
+        if indptr[j + 1] < indptr[j]:
+            return BAD_POINTERS, j
+    if indptr[n_major] > indices.size:
+        return BAD_POINTERS, n_major
+    unsorted = -1
+    for j in range(n_major):
+        previous = -1
+        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
+            i = indices[_u(p)]
+            if i < 0 or i >= n_minor:
+                return INDEX_OUT_OF_RANGE, j
+            if i <= previous and unsorted < 0:
+                unsorted = j
+            previous = i
+    if unsorted >= 0:
+        return UNSORTED, unsorted
+    return OK, -1
+
+
+@jit
+def _equal(a, b):
+    """True if the 1-D arrays a and b hold the same values (no temporaries, unlike
+    ``np.array_equal``)."""
+    if a.size != b.size:
+        return False
+    for p in range(a.size):
+        if a[_u(p)] != b[_u(p)]:
+            return False
+    return True
 
 
 @jit
 def _mirror_map(n, indptr, indices, mirror, cursor, diag_pos):
-    """mirror[p] = position of entry (j, i) for the entry p = (i, j); status 0 or -(1 + col).
+    """mirror[p] = position of entry (j, i) for the entry p = (i, j); a status pair.
 
     Requires sorted row indices. One sweep over the columns: entries (j, i) of
     column i are met in increasing j, so a cursor per column finds each mirror.
     The same sweep records ``diag_pos[j]``, the position of entry (j, j) or -1.
-    A structurally non-symmetric pattern returns ``-(1 + j)`` with j a column
-    whose pattern differs from its row.
+    A structurally non-symmetric pattern returns ``(NOT_SYMMETRIC, j)`` with j a
+    column whose pattern differs from its row.
     """
     for i in range(n):
         cursor[_u(i)] = indptr[_u(i)]
@@ -51,20 +103,20 @@ def _mirror_map(n, indptr, indices, mirror, cursor, diag_pos):
             i = indices[_u(p)]
             q = cursor[_u(i)]
             if q >= indptr[_u(i + 1)] or indices[_u(q)] != j:
-                return -(1 + min(i, j))
+                return NOT_SYMMETRIC, min(i, j)
             mirror[_u(p)] = q
             cursor[_u(i)] = q + 1
             if i == j:
                 diag_pos[_u(j)] = p
-    return 0
+    return OK, -1
 
 
 @jit
 def _check_values(n, indptr, indices, data, mirror, rtol, diag_pos):
     """Validate numeric values: finite and symmetric to a relative tolerance.
 
-    Returns 0, or ``1 + j`` for a non-finite entry in column j, or ``-(1 + j)`` for
-    an asymmetric pair in column j. Asymmetry is measured against
+    Returns ``(OK, -1)``, ``(NOT_FINITE, j)`` for a non-finite entry in column j, or
+    ``(VALUES_NOT_SYMMETRIC, j)`` for an asymmetric pair in column j. Asymmetry is measured against
     sqrt(|q_ii| |q_jj|), which is invariant under symmetric diagonal scaling.
     ``diag_pos[j]`` is the position of the diagonal entry of column j, or -1.
     """
@@ -72,7 +124,7 @@ def _check_values(n, indptr, indices, data, mirror, rtol, diag_pos):
         for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
             v = data[_u(p)]
             if not np.isfinite(v):
-                return 1 + j
+                return NOT_FINITE, j
     for j in range(n):
         for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
             i = indices[_u(p)]
@@ -86,8 +138,8 @@ def _check_values(n, indptr, indices, data, mirror, rtol, diag_pos):
                 scale = np.sqrt(di * dj)
                 scale = max(scale, abs(a), abs(b)) if scale == 0.0 else scale
                 if abs(a - b) > rtol * scale:
-                    return -(1 + j)
-    return 0
+                    return VALUES_NOT_SYMMETRIC, j
+    return OK, -1
 
 
 @jit
@@ -412,7 +464,8 @@ def _supernode_rows_q(
     Row k belongs to supernode s iff s lies on the path of the supernodal tree
     from the supernode of some i < k with c_ik != 0 up to (not including) the
     supernode of k. Rows are appended in increasing k, so every list comes out
-    sorted. Returns OK, or ERR_STRUCTURE if a count disagrees (never expected).
+    sorted. Returns ``(OK, -1)``, or ``(INCONSISTENT, s)`` if the count of supernode s
+    disagrees (never expected).
     """
     for s in range(nsuper):
         flag[_u(s)] = -1
@@ -430,15 +483,15 @@ def _supernode_rows_q(
             s = col_super[_u(i)]
             while s != -1 and s != sk and flag[_u(s)] != k:
                 if pos[_u(s)] >= rows_ptr[_u(s + 1)]:
-                    return ERR_STRUCTURE
+                    return INCONSISTENT, s
                 rows[_u(pos[_u(s)])] = k
                 pos[_u(s)] += 1
                 flag[_u(s)] = k
                 s = sparent[_u(s)]
     for s in range(nsuper):
         if pos[_u(s)] != rows_ptr[_u(s + 1)]:
-            return ERR_STRUCTURE
-    return OK
+            return INCONSISTENT, s
+    return OK, -1
 
 
 @jit
