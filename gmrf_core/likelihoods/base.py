@@ -272,10 +272,7 @@ class Likelihood:
 
     def _check_response(self, y):
         """y as a 1-D float array (NaN = missing) and its observed mask, or InputError."""
-        try:
-            y = np.array(y, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{self._name}: y must be an array of numbers ({exc}).") from exc
+        y = self._real_array(y, "y")
         if y.ndim != 1:
             raise InputError(
                 f"{self._name}: y must be one-dimensional, got shape {y.shape}; "
@@ -320,10 +317,7 @@ class Likelihood:
         if value is None:
             values = np.full(self.n, float(default))
             return values, values.copy()
-        try:
-            values = np.array(value, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{self._name}: {name} must be numeric ({exc}).") from exc
+        values = self._real_array(value, name, "must be numeric")
         if values.ndim == 0:
             values = np.full(self.n, float(values))
         elif values.shape != (self.n,):
@@ -367,22 +361,46 @@ class Likelihood:
         priors[k] = prior
         self.priors = tuple(priors)
 
-    def _set_theta0(self, k, value, name):
-        """Set the default of hyperparameter ``k`` after checking that it is a finite number."""
+    def _set_log_theta0(self, k, value, name):
+        """Set θ0[k] = log(value) from a natural-scale start value, a finite number > 0."""
+        array = self._real_array(value, name, "must be a number")
+        if array.ndim != 0:
+            raise InputError(
+                f"{self._name}: {name} must be a single number, got shape {array.shape}."
+            )
+        value = float(array)
+        if not (np.isfinite(value) and value > 0.0):
+            raise InputError(f"{self._name}: {name} must be finite and > 0, got {value!r}.")
+        self.theta0[k] = np.log(value)
+
+    def _real_array(self, value, name, requirement="must be an array of numbers"):
+        """``value`` as a float array, or InputError for strings, complex numbers and
+        anything else that is not real (NumPy would parse strings and drop imaginary parts)."""
         try:
-            value = float(value)
+            array = np.asarray(value)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{self._name}: {name} must be a number, got {value!r}.") from exc
-        if not np.isfinite(value):
-            raise InputError(f"{self._name}: {name} must be finite, got {value}.")
-        self.theta0[k] = value
+            raise InputError(f"{self._name}: {name} {requirement} ({exc}).") from exc
+        kind = array.dtype.kind
+        if kind == "c" or (kind == "O" and any(isinstance(v, complex) for v in array.flat)):
+            raise InputError(
+                f"{self._name}: {name} {requirement}, got complex values; pass real numbers "
+                "(the imaginary part would be dropped)."
+            )
+        if kind in "USO" and any(isinstance(v, (str, bytes)) for v in array.flat):
+            raise InputError(
+                f"{self._name}: {name} {requirement}, got strings; convert them first "
+                "(e.g. np.asarray(values, dtype=float))."
+            )
+        if kind not in "biufO":
+            raise InputError(f"{self._name}: {name} {requirement}, got dtype {array.dtype}.")
+        try:
+            return np.array(array, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{self._name}: {name} {requirement} ({exc}).") from exc
 
     def _check_eta(self, eta):
         """η as a finite float array of shape (n,), or InputError."""
-        try:
-            eta = np.asarray(eta, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{self._name}: eta must be an array of numbers ({exc}).") from exc
+        eta = self._real_array(eta, "eta")
         if eta.shape != (self.n,):
             raise InputError(
                 f"{self._name}: eta has shape {eta.shape}, expected ({self.n},) "
@@ -402,10 +420,7 @@ class Likelihood:
         p = len(self.theta_names)
         if theta is None:
             return self.theta0.copy()
-        try:
-            theta = np.asarray(theta, dtype=float).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{self._name}: theta must be an array of numbers ({exc}).") from exc
+        theta = self._real_array(theta, "theta").reshape(-1)
         if theta.size != p:
             raise InputError(
                 f"{self._name} expects {p} hyperparameter(s) {self.theta_names}, got {theta.size}."

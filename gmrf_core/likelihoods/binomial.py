@@ -1,9 +1,10 @@
 """Binomial and Bernoulli observations with logit link."""
 
 import numpy as np
-from scipy.special import expit, gammaln
+from scipy.special import expit
 
 from ..errors import InputError
+from ._numerics import HALF_LOG_2PI, deviance, stirling_error
 from .base import Likelihood
 
 __all__ = ["Binomial", "Bernoulli"]
@@ -22,8 +23,17 @@ class Binomial(Likelihood):
         ∂³/∂η³  = −N_i p_i (1 − p_i)(1 − 2 p_i) = N_i p_i (1 − p_i) tanh(η_i / 2)
 
     p_i and 1 − p_i are evaluated as expit(η_i) and expit(−η_i), and 1 − 2p_i as
-    −tanh(η_i/2), so every quantity is finite and accurate for |η_i| up to ~700 and
-    beyond.
+    −tanh(η_i/2), so every derivative is finite and accurate for any finite η_i.
+    The log density is evaluated in Loader's (2000) form, for 0 < y_i < N_i
+
+        log p_i = δ(N) − δ(y) − δ(N−y) − bd0(y, N p) − bd0(N−y, N (1−p))
+                  − ½ log(2π y (N−y)/N),
+
+    a sum of terms of one sign (δ the Stirling error, bd0 the deviance, with log p and
+    log(1−p) as −softplus(∓η); see :mod:`gmrf_core.likelihoods._numerics`), and as
+    −N softplus(−η) or −N softplus(η) for y = N or y = 0: it keeps full accuracy for
+    any finite η and for trials up to the largest floats (the form with log C(N, y)
+    from lnΓ loses lnΓ(N) · 1e-16 to cancellation, ~1 for N ~ 1e15).
 
     Parameters
     ----------
@@ -57,21 +67,48 @@ class Binomial(Likelihood):
                 f"trials = {self.trials[index]!r} at index {index} "
                 f"({int(too_many.sum())} such observation(s))."
             )
-        # log binomial coefficient log C(N, y)
+        # 0 < y < N: the terms of Loader's form that depend on neither η nor θ
+        self._interior = (self._y > 0) & (self._y < self._trials)
+        successes = self._y[self._interior]
+        trials = self._trials[self._interior]
+        failures = trials - successes
+        self._log_successes = np.log(successes)
+        self._log_failures = np.log(failures)
+        self._log_trials = np.log(trials)
         self._constant = (
-            gammaln(self._trials + 1.0)
-            - gammaln(self._y + 1.0)
-            - gammaln(self._trials - self._y + 1.0)
+            stirling_error(trials, self._log_trials)
+            - stirling_error(successes, self._log_successes)
+            - stirling_error(failures, self._log_failures)
+            - HALF_LOG_2PI
+            - 0.5 * (self._log_successes + self._log_failures - self._log_trials)
         )
 
     def _log_density_terms(self, eta, theta):
-        # y η − N softplus(η) = −y softplus(−η) − (N − y) softplus(η): a sum of terms of one
-        # sign, so tiny log densities (p near 1) keep full relative accuracy
-        return (
+        log_p = -np.logaddexp(0.0, -eta)
+        log_q = -np.logaddexp(0.0, eta)
+        # y = 0 or y = N (one of the two terms vanishes): −y softplus(−η) − (N−y) softplus(η)
+        out = self._y * log_p + (self._trials - self._y) * log_q
+        interior = self._interior
+        if not interior.any():
+            return out
+        successes = self._y[interior]
+        trials = self._trials[interior]
+        failures = trials - successes
+        eta_i = eta[interior]
+        p = expit(eta_i)
+        q = expit(-eta_i)
+        # D = N p − y = (N − y) − N q, from the smaller of p, q (the other is near 1)
+        excess = np.where(p <= 0.5, trials * p - successes, failures - trials * q)
+        t_success = excess / successes
+        t_failure = -excess / failures
+        log_ratio_success = self._log_trials + log_p[interior] - self._log_successes
+        log_ratio_failure = self._log_trials + log_q[interior] - self._log_failures
+        out[interior] = (
             self._constant
-            - self._y * np.logaddexp(0.0, -eta)
-            - (self._trials - self._y) * np.logaddexp(0.0, eta)
+            - deviance(successes, t_success, log_ratio_success, excess)
+            - deviance(failures, t_failure, log_ratio_failure, -excess)
         )
+        return out
 
     def _eta_derivatives(self, eta, theta):
         probability = expit(eta)

@@ -1,13 +1,22 @@
 """Negative binomial counts with log link, exposure and an unknown size (overdispersion)."""
 
 import numpy as np
-from scipy.special import digamma, expit, gammaln
+from scipy.special import expit
 
 from ..errors import InputError
 from ..priors import PCPrecision
+from ._numerics import HALF_LOG_2PI, deviance, scaled_digamma_difference, stirling_error
 from .base import Likelihood
 
 __all__ = ["NegativeBinomial"]
+
+
+def _log1p_over(u):
+    """log1p(u)/u for 0 ≤ u ≤ 1 (1 at u = 0)."""
+    out = np.ones_like(u)
+    positive = u > 0
+    out[positive] = np.log1p(u[positive]) / u[positive]
+    return out
 
 
 class NegativeBinomial(Likelihood):
@@ -33,8 +42,26 @@ class NegativeBinomial(Likelihood):
         ∂²/∂η∂θ    = q_i ∂/∂η log p_i
         ∂³/∂η²∂θ   = −r q_i (1 − q_i) − ∂³/∂η³ log p_i
 
-    Everything is written with logaddexp/expit/tanh of a_i − b, so it stays finite
-    for any finite η (no exp(η) is formed except in :meth:`mean`).
+    Numerics (see :mod:`gmrf_core.likelihoods._numerics`): the form above subtracts
+    numbers of size r log r for a large size (lnΓ(y+r) − lnΓ(r), r(b − L)), so it is
+    evaluated in Loader's (2000) form instead (R's ``dnbinom_mu``), for y_i ≥ 1
+
+        log p_i = δ(y+r) − δ(r) − δ(y) − bd0(r, r + r t_i) − bd0(y, y + y s_i)
+                  − ½ log(2π y) − ½ log1p(y/r),
+        t_i = (y − μ)/(r + μ),   s_i = (μ − y) p_i / y,   p_i = r/(r + μ) = 1 − q_i,
+
+    and −r log1p(μ/r) for y_i = 0: a sum of terms of one sign that tends to the Poisson
+    log density as r → ∞ (δ the Stirling error, bd0(x, x + x t) = x (t − log1p t) the
+    deviance, r t and y s passed as (y − μ) p and its negative, so nothing of the size of
+    r is formed). Likewise the θ-derivative is evaluated as
+
+        ∂/∂θ = −bd0(r, r + r t_i) + r [ψ̃(y+r) − ψ̃(r)],   ψ̃(x) = ψ(x) − log x,
+
+    both O(1/r) for a large size (the form above cancels terms of size r ψ(r)), and
+    r q_i, r + y in the η-derivatives as μ_i p_i = exp(a + b − L_i). Every quantity is
+    accurate (to the conditioning of the data) and finite for any finite η and θ, the
+    Poisson limit included; only where μ_i or r themselves overflow (a_i or θ above ~709)
+    can the log density be −inf, its floating-point limit.
 
     Parameters
     ----------
@@ -44,72 +71,112 @@ class NegativeBinomial(Likelihood):
         E_i > 0 (default 1). May be NaN where y is missing.
     prior : Prior, optional
         Prior on θ = log r on that scale (e.g. ``NormalPrior``). Default none.
-    log_size : float, optional
-        Default value θ0 of the log size (default 0, i.e. r = 1).
+    size0 : float, optional
+        Starting value of the size r on its natural scale (default 1), like the models'
+        ``rho0``/``phi0``: :attr:`theta0` is ``[log(size0)]``.
 
     Raises
     ------
     InputError
         For negative, non-integer or infinite counts, an exposure of the wrong shape or
         not finite and positive, a prior that is not a Prior (or is a PCPrecision,
-        which is a prior on a log precision), or a non-finite default.
+        which is a prior on a log precision), or a size0 that is not a finite number > 0.
     """
 
     theta_names = ("log_size",)
 
-    def __init__(self, y, exposure=None, prior=None, log_size=0.0):
+    def __init__(self, y, exposure=None, prior=None, size0=1.0):
         super().__init__(y)
         self._check_counts()
         self.exposure, exposure_filled = self._per_observation(exposure, "exposure", default=1.0)
         self._log_exposure = np.log(exposure_filled)
-        self._log_factorial = gammaln(self._y + 1.0)
+        self._positive = self._y > 0
+        # log y (−inf where y = 0: only used through logaddexp) and δ(y) for y ≥ 1
+        self._log_y = np.full(self.n, -np.inf)
+        self._log_y[self._positive] = np.log(self._y[self._positive])
+        self._stirling_y = stirling_error(self._y[self._positive], self._log_y[self._positive])
         if isinstance(prior, PCPrecision):
             raise InputError(
                 "NegativeBinomial: PCPrecision is a prior on a Gaussian log precision, not on "
                 "the log size; use e.g. NormalPrior(mean, sd) on log size."
             )
         self._set_prior(0, prior)
-        self._set_theta0(0, log_size, "log_size")
+        self._set_log_theta0(0, size0, "size0")
 
     def _parts(self, eta, theta):
+        """log μ, log r, r, log(r + μ), p = r/(r+μ), q = μ/(r+μ) and μ p = r q."""
         log_mean = self._log_exposure + eta
-        log_size = theta[0]
+        log_size = float(theta[0])
+        size = np.exp(log_size)
+        log_total = np.logaddexp(log_mean, log_size)
         difference = log_mean - log_size
-        return log_mean, log_size, np.exp(log_size), expit(difference), expit(-difference)
+        p, q = expit(-difference), expit(difference)
+        # μ p = r q = μ r / (r + μ), formed in logs: neither μ nor r need be finite
+        mean_p = np.exp(log_mean + log_size - log_total)
+        return log_mean, log_size, size, log_total, p, q, mean_p
+
+    def _size_deviance(self, log_size, size, log_total, p, q, mean_p):
+        """bd0(r, (y+r) p) = r h(t), t = (y − μ)/(r + μ), and (y − μ) p, elementwise."""
+        y = self._y
+        excess = y * p - mean_p  # (y − μ) p = r t
+        t = y * np.exp(-log_total) - q
+        # log1p(t) = log((r + y)/(r + μ)) from logs, used where (r + y)/(r + μ) < 0.1
+        log_ratio = np.logaddexp(log_size, self._log_y) - log_total
+        return deviance(size, t, log_ratio, excess), excess
 
     def _log_density_terms(self, eta, theta):
-        log_mean, log_size, size, _, _ = self._parts(eta, theta)
-        log_total = np.logaddexp(log_mean, log_size)
+        log_mean, log_size, size, log_total, p, q, mean_p = self._parts(eta, theta)
+        size_term, excess = self._size_deviance(log_size, size, log_total, p, q, mean_p)
         y = self._y
-        return (
-            gammaln(y + size)
-            - gammaln(size)
-            - self._log_factorial
-            + size * (log_size - log_total)
-            + y * (log_mean - log_total)
+        # y = 0: −r log1p(μ/r) = −r softplus(a − b); μ log1p(u)/u (u = μ/r ≤ 1) where μ < r
+        # keeps r·(tiny) from becoming inf·0 for a huge size
+        difference = log_mean - log_size
+        ratio = np.exp(np.minimum(difference, 0.0))
+        out = np.where(
+            difference < 0.0,
+            -np.exp(log_mean) * _log1p_over(ratio),
+            -size * np.logaddexp(0.0, difference),
         )
+        positive = self._positive
+        if positive.any():
+            yp = y[positive]
+            log_yp = self._log_y[positive]
+            s = -excess[positive] / yp  # (μ − y) p / y
+            # log1p(s) = log((y + r) μ / ((r + μ) y)) from logs
+            log_ratio = log_mean[positive] + (np.logaddexp(log_size, log_yp) - log_total[positive])
+            log_ratio -= log_yp
+            count_term = deviance(yp, s, log_ratio, -excess[positive])
+            out[positive] = (
+                stirling_error(yp + size)
+                - stirling_error(np.full(yp.shape, size), log_size)
+                - self._stirling_y
+                - size_term[positive]
+                - count_term
+                - HALF_LOG_2PI
+                - 0.5 * log_yp
+                - 0.5 * np.logaddexp(0.0, log_yp - log_size)
+            )
+        return out
 
     def _eta_derivatives(self, eta, theta):
-        log_mean, log_size, size, q, one_minus_q = self._parts(eta, theta)
+        _, _, _, _, p, q, mean_p = self._parts(eta, theta)
         y = self._y
-        curvature = (size + y) * q * one_minus_q
+        curvature = (mean_p + y * q) * p  # (r + y) q (1 − q)
         return (
-            y * one_minus_q - size * q,
+            y * p - mean_p,  # y (1 − q) − r q
             -curvature,
-            curvature * np.tanh(0.5 * (log_mean - log_size)),
+            curvature * (q - p),  # (1 − 2q) = p − q, tanh((a − b)/2) = q − p
         )
 
     def _theta_derivatives(self, eta, theta):
-        log_mean, log_size, size, q, one_minus_q = self._parts(eta, theta)
+        log_mean, log_size, size, log_total, p, q, mean_p = self._parts(eta, theta)
         y = self._y
-        log_total = np.logaddexp(log_mean, log_size)
-        d1 = y * one_minus_q - size * q
-        d3 = (size + y) * q * one_minus_q * np.tanh(0.5 * (log_mean - log_size))
-        g = (
-            size * (digamma(y + size) - digamma(size) + (log_size - log_total) + q)
-            - y * one_minus_q
-        )
-        return g, q * d1, -size * q * one_minus_q - d3
+        size_term, excess = self._size_deviance(log_size, size, log_total, p, q, mean_p)
+        g = -size_term + scaled_digamma_difference(y, size, log_size)
+        d1 = excess
+        # ∂/∂θ of d2 = −(μp)p − y p q, with ∂(μp)/∂θ = μ p q, ∂p/∂θ = p q, ∂q/∂θ = −p q
+        g_eta2 = -2.0 * mean_p * p * q - y * p * q * (q - p)
+        return g, q * d1, g_eta2
 
     def _mean(self, eta, theta):
         return self.exposure * np.exp(eta)

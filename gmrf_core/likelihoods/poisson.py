@@ -1,9 +1,9 @@
 """Poisson counts with log link and an optional exposure (offset)."""
 
 import numpy as np
-from scipy.special import gammaln
 
 from ..errors import InputError
+from ._numerics import HALF_LOG_2PI, deviance, stirling_error
 from .base import Likelihood
 
 __all__ = ["Poisson"]
@@ -12,13 +12,18 @@ __all__ = ["Poisson"]
 class Poisson(Likelihood):
     """y_i | η_i ~ Poisson(μ_i) with μ_i = E_i exp(η_i) (log link, exposure E_i > 0).
 
-    No hyperparameters. With μ_i = exp(log E_i + η_i):
+    No hyperparameters. With a_i = log E_i + η_i and μ_i = exp(a_i):
 
-        log p_i = y_i (log E_i + η_i) − μ_i − log y_i!
+        log p_i = y_i a_i − μ_i − log y_i!
+                = −δ(y_i) − bd0(y_i, μ_i) − ½ log(2π y_i)     (y_i ≥ 1),   −μ_i   (y_i = 0)
         ∂/∂η = y_i − μ_i,   ∂²/∂η² = ∂³/∂η³ = −μ_i.
 
-    For η_i large enough that μ_i overflows (log E_i + η_i > ~709) the log density is
-    −inf and the derivatives ±inf, their floating-point limits.
+    The second form (Loader 2000; δ the Stirling error, bd0(y, μ) = y h(μ/y − 1) ≥ 0 with
+    μ/y − 1 = expm1(a_i − log y_i), see :mod:`gmrf_core.likelihoods._numerics`) is the one
+    evaluated: a sum of terms of one sign, so the log density keeps full accuracy for
+    counts up to the largest floats (the first form loses y log μ · 1e-16 to cancellation,
+    ~1 for y ~ 1e15). For η_i large enough that μ_i overflows (a_i > ~709) the log
+    density is −inf and the derivatives ±inf, their floating-point limits.
 
     Parameters
     ----------
@@ -42,14 +47,24 @@ class Poisson(Likelihood):
         self._check_counts()
         self.exposure, exposure_filled = self._per_observation(exposure, "exposure", default=1.0)
         self._log_exposure = np.log(exposure_filled)
-        # terms that depend on neither η nor θ
-        self._constant = self._y * self._log_exposure - gammaln(self._y + 1.0)
+        # terms that depend on neither η nor θ: −δ(y) − ½ log(2π y) for y ≥ 1
+        self._positive = self._y > 0
+        y = self._y[self._positive]
+        self._log_y = np.log(y)
+        self._constant = -stirling_error(y, self._log_y) - HALF_LOG_2PI - 0.5 * self._log_y
 
     def _rate(self, eta):
         return np.exp(self._log_exposure + eta)
 
     def _log_density_terms(self, eta, theta):
-        return self._constant + self._y * eta - self._rate(eta)
+        log_rate = self._log_exposure + eta
+        out = -np.exp(log_rate)  # y = 0: −μ
+        positive = self._positive
+        y = self._y[positive]
+        log_ratio = log_rate[positive] - self._log_y  # log(μ/y) = log1p(t)
+        t = np.expm1(log_ratio)
+        out[positive] = self._constant - deviance(y, t, log_ratio, y * t)
+        return out
 
     def _eta_derivatives(self, eta, theta):
         rate = self._rate(eta)

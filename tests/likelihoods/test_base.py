@@ -52,7 +52,7 @@ def _negative_binomial():
 
 
 def _negative_binomial_large_size():
-    return NegativeBinomial([0, 5, 2, 9, NAN], log_size=6.0), np.array([6.0])
+    return NegativeBinomial([0, 5, 2, 9, NAN], size0=np.exp(6.0)), np.array([6.0])
 
 
 FACTORIES = {
@@ -310,3 +310,93 @@ def test_extreme_eta_gives_finite_results(name, magnitude):
         values += [likelihood.mean(sign * eta, theta)[likelihood.observed]]
         for value in values:
             assert np.all(np.isfinite(value))
+
+
+def _with_settings(name, y):
+    """A likelihood of the named family on data y, without optional settings."""
+    return {
+        "gaussian": lambda: Gaussian(y),
+        "poisson": lambda: Poisson(y),
+        "bernoulli": lambda: Bernoulli(y),
+        "binomial": lambda: Binomial(y, trials=5),
+        "negative_binomial": lambda: NegativeBinomial(y),
+    }[name]()
+
+
+FAMILIES = ["gaussian", "poisson", "bernoulli", "binomial", "negative_binomial"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.array([1.0, 0.0 + 1e-3j]), "y must be an array of numbers, got complex"),
+        ([1.0, 1j], "y must be an array of numbers, got complex"),
+        (np.array([1.0, 0.0], dtype=complex), "y must be an array of numbers, got complex"),
+        (["1", "0"], "y must be an array of numbers, got strings"),
+        (np.array([1, 0], dtype=object).astype(str), "got strings"),
+        (np.array(["2026-01-01"], dtype="datetime64[D]"), "got dtype datetime64"),
+    ],
+)
+def test_complex_string_and_non_numeric_y_are_rejected(name, bad, message):
+    # NumPy would drop the imaginary part (with only a warning) or parse the strings
+    with pytest.raises(InputError, match=message):
+        _with_settings(name, bad)
+
+
+def test_boolean_y_is_accepted_as_zero_one():
+    likelihood = Bernoulli(np.array([True, False, True]))
+    np.testing.assert_array_equal(likelihood.y, [1.0, 0.0, 1.0])
+
+
+def test_complex_or_string_eta_and_theta_are_rejected(case):
+    likelihood, eta, theta = case
+    with pytest.raises(InputError, match="eta must be an array of numbers, got complex"):
+        likelihood.log_density(eta + 1e-9j, theta)
+    with pytest.raises(InputError, match="eta must be an array of numbers, got strings"):
+        likelihood.eta_derivatives([str(v) for v in eta], theta)
+    if theta.size:
+        with pytest.raises(InputError, match="theta must be an array of numbers, got complex"):
+            likelihood.log_density(eta, theta + 0.5j)
+        with pytest.raises(InputError, match="theta must be an array of numbers, got strings"):
+            likelihood.theta_derivatives(eta, [str(t) for t in theta])
+        with pytest.raises(InputError, match="theta must be an array of numbers, got strings"):
+            likelihood.log_prior("1.0")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: Poisson([1, 2], exposure=[1.0, 2.0 + 1j]),
+            "exposure must be numeric, got complex",
+        ),
+        (lambda: Poisson([1, 2], exposure=["1", "2"]), "exposure must be numeric, got strings"),
+        (lambda: NegativeBinomial([1, 2], exposure=1j), "exposure must be numeric, got complex"),
+        (lambda: Gaussian([1.0, 2.0], scale=[1.0, 1j]), "scale must be numeric, got complex"),
+        (lambda: Binomial([1, 2], trials=[3, 4 + 0j]), "trials must be numeric, got complex"),
+        (lambda: Binomial([1, 2], trials="5"), "trials must be numeric, got strings"),
+    ],
+)
+def test_complex_or_string_settings_are_rejected(make, message):
+    with pytest.raises(InputError, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Poisson([1, -1]), "non-negative integer counts.*index 1"),
+        (lambda: Poisson([1, np.inf]), "infinite"),
+        (lambda: Poisson([1, -np.inf]), "infinite"),
+        (lambda: NegativeBinomial([-3, 1]), "non-negative integer counts.*index 0"),
+        (lambda: Binomial([1, 6], trials=5), "y must not exceed trials.*index 1"),
+        (lambda: Binomial([1, 2], trials=[3, np.inf]), "trials must be finite"),
+        (lambda: Binomial([1, 2], trials=[3, 2.5]), "trials must be finite and >= 0 integers"),
+        (lambda: Bernoulli([0, 2]), "must be 0 or 1"),
+        (lambda: Gaussian([1.0, np.inf]), "infinite"),
+    ],
+)
+def test_counts_out_of_their_range_are_rejected(make, message):
+    with pytest.raises(InputError, match=message):
+        make()

@@ -44,8 +44,8 @@ def test_theta_names_defaults_and_priors():
     assert likelihood.log_prior([1.0]) == 0.0
     np.testing.assert_array_equal(likelihood.log_prior_grad([1.0]), [0.0])
     prior = PCPrecision(u=0.5, alpha=0.05)
-    likelihood = Gaussian([1.0, 2.0], prior=prior, log_noise_precision=4.0)
-    np.testing.assert_array_equal(likelihood.theta0, [4.0])
+    likelihood = Gaussian([1.0, 2.0], prior=prior, precision0=np.exp(4.0))
+    np.testing.assert_allclose(likelihood.theta0, [4.0], rtol=1e-15)
     assert likelihood.log_prior([1.0]) == prior.log_density(1.0)
     np.testing.assert_array_equal(likelihood.log_prior_grad(1.0), [prior.log_density_grad(1.0)])
     other = Gaussian([1.0], prior=NormalPrior(0.0, 1.0))
@@ -77,11 +77,28 @@ def test_nan_scale_accepted_where_y_missing():
     assert np.isnan(draws[1]) and np.isfinite(draws[[0, 2]]).all()
 
 
-def test_bad_default_is_rejected():
-    with pytest.raises(InputError, match="log_noise_precision must be finite"):
-        Gaussian([1.0], log_noise_precision=np.inf)
-    with pytest.raises(InputError, match="log_noise_precision must be a number"):
-        Gaussian([1.0], log_noise_precision="high")
+def test_start_value_is_on_the_natural_scale():
+    likelihood = Gaussian([1.0, 2.0], precision0=0.25)
+    np.testing.assert_allclose(likelihood.theta0, [np.log(0.25)], rtol=1e-15)
+    assert likelihood.theta_names == ("log_noise_precision",)
+
+
+@pytest.mark.parametrize(
+    ("precision0", "message"),
+    [
+        (np.inf, "precision0 must be finite and > 0"),
+        (0.0, "precision0 must be finite and > 0"),
+        (-2.0, "precision0 must be finite and > 0"),
+        (np.nan, "precision0 must be finite and > 0"),
+        ("high", "precision0 must be a number, got strings"),
+        ("2.0", "precision0 must be a number, got strings"),
+        (2.0 + 1.0j, "precision0 must be a number, got complex"),
+        ([1.0, 2.0], "precision0 must be a single number"),
+    ],
+)
+def test_bad_start_value_is_rejected(precision0, message):
+    with pytest.raises(InputError, match=message):
+        Gaussian([1.0], precision0=precision0)
 
 
 def test_sample_moments():

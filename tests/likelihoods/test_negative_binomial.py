@@ -107,8 +107,8 @@ def test_theta_names_defaults_and_prior():
     np.testing.assert_array_equal(likelihood.theta0, [0.0])
     assert likelihood.log_prior([3.0]) == 0.0
     prior = NormalPrior(1.0, 2.0)
-    likelihood = NegativeBinomial([1, 2], prior=prior, log_size=2.5)
-    np.testing.assert_array_equal(likelihood.theta0, [2.5])
+    likelihood = NegativeBinomial([1, 2], prior=prior, size0=np.exp(2.5))
+    np.testing.assert_allclose(likelihood.theta0, [2.5], rtol=1e-15)
     assert likelihood.log_prior([3.0]) == pytest.approx(stats.norm.logpdf(3.0, 1.0, 2.0))
     np.testing.assert_allclose(likelihood.log_prior_grad([3.0]), [-0.5])
 
@@ -134,6 +134,23 @@ def test_bad_data_are_rejected(y, exposure, message):
         NegativeBinomial(y, exposure=exposure)
 
 
-def test_bad_default_is_rejected():
-    with pytest.raises(InputError, match="log_size must be finite"):
-        NegativeBinomial([1], log_size=np.nan)
+def test_start_value_is_on_the_natural_scale():
+    likelihood = NegativeBinomial([1, 2], size0=40.0)
+    np.testing.assert_allclose(likelihood.theta0, [np.log(40.0)], rtol=1e-15)
+    assert likelihood.theta_names == ("log_size",)
+
+
+@pytest.mark.parametrize(
+    ("size0", "message"),
+    [
+        (np.nan, "size0 must be finite and > 0"),
+        (np.inf, "size0 must be finite and > 0"),
+        (0.0, "size0 must be finite and > 0"),
+        (-1.0, "size0 must be finite and > 0"),
+        ("3", "size0 must be a number, got strings"),
+        (1j, "size0 must be a number, got complex"),
+    ],
+)
+def test_bad_start_value_is_rejected(size0, message):
+    with pytest.raises(InputError, match=message):
+        NegativeBinomial([1], size0=size0)
