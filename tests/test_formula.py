@@ -1,0 +1,384 @@
+"""Tests of gm.formula: data frame + formula -> LatentGaussianModel, names and tables."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.stats import norm
+
+import gmrf_core as gm
+from gmrf_core import likelihoods, models
+from gmrf_core.errors import InputError
+from gmrf_core.formula import FormulaTerms, fixed_table, formula, latent_table
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("formulaic")
+
+
+def path_graph(n):
+    return sp.csr_matrix(np.eye(n, k=1) + np.eye(n, k=-1))
+
+
+def grid_graph(rows, cols):
+    """0/1 adjacency of a rows × cols lattice (rook neighbours)."""
+    n = rows * cols
+    dense = np.zeros((n, n))
+    for i in range(rows):
+        for j in range(cols):
+            k = i * cols + j
+            if j + 1 < cols:
+                dense[k, k + 1] = dense[k + 1, k] = 1
+            if i + 1 < rows:
+                dense[k, k + cols] = dense[k + cols, k] = 1
+    return sp.csr_matrix(dense)
+
+
+@pytest.fixture
+def frame():
+    """County × year panel on a 3 × 3 grid of counties with repeated, missing, unused levels."""
+    rng = np.random.default_rng(4)
+    m = 70
+    county = rng.integers(0, 9, m)
+    county[:9] = np.arange(9)
+    year = rng.choice([2001, 2002, 2004, 2005, 2006], m)  # 2003 has no data
+    region = pd.Categorical(
+        rng.choice(["north", "south", "east"], m), categories=["north", "south", "east", "west"]
+    )  # noqa: E501
+    income = rng.normal(size=m)
+    expected = rng.uniform(0.5, 3.0, m)
+    cases = rng.poisson(expected * np.exp(0.2 + 0.4 * income)).astype(float)
+    cases[[5, 17]] = np.nan  # to be predicted
+    return pd.DataFrame(
+        {
+            "cases": cases,
+            "county": county,
+            "year": year,
+            "region": region,
+            "income": income,
+            "size": rng.uniform(1.0, 4.0, m),
+            "expected": expected,
+        }
+    )
+
+
+def one_hot(codes, n):
+    A = np.zeros((codes.size, n))
+    A[np.arange(codes.size), codes] = 1.0
+    return A
+
+
+def compare_models(model, reference, rng, points=3):
+    assert model.theta_names == reference.theta_names
+    for _ in range(points):
+        theta = reference.theta0 + 0.4 * rng.normal(size=reference.theta0.size)
+        value, grad = model.value_and_grad(theta)
+        value_ref, grad_ref = reference.value_and_grad(theta)
+        assert abs(value - value_ref) <= 1e-12 * max(1.0, abs(value_ref))
+        np.testing.assert_allclose(grad, grad_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_formula_equals_hand_built_model(frame):
+    W = grid_graph(3, 3)
+    model = formula(
+        "cases ~ 1 + income + region + np.log(size) + income:np.log(size)"
+        " + f(county, model='bym2', graph=W) + f(year, model='ar1')",
+        data=frame,
+        family="poisson",
+        exposure="expected",
+        context={"W": W},
+    )
+    # by hand: levels, projections, design with treatment contrasts (unused 'west' dropped)
+    years = np.arange(2001, 2007)
+    A_county = one_hot(frame["county"].to_numpy(), 9)
+    A = np.hstack(
+        [A_county, np.zeros((len(frame), 9)), one_hot(frame["year"].to_numpy() - 2001, 6)]
+    )
+    region = frame["region"].astype(str).to_numpy()
+    log_size = np.log(frame["size"].to_numpy())
+    X = np.column_stack(
+        [
+            np.ones(len(frame)),
+            frame["income"],
+            region == "south",
+            region == "east",
+            log_size,
+            frame["income"] * log_size,
+        ]
+    ).astype(float)
+    prior = models.Stack([models.BYM2(W), models.AR1(years.size)], labels=["county", "year"])
+    lik = likelihoods.Poisson(frame["cases"].to_numpy(), exposure=frame["expected"].to_numpy())
+    reference = gm.LatentGaussianModel(prior, lik, A=sp.csr_matrix(A), X=X)
+    np.testing.assert_array_equal(model.A.toarray(), A)
+    np.testing.assert_array_equal(model.X, X)
+    assert model.theta_names == (
+        "county.log_tau",
+        "county.logit_phi",
+        "year.log_tau",
+        "year.atanh_rho",
+    )
+    assert model.terms.fixed_names == (
+        "Intercept",
+        "income",
+        "region[T.south]",
+        "region[T.east]",
+        "np.log(size)",
+        "income:np.log(size)",
+    )
+    assert model.terms.dropped_fixed == ("region[T.west]",)
+    assert list(model.terms["year"].levels) == list(years)  # 2003 is a latent node without data
+    compare_models(model, reference, np.random.default_rng(0))
+
+
+def test_issue_formula_builds_the_hand_built_structure(frame):
+    W = grid_graph(3, 3)  # noqa: F841 - found by gm.formula in the caller's namespace
+    model = formula(
+        "cases ~ 1 + income + f(county, model='bym2', graph=W) + f(year, model='rw1')",
+        data=frame,
+        family="poisson",
+        exposure="expected",
+    )
+    A = np.hstack(
+        [
+            one_hot(frame["county"].to_numpy(), 9),
+            np.zeros((len(frame), 9)),
+            one_hot(frame["year"].to_numpy() - 2001, 6),
+        ]
+    )
+    np.testing.assert_array_equal(model.A.toarray(), A)
+    np.testing.assert_array_equal(model.X, np.column_stack([np.ones(len(frame)), frame["income"]]))
+    theta = np.array([0.3, -0.4, 1.1])
+    reference = models.Stack([models.BYM2(grid_graph(3, 3)), models.RW1(6)])
+    np.testing.assert_allclose(
+        model.prior.precision(theta).toarray(), reference.precision(theta).toarray(), atol=0
+    )
+    np.testing.assert_array_equal(model.prior.constraints[0], reference.constraints[0])
+    np.testing.assert_array_equal(model.offset, 0.0)
+    np.testing.assert_array_equal(model.likelihood.exposure, frame["expected"])
+
+
+def test_gaussian_iid_ar1_with_offset_and_weights():
+    rng = np.random.default_rng(1)
+    m = 40
+    df = pd.DataFrame(
+        {
+            "y": rng.normal(size=m),
+            "g": rng.choice(["b", "a", "c"], m),
+            "t": rng.choice(np.arange(0.5, 3.0, 0.5), m),  # equally spaced, not integers
+            "w": rng.uniform(0.5, 2.0, m),
+            "off": rng.normal(size=m),
+        }
+    )
+    model = formula(
+        "y ~ 0 + f(g, model='iid', weights=w) + f(t, model='ar1')",
+        data=df,
+        family="gaussian",
+        offset="off",
+    )
+    levels = np.arange(0.5, 3.0, 0.5)
+    codes_g = np.searchsorted(["a", "b", "c"], df["g"])
+    codes_t = np.rint((df["t"].to_numpy() - 0.5) / 0.5).astype(int)
+    A = np.hstack([one_hot(codes_g, 3) * df["w"].to_numpy()[:, None], one_hot(codes_t, 5)])
+    prior = models.Stack([models.IID(3), models.AR1(5)], labels=["g", "t"])
+    reference = gm.LatentGaussianModel(
+        prior, likelihoods.Gaussian(df["y"].to_numpy()), A=sp.csr_matrix(A), offset=df["off"]
+    )
+    assert model.n_fixed == 0
+    np.testing.assert_allclose(list(model.terms["t"].levels), levels)
+    assert list(model.terms["g"].levels) == ["a", "b", "c"]
+    compare_models(model, reference, rng)
+
+
+def test_binomial_bernoulli_nbinomial_and_glm_without_f_terms():
+    rng = np.random.default_rng(2)
+    m = 30
+    df = pd.DataFrame(
+        {"x": rng.normal(size=m), "n": rng.integers(1, 6, m), "k": rng.integers(0, 4, m)}
+    )
+    df["s"] = np.minimum(rng.integers(0, 6, m), df["n"])
+    df["b"] = (df["x"] > 0).astype(float)
+    X = np.column_stack([np.ones(m), df["x"]])
+    cases = [
+        (
+            "s ~ x + f(k, model='iid')",
+            "binomial",
+            {"trials": "n"},
+            likelihoods.Binomial(df["s"], df["n"]),
+        ),
+        ("b ~ x + f(k, model='iid')", "bernoulli", {}, likelihoods.Bernoulli(df["b"])),
+        ("k ~ x + f(k, model='iid')", "nbinomial", {}, likelihoods.NegativeBinomial(df["k"])),
+    ]
+    for text, family, extra, lik in cases:
+        model = formula(text, data=df, family=family, **extra)
+        prior = models.Stack([models.IID(4)], labels=["k"])
+        reference = gm.LatentGaussianModel(
+            prior, lik, A=sp.csr_matrix(one_hot(df["k"].to_numpy(), 4)), X=X
+        )
+        compare_models(model, reference, rng, points=2)
+    # no f() term: β is the whole latent vector
+    glm = formula("k ~ 1 + x", data=df, family="poisson")
+    reference = gm.LatentGaussianModel(
+        models.Stack([], fixed_effects=2), likelihoods.Poisson(df["k"]), A=sp.csr_matrix(X)
+    )
+    compare_models(glm, reference, rng, points=1)
+    np.testing.assert_array_equal(glm.terms.fixed_positions, [0, 1])
+
+
+def test_group_gives_a_kronecker_block_with_unit_group_precision(frame):
+    model = formula(
+        "cases ~ 1 + f(county, model='iid', group=year, group_model='ar1')",
+        data=frame,
+        family="poisson",
+        exposure="expected",
+    )
+    term = model.terms["county:year"]
+    assert model.theta_names == ("county:year.group.atanh_rho", "county:year.main.log_tau")
+    theta = np.array([0.3, 0.7])
+    rho, tau = np.tanh(0.3), np.exp(0.7)
+    nt = 6
+    ar1 = np.diag(np.r_[1.0, np.full(nt - 2, 1 + rho**2), 1.0]) - rho * (
+        np.eye(nt, k=1) + np.eye(nt, k=-1)
+    )
+    ar1 /= 1 - rho**2  # marginal precision 1
+    expected = np.kron(ar1, tau * np.eye(9))
+    np.testing.assert_allclose(model.prior.precision(theta).toarray(), expected, atol=1e-12)
+    codes = (frame["year"].to_numpy() - 2001) * 9 + frame["county"].to_numpy()
+    np.testing.assert_array_equal(model.A.toarray(), one_hot(codes, 54))
+    assert term.levels.names == ["year", "county"]
+    assert term.levels[10] == (2002, 1)
+    np.testing.assert_array_equal(term.positions, np.arange(54))
+
+
+def test_spde_and_matern2d_terms_project_coordinates():
+    rng = np.random.default_rng(3)
+    m = 25
+    df = pd.DataFrame({"x": rng.uniform(0, 4, m), "y": rng.uniform(0, 3, m)})
+    df["z"] = rng.normal(size=m)
+    df.loc[4, "x"] = np.nan  # no location: the field does not enter this observation
+    model = formula("z ~ 1 + f(x, y, model='spde', max_area=0.5)", data=df)
+    mesh = model.terms["x"].info["mesh"]
+    finite = np.isfinite(df["x"]).to_numpy()
+    reference = models.projection_matrix(mesh, df[["x", "y"]].to_numpy()[finite]).toarray()
+    A = model.A.toarray()
+    np.testing.assert_allclose(A[finite], reference)
+    np.testing.assert_array_equal(A[~finite], 0.0)
+    lattice = formula("z ~ 1 + f(x, y, model='matern2d', shape=(5, 4))", data=df)
+    reference = models.lattice_projection((5, 4), df[["x", "y"]].to_numpy()[finite]).toarray()
+    np.testing.assert_allclose(lattice.A.toarray()[finite], reference)
+    assert lattice.prior.theta_names == ("x.log_range", "x.log_sigma")
+
+
+def test_graph_ids_map_rows_to_areas_in_any_order():
+    neighbours = {"c": ["a"], "a": ["c", "b"], "b": ["a"]}
+    df = pd.DataFrame({"y": [1.0, 2.0, 0.0, 3.0], "area": ["b", "b", "c", "a"]})
+    model = formula(
+        "y ~ 1 + f(area, model='besag', graph=G)",
+        data=df,
+        family="poisson",
+        context={"G": neighbours},
+    )
+    # the graph's own order: c, a, b
+    np.testing.assert_array_equal(model.A.toarray(), one_hot(np.array([2, 2, 0, 1]), 3))
+    assert list(model.terms["area"].levels) == ["c", "a", "b"]
+    # a SciPy graph with integer node numbers and a node without data
+    df2 = pd.DataFrame({"y": [1.0, 2.0, 0.0], "node": [0, 2, 2]})
+    model = formula("y ~ f(node, model='besag', graph=W)", data=df2, context={"W": path_graph(4)})
+    np.testing.assert_array_equal(model.A.toarray(), one_hot(np.array([0, 2, 2]), 4))
+
+
+def test_latent_and_fixed_tables_are_labelled(frame):
+    model = formula(
+        "cases ~ 1 + income + f(county, model='bym2', graph=W) + f(year, model='ar1')",
+        data=frame,
+        family="poisson",
+        exposure="expected",
+        context={"W": grid_graph(3, 3)},
+    )
+    assert isinstance(model.terms, FormulaTerms)
+    approximation = model.laplace(model.theta0)
+    mode, sd = approximation.mode, approximation.marginal_sd()
+    county = latent_table(approximation, model, "county")
+    assert list(county.columns) == ["mean", "sd", "q0.025", "q0.5", "q0.975"]
+    assert list(county.index) == list(range(9))
+    np.testing.assert_allclose(county["mean"], mode[:9])
+    np.testing.assert_allclose(county["sd"], sd[:9])
+    np.testing.assert_allclose(county["q0.975"], mode[:9] + norm.ppf(0.975) * sd[:9])
+    structured = latent_table(approximation, model, "county", part="u")
+    np.testing.assert_allclose(structured["mean"], mode[9:18])
+    year = latent_table(approximation, model, "year")
+    np.testing.assert_allclose(year.loc[2003, "mean"], mode[18 + 2])
+    fixed = fixed_table(approximation, model)
+    assert list(fixed.index) == ["Intercept", "income"]
+    np.testing.assert_allclose(fixed["mean"], mode[-2:])
+    with pytest.raises(InputError, match="no term 'nope'"):
+        latent_table(approximation, model, "nope")
+    with pytest.raises(InputError, match="no part"):
+        latent_table(approximation, model, "year", part="u")
+    plain = gm.LatentGaussianModel(models.IID(3), likelihoods.Gaussian(np.zeros(3)))
+    with pytest.raises(InputError, match="not built by gm.formula"):
+        latent_table(plain.laplace(plain.theta0), plain, "x")
+
+
+def test_missing_response_is_predicted(frame):
+    model = formula(
+        "cases ~ 1 + f(year, model='rw1')", data=frame, family="poisson", exposure="expected"
+    )
+    assert not model.likelihood.observed[5] and not model.likelihood.observed[17]
+    approximation = model.laplace(model.theta0)
+    variance = approximation.linear_predictor_variance()
+    assert np.all(np.isfinite(variance[[5, 17]])) and np.all(variance[[5, 17]] > 0)
+
+
+# ------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("text", "kwargs", "message"),
+    [
+        ("nope ~ 1", {}, "unknown response column 'nope'"),
+        ("cases ~ 1 + missing_col", {}, "missing_col"),
+        ("cases ~ 1 + f(nope, model='iid')", {}, "unknown column 'nope'"),
+        ("cases ~ 1 + f(county, model='car9')", {}, "unknown model 'car9'"),
+        ("cases ~ 1 + f(county)", {}, r"model='\.\.\.'"),
+        ("cases ~ 1 + f(county, model='iid', graph=3)", {}, r"unknown option\(s\) \['graph'\]"),
+        ("cases ~ 1 + f(county, model='besag')", {}, "needs graph="),
+        ("cases ~ 1 + f(county, model='besag', graph=W5)", {}, "5 areas .* but column 'county'"),
+        ("cases ~ 1 + f(county, model='besag', graph=undefined_w)", {}, "'undefined_w'"),
+        ("cases ~ 1 - f(county, model='iid')", {}, "added on its own"),
+        ("cases ~ 1 + f(county, model='iid') + f(county, model='rw1')", {}, "name="),
+        ("cases ~ 1 + f(x, y, model='iid')", {}, "takes one column"),
+        ("cases ~ 1 + f(county, model='spde')", {}, "two coordinate columns"),
+        ("cases ~ 1 + f(income, model='rw1')", {}, "irregularly spaced"),
+        ("cases ~ 1 + f(county, model='iid', group=nope)", {}, "unknown column 'nope'"),
+        ("cases ~ 1 + f(county, model='iid', group=year, group_model='x')", {}, "group_model"),
+        ("cases ~ 1 ~ 2", {}, "one '~'"),
+        ("cases ~ 1 + (income", {}, "unbalanced"),
+        ("cases ~ 0", {}, "no terms"),
+        ("cases ~ 1", {"family": "weibull"}, "unknown family 'weibull'"),
+        ("cases ~ 1", {"exposure": "nope"}, "exposure='nope' is not a column"),
+        ("cases ~ 1", {"family": "gaussian", "exposure": "expected"}, "exposure= applies"),
+        ("cases ~ 1", {"family": "binomial"}, "needs trials="),
+    ],
+)
+def test_formula_errors_name_the_problem(frame, text, kwargs, message):
+    context = {"W5": path_graph(5)}
+    kwargs = {"family": "poisson", **kwargs}
+    with pytest.raises(InputError, match=message):
+        formula(text, data=frame, context=context, **kwargs)
+
+
+def test_family_response_mismatch(frame):
+    bad = frame.copy()
+    bad.loc[3, "cases"] = -1.0
+    with pytest.raises(InputError, match="'cases' has -1 at row 3"):
+        formula("cases ~ 1", data=bad, family="poisson")
+    bad.loc[3, "cases"] = 1.5
+    with pytest.raises(InputError, match="'cases' has 1.5 at row 3"):
+        formula("cases ~ 1", data=bad, family="nbinomial")
+    trials = frame.assign(n=1.0, cases=frame["cases"].fillna(0) + 2)
+    with pytest.raises(InputError, match="successes exceed trials at row 0"):
+        formula("cases ~ 1", data=trials, family="binomial", trials="n")
+    with pytest.raises(InputError, match="'cases'.*Bernoulli"):
+        formula("cases ~ 1", data=trials, family="bernoulli")
+    missing = frame.copy()
+    missing.loc[2, "income"] = np.nan
+    with pytest.raises(InputError, match="income"):
+        formula("cases ~ 1 + income", data=missing, family="poisson")
+    with pytest.raises(InputError, match="DataFrame"):
+        formula("cases ~ 1", data=[1, 2, 3], family="poisson")
