@@ -18,8 +18,10 @@ Lindgren, F. and Rue, H. (2015). Bayesian spatial modelling with R-INLA.
 *J. Stat. Softw.* 63(19).
 """
 
+import hashlib
 import math
 import numbers
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +97,8 @@ def check_mesh(mesh, owner):
     ------
     InputError
         Wrong shapes or dtypes, non-finite coordinates, indices out of range, nodes
-        that belong to no triangle, (near) zero-area triangles.
+        that belong to no triangle, (near) zero-area triangles, and triangles that are
+        not a valid (non-overlapping) triangulation: see :func:`_check_no_overlap`.
     """
     if not hasattr(mesh, "points") or not hasattr(mesh, "triangles"):
         raise InputError(
@@ -146,7 +149,75 @@ def check_mesh(mesh, owner):
             f"{owner}: mesh triangles {degenerate[:10]} have (near) zero area; "
             "remove degenerate triangles."
         )
+    # the overlap test costs about one point location of N + T points: once per Mesh
+    # object and content (a digest of its arrays, so a mutated mesh is checked again)
+    digest = hashlib.blake2b(points.tobytes() + triangles.tobytes(), digest_size=16).digest()
+    if not isinstance(mesh, Mesh) or _CHECKED_MESHES.get(mesh) != digest:
+        _check_no_overlap(points, triangles, doubled_area, owner)
+        if isinstance(mesh, Mesh):
+            _CHECKED_MESHES[mesh] = digest
     return points, triangles
+
+
+# Mesh objects that passed _check_no_overlap -> digest of (points, triangles) then
+_CHECKED_MESHES = weakref.WeakKeyDictionary()
+
+
+def _check_no_overlap(points, triangles, doubled_area, owner):
+    """Raise InputError unless the triangles' interiors are pairwise disjoint.
+
+    Three tests, each naming the triangles involved: (1) with every triangle oriented
+    counter-clockwise, no directed edge occurs twice: two triangles on the same side
+    of a shared edge overlap near it (duplicate triangles are the special case with
+    the same three nodes; an edge of three or more triangles always has two on one
+    side); (2) no node lies strictly inside a triangle (barycentric coordinates all
+    > 1e-9); (3) the centroid of every triangle lies strictly inside that triangle
+    only. (2) and (3) use the grid search of :func:`projection_matrix`, in one pass.
+    Two overlapping triangles pass all three only if their overlap contains neither
+    a node nor a centroid (edges crossing with no node inside either triangle).
+    """
+    n_nodes = points.shape[0]
+    oriented = triangles.copy()
+    clockwise = doubled_area < 0
+    oriented[clockwise] = oriented[clockwise][:, ::-1]
+    tails = oriented.ravel()
+    heads = np.roll(oriented, -1, axis=1).ravel()
+    key = tails * n_nodes + heads
+    order = np.argsort(key)
+    same = np.flatnonzero(key[order][1:] == key[order][:-1])
+    if same.size:
+        pair = np.sort(order[[same[0], same[0] + 1]] // 3)
+        nodes = np.sort(triangles[pair], axis=1)
+        if np.array_equal(nodes[0], nodes[1]):
+            raise InputError(
+                f"{owner}: mesh triangles {pair.tolist()} have the same nodes "
+                f"{nodes[0].tolist()}; remove duplicate triangles."
+            )
+        raise InputError(
+            f"{owner}: mesh triangles {pair.tolist()} lie on the same side of their shared "
+            f"edge ({int(tails[order[same[0]]])}, {int(heads[order[same[0]]])}), so they "
+            "overlap; the triangles must form a valid (non-overlapping) triangulation."
+        )
+    strict = 1e-9
+    queries = np.vstack([points, points[triangles].mean(axis=1)])
+    for rows, pair_row, pair_triangle, score in _candidate_pairs(points, triangles, queries):
+        query = rows[pair_row]
+        # a node inside any triangle, or a centroid inside a triangle other than its own
+        bad = np.flatnonzero((score > strict) & (pair_triangle != query - n_nodes))
+        if not bad.size:
+            continue
+        query, triangle = int(query[bad[0]]), int(pair_triangle[bad[0]])
+        if query < n_nodes:
+            raise InputError(
+                f"{owner}: mesh node {query} lies inside triangle {triangle} "
+                f"{triangles[triangle].tolist()}, of which it is not a corner, so triangles "
+                "overlap; the triangles must form a valid (non-overlapping) triangulation."
+            )
+        raise InputError(
+            f"{owner}: mesh triangles {[query - n_nodes, triangle]} overlap (the centroid "
+            f"of {query - n_nodes} lies inside {triangle}); the triangles must form a valid "
+            "(non-overlapping) triangulation."
+        )
 
 
 def doubled_areas(points, triangles):
@@ -298,16 +369,23 @@ def _barycentric(points, triangles, which, locations):
     return np.column_stack([1.0 - l1 - l2, l1, l2])
 
 
-def _locate(points, triangles, locations, tolerance=1e-10):
-    """Containing triangle of every location (-1 if none), by uniform-grid bucketing.
+def _candidate_pairs(points, triangles, locations):
+    """(location, triangle) candidate pairs by uniform-grid bucketing, in chunks.
 
     The bounding box of the mesh is cut into about T cells; each triangle is listed
     in every cell its (slightly padded) bounding box overlaps, and a location is
-    tested only against the triangles listed in its own cell. A point inside a
-    triangle lies in that triangle's bounding box, so its cell always lists the
-    triangle: the search is exact for any valid triangulation. Among the candidates
-    the triangle with the largest smallest barycentric coordinate wins; it is
-    accepted if that coordinate is >= -``tolerance`` (points on the boundary).
+    paired only with the triangles listed in its own cell. A point inside a triangle
+    lies in that triangle's bounding box, so its cell always lists the triangle: no
+    containing triangle is missed.
+
+    Yields
+    ------
+    rows : numpy.ndarray
+        Indices of the locations of this chunk.
+    pair_row, pair_triangle : numpy.ndarray
+        For every candidate pair, its location (index into ``rows``) and triangle.
+    score : numpy.ndarray
+        Smallest barycentric coordinate of the location in the triangle (>= 0 inside).
     """
     n_triangles = triangles.shape[0]
     corners = points[triangles]  # (T, 3, 2)
@@ -337,7 +415,6 @@ def _locate(points, triangles, locations, tolerance=1e-10):
     cell_start = np.zeros(nx * ny + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell, minlength=nx * ny), out=cell_start[1:])
 
-    which = np.full(locations.shape[0], -1, dtype=np.int64)
     inside_box = np.all((locations >= low - pad) & (locations <= low + extent + pad), axis=1)
     candidates = np.flatnonzero(inside_box)
     location_cell = cell_of(locations[candidates])
@@ -354,6 +431,18 @@ def _locate(points, triangles, locations, tolerance=1e-10):
         score = _barycentric(points, triangles, pair_triangle, locations[rows[pair_row]]).min(
             axis=1
         )
+        yield rows, pair_row, pair_triangle, score
+
+
+def _locate(points, triangles, locations, tolerance=1e-10):
+    """Containing triangle of every location (-1 if none), by :func:`_candidate_pairs`.
+
+    Among the candidates the triangle with the largest smallest barycentric
+    coordinate wins; it is accepted if that coordinate is >= -``tolerance`` (points
+    on the boundary). Exact for any valid triangulation.
+    """
+    which = np.full(locations.shape[0], -1, dtype=np.int64)
+    for rows, pair_row, pair_triangle, score in _candidate_pairs(points, triangles, locations):
         # best candidate per location: sort by (row, -score) and take each row's first
         best = np.lexsort((-score, pair_row))
         head = best[np.r_[True, pair_row[best][1:] != pair_row[best][:-1]]] if best.size else best

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from gmrf_core.errors import InputError
-from gmrf_core.mesh import lattice_projection, mesh_from_points, projection_matrix
+from gmrf_core.mesh import Mesh, check_mesh, lattice_projection, mesh_from_points, projection_matrix
 
 RNG_SEED = 20240611
 
@@ -174,3 +174,36 @@ def test_lattice_projection_bilinear_exact():
 def test_lattice_projection_bad_input(shape, locations, message):
     with pytest.raises(InputError, match=message):
         lattice_projection(shape, locations)
+
+
+def test_overlapping_triangles_rejected_before_projection():
+    """Point location in overlapping triangles would pick one of them silently."""
+    folded = Mesh(
+        points=np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
+        triangles=np.array([[0, 1, 2], [0, 1, 3]]),
+    )
+    with pytest.raises(InputError, match="projection_matrix: mesh triangles .* same side"):
+        projection_matrix(folded, [[0.2, 0.2]])
+
+
+def test_check_mesh_accepts_valid_triangulations_in_either_orientation(small_mesh):
+    points, triangles = check_mesh(small_mesh, "test")
+    np.testing.assert_array_equal(triangles, small_mesh.triangles)
+    # clockwise copies of some triangles are the same triangulation
+    flipped = small_mesh.triangles.copy()
+    flipped[::2] = flipped[::2, ::-1]
+    check_mesh(Mesh(small_mesh.points, flipped), "test")
+    # a mesh with a hole (the square ring of 8 triangles around the unit square) is valid
+    outer = [[-1.0, -1.0], [2.0, -1.0], [2.0, 2.0], [-1.0, 2.0]]
+    inner = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    ring = [[k, (k + 1) % 4, 4 + k] for k in range(4)]
+    ring += [[(k + 1) % 4, 4 + (k + 1) % 4, 4 + k] for k in range(4)]
+    check_mesh(Mesh(np.array(outer + inner), np.array(ring)), "test")
+
+
+def test_overlap_check_runs_again_when_a_checked_mesh_is_mutated(small_mesh):
+    mesh = Mesh(small_mesh.points.copy(), small_mesh.triangles.copy())
+    projection_matrix(mesh, mesh.points[:3])  # checked and remembered
+    mesh.triangles[1] = mesh.triangles[0]  # the arrays of a frozen Mesh stay mutable
+    with pytest.raises(InputError, match="same nodes"):
+        projection_matrix(mesh, mesh.points[:3])

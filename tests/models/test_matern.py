@@ -330,6 +330,29 @@ def _square_mesh(**changes):
             ),
             "zero area",
         ),
+        (_square_mesh(triangles=np.array([[0, 1, 2], [1, 3, 2], [2, 1, 0]])), "same nodes"),
+        (_square_mesh(triangles=np.array([[0, 1, 2], [0, 1, 3]])), "same side"),
+        (
+            Mesh(
+                points=np.array([[0, 0], [4, 0], [0, 4], [1, 1], [2, 1], [1, 2.0]]),
+                triangles=np.array([[0, 1, 2], [3, 4, 5]]),
+            ),
+            "node 3 lies inside triangle 0",
+        ),
+        (  # a star of David: no node inside the other triangle, the centroids are
+            Mesh(
+                points=np.array([[0, 0], [2, 0], [1, 2], [0, 1.3], [2, 1.3], [1, -0.7]]),
+                triangles=np.array([[0, 1, 2], [3, 4, 5]]),
+            ),
+            r"triangles \[0, 1\] overlap",
+        ),
+        (  # two copies of the square on distinct nodes at the same coordinates
+            Mesh(
+                points=np.tile([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], (2, 1)),
+                triangles=np.array([[0, 1, 2], [1, 3, 2], [4, 5, 6], [5, 7, 6]]),
+            ),
+            "overlap",
+        ),
     ],
 )
 def test_mesh_bad_input(mesh, message):
