@@ -145,6 +145,10 @@ class ConstrainedFactor:
         object stale (the Laplace approximation and GMRF keep private factors).
     constraints : None, pair (A_c, e) or :class:`Constraints`
         Validated once here (a :class:`Constraints` is trusted as it is).
+    ground : tuple (rows, delta), optional
+        The factor is of M + Σ_j δ_j e_{rows_j} e_{rows_j}ᵀ rather than of M (an
+        intrinsic M that is singular along a constrained direction, grounded to be
+        factorizable); every result is corrected exactly to M's on the surface.
 
     Attributes
     ----------
@@ -165,14 +169,15 @@ class ConstrainedFactor:
     The selected inverse of M is computed on first use and kept (thread-safe).
     """
 
-    def __init__(self, factor, constraints=None):
+    def __init__(self, factor, constraints=None, *, ground=None):
         self.factor = factor
         self.n = factor.n
         self._constraints = as_constraints(constraints, self.n)
         self._selinv = None
         self._lock = threading.Lock()
-        self.V = self.U = self._chol_S = None
+        self.V = self.U = self._chol_S = self.R = None
         self.logdet_S = 0.0
+        self._logdet_ground = 0.0
         if self._constraints is not None:
             A = self._constraints.A
             V = factor.solve(np.ascontiguousarray(A.T)).reshape(self.n, -1)
@@ -189,6 +194,55 @@ class ConstrainedFactor:
             self._chol_S = chol_S
             self.U = cho_solve((chol_S, True), V.T).T  # V S⁻¹
             self.logdet_S = 2.0 * float(np.sum(np.log(np.diag(chol_S))))
+        if ground is not None:
+            self._setup_ground(*ground)
+
+    def _setup_ground(self, rows, delta):
+        """The factor is of M + Σ_j δ_j e_{r_j} e_{r_j}ᵀ: undo that on the constraint surface.
+
+        With Σ'_c the constrained covariance from the factor, Y = Σ'_c E (E = [e_{r_j}])
+        and K = (D⁻¹ − EᵀΣ'_c E)⁻¹ (D = diag δ), Woodbury on the surface gives
+        Σ_c = Σ'_c + Y K Yᵀ and log det(BᵀMB) = log det(BᵀM'B) + log|D| − log|K|, exact;
+        K is positive definite exactly when M is on the surface.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        delta = np.asarray(delta, dtype=np.float64)
+        E = np.zeros((self.n, rows.size))
+        E[rows, np.arange(rows.size)] = 1.0
+        Y = self.solve(E).reshape(self.n, -1)
+        K_inv = np.diag(1.0 / delta) - Y[rows]
+        try:
+            chol_K_inv = np.linalg.cholesky(0.5 * (K_inv + K_inv.T))
+        except np.linalg.LinAlgError as exc:
+            raise NotPositiveDefiniteError(
+                "the precision is not positive definite on the constraint surface (a direction "
+                "that is neither observed nor constrained).",
+                int(rows[0]),
+            ) from exc
+        # R Rᵀ = Y K Yᵀ with K = (L Lᵀ)⁻¹: R = Y L⁻ᵀ
+        self.R = solve_triangular(chol_K_inv, Y.T, lower=True).T
+        self._logdet_ground = float(np.sum(np.log(delta))) + 2.0 * float(
+            np.sum(np.log(np.diag(chol_K_inv)))
+        )
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def copy(self):
+        """The same conditioned Gaussian on a private copy of the factor (the kriging and
+        grounding parts, never modified, are shared)."""
+        other = object.__new__(ConstrainedFactor)
+        other.__dict__.update(self.__dict__)
+        other.factor = self.factor.copy()
+        other._selinv = None
+        other._lock = threading.Lock()
+        return other
 
     @property
     def constraints(self):
@@ -198,6 +252,10 @@ class ConstrainedFactor:
     @property
     def has_constraints(self):
         return self._constraints is not None
+
+    @property
+    def _lowrank(self):
+        return self._constraints is not None or self.R is not None
 
     # -- solves --------------------------------------------------------------------------
     def project(self, x):
@@ -213,9 +271,11 @@ class ConstrainedFactor:
     def solve(self, b):
         """Σ_c b = M⁻¹b − V S⁻¹ Vᵀ b for b of shape (n,) or (n, m)."""
         x = self.factor.solve(b)
-        if self._constraints is None:
-            return x
-        return x - self.U @ (self._constraints.A @ x)
+        if self._constraints is not None:
+            x = x - self.U @ (self._constraints.A @ x)
+        if self.R is not None:
+            x = x + self.R @ (self.R.T @ b)
+        return x
 
     # -- variances -------------------------------------------------------------------------
     def selected_inverse(self):
@@ -226,13 +286,18 @@ class ConstrainedFactor:
             return self._selinv
 
     def lowrank_diag(self, B=None):
-        """diag(B V S⁻¹ Vᵀ Bᵀ) (B = I when None): what the constraints remove from the variances."""
-        if self._constraints is None:
-            size = self.n if B is None else B.shape[0]
-            return np.zeros(size)
-        BV = self.V if B is None else np.asarray(B @ self.V)
-        W = solve_triangular(self._chol_S, BV.T, lower=True)
-        return np.einsum("ij,ij->j", W, W)
+        """diag(B (M⁻¹ − Σ_c) Bᵀ) (B = I when None): what the constraints remove from the
+        variances (V S⁻¹ Vᵀ, less the grounding correction)."""
+        size = self.n if B is None else B.shape[0]
+        out = np.zeros(size)
+        if self._constraints is not None:
+            BV = self.V if B is None else np.asarray(B @ self.V)
+            W = solve_triangular(self._chol_S, BV.T, lower=True)
+            out += np.einsum("ij,ij->j", W, W)
+        if self.R is not None:
+            BR = self.R if B is None else np.asarray(B @ self.R)
+            out -= np.einsum("ij,ij->i", BR, BR)
+        return out
 
     def marginal_variance(self, A=None):
         """diag(Σ_c), or diag(A Σ_c Aᵀ) for a sparse A (n columns).
@@ -247,22 +312,26 @@ class ConstrainedFactor:
             if A.shape[1] != self.n:
                 raise InputError(f"A must have {self.n} columns; got shape {A.shape}.")
             var = selinv.quadratic_diag(A)
-        if self._constraints is not None:
+        if self._lowrank:
             var = var - self.lowrank_diag(A)
         return var
 
     def lowrank_traces(self, indptr, indices, values):
-        """tr(V S⁻¹ Vᵀ D_k) for symmetric D_k stored on one CSC pattern (indptr, indices).
+        """tr((M⁻¹ − Σ_c) D_k) for symmetric D_k stored on one CSC pattern (indptr, indices).
 
         ``values`` is a sequence of value arrays on that pattern. tr(Σ_c D) is
-        tr(M⁻¹ D) (selected inverse) minus this term.
+        tr(M⁻¹ D) (selected inverse) minus this term (V S⁻¹ Vᵀ without grounding).
         """
         values = list(values)
-        if self._constraints is None or not values:
+        if not self._lowrank or not values:
             return np.zeros(len(values))
         cols = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
-        # (V S⁻¹ Vᵀ)_ij at every stored (i, j)
-        pair = np.einsum("ij,ij->i", self.U[indices], self.V[cols])
+        # (M⁻¹ − Σ_c)_ij at every stored (i, j)
+        pair = np.zeros(indices.size)
+        if self._constraints is not None:
+            pair += np.einsum("ij,ij->i", self.U[indices], self.V[cols])
+        if self.R is not None:
+            pair -= np.einsum("ij,ij->i", self.R[indices], self.R[cols])
         return np.array([float(pair @ d) for d in values])
 
     # -- densities and draws -----------------------------------------------------------------
@@ -271,7 +340,7 @@ class ConstrainedFactor:
         value = self.factor.logdet()
         if self._constraints is not None:
             value += self.logdet_S - self._constraints.logdet_AAt
-        return value
+        return value + self._logdet_ground
 
     def constraint_logpdf(self, mean):
         """log π_{A_c x}(e) for x ~ N(mean, M⁻¹): the density of the constraint's value."""
@@ -293,15 +362,19 @@ class ConstrainedFactor:
         numpy.ndarray
             Shape (n,) for ``size=None``, else (size, n).
         """
+        rng = np.random.default_rng(rng)  # one stream for both parts of a draw
         draws = self.factor.sample(size=size, rng=rng)
         if mean is not None:
             mean = np.asarray(mean, dtype=np.float64)
             if mean.shape != (self.n,) or not np.all(np.isfinite(mean)):
                 raise InputError(f"mean must be a finite vector of length {self.n}.")
             draws = draws + mean
-        if self._constraints is None:
-            return draws
-        return self.project(draws.T).T
+        if self._constraints is not None:
+            draws = self.project(draws.T).T
+        if self.R is not None:
+            extra = rng.standard_normal((1 if size is None else int(size), self.R.shape[1]))
+            draws = draws + (extra @ self.R.T).reshape(draws.shape)
+        return draws
 
     def __repr__(self):
         k = 0 if self._constraints is None else self._constraints.k

@@ -9,7 +9,21 @@ from scipy.optimize import minimize
 
 from .errors import GMRFError, InputError
 
-__all__ = ["fit", "FitResult", "natural_scale", "estimates_table", "hessian_from_gradient"]
+__all__ = [
+    "fit",
+    "FitResult",
+    "natural_scale",
+    "estimates_table",
+    "hessian_from_gradient",
+    "standard_errors",
+    "minimize_hyperparameters",
+    "DriverResult",
+]
+
+# A fit is a success only when the optimizer's own test passed and the Newton decrement in θ,
+# gᵀ H⁻¹ g (H: the Hessian from the standard errors, else L-BFGS-B's inverse-Hessian
+# estimate), is at most this: θ̂ is then within ~0.1 standard errors of the stationary point.
+_DECREMENT_TOL = 1e-2
 
 
 @dataclass
@@ -43,6 +57,10 @@ class FitResult:
         approximation (selected inversion).
     time : float
         Wall time in seconds.
+    history : list of (iteration, objective, |grad|)
+    approximation : LaplaceApproximation
+        The Gaussian approximation at θ̂, from the optimizer's own evaluation there
+        (not recomputed).
     """
 
     theta: np.ndarray
@@ -60,10 +78,13 @@ class FitResult:
     marginal_sd: np.ndarray
     time: float
     history: list = field(default_factory=list)
+    approximation: object = None
 
     def summary(self):
         """A readable table of the estimates and standard errors."""
         lines = estimates_table(self.theta_names, self.theta, self.std_err, self.theta_natural)
+        if not self.success:
+            lines.append(f"NOT CONVERGED: {self.message}")
         lines.append(
             f"objective {self.fun:.6f}, |grad| {np.linalg.norm(self.grad):.2e}, {self.nit} "
             f"iterations, {self.nfev} evaluations, {self.time:.1f} s, success={self.success}"
@@ -121,6 +142,258 @@ def hessian_from_gradient(gradient, theta, step=1e-4):
     return 0.5 * (hess + hess.T)
 
 
+def standard_errors(gradient, theta):
+    """Standard errors of θ from the inverse of the central-difference Hessian of an
+    exact gradient -> (std_err, hessian); NaN where the Hessian is not positive definite
+    or a gradient evaluation failed."""
+    p = theta.size
+    try:
+        hess = hessian_from_gradient(gradient, theta)
+    except GMRFError:
+        return np.full(p, np.nan), np.full((p, p), np.nan)
+    try:
+        np.linalg.cholesky(hess)
+        se = np.sqrt(np.diag(np.linalg.inv(hess)))
+    except np.linalg.LinAlgError:
+        se = np.full(p, np.nan)
+    return se, hess
+
+
+@dataclass
+class DriverResult:
+    """Result of :func:`minimize_hyperparameters`: the best point reached and how."""
+
+    theta: np.ndarray
+    fun: float
+    grad: np.ndarray
+    nit: int
+    nfev: int
+    success: bool
+    message: str
+    history: list
+    hess_inv: object
+    failures: int
+
+
+def check_bounds(bounds, p):
+    if bounds is None:
+        return None
+    try:
+        bounds = [tuple(b) for b in bounds]
+    except TypeError as exc:
+        raise InputError("bounds must be a sequence of (low, high) pairs.") from exc
+    if len(bounds) != p or any(len(b) != 2 for b in bounds):
+        raise InputError(f"bounds must have one (low, high) pair per hyperparameter ({p}).")
+    out = []
+    for k, (low, high) in enumerate(bounds):
+        low = -np.inf if low is None else float(low)
+        high = np.inf if high is None else float(high)
+        if np.isnan(low) or np.isnan(high) or low > high:
+            raise InputError(f"bounds[{k}] = ({low}, {high}) is not an interval (low <= high).")
+        out.append((low, high))
+    return out
+
+
+def _projected_gradient(theta, grad, bounds):
+    """The gradient with the components that push against an active bound set to 0."""
+    if bounds is None:
+        return grad
+    pg = grad.copy()
+    for k, (low, high) in enumerate(bounds):
+        if (theta[k] <= low and grad[k] > 0) or (theta[k] >= high and grad[k] < 0):
+            pg[k] = 0.0
+    return pg
+
+
+def minimize_hyperparameters(
+    fun_and_grad,
+    theta0,
+    *,
+    bounds=None,
+    maxiter=200,
+    gtol=1e-5,
+    progress=False,
+    stream=None,
+    label="objective",
+    max_restarts=12,
+):
+    """The one minimize driver of :func:`fit` and :func:`~gmrf_core.variational.fit_variational`.
+
+    L-BFGS-B (scipy.optimize) on exact gradients. An evaluation that raises a
+    :class:`~gmrf_core.GMRFError` (a θ where the inner problem fails) is a failed trial
+    point, never a result: L-BFGS-B sees +inf there, and when a run ends after failed
+    trials it is restarted from the best point reached inside a box (trust region)
+    of half the distance to the nearest failure, widened again (×4) when a run ends on
+    the box's edge, until a run ends without failures inside the box.
+
+    Parameters
+    ----------
+    fun_and_grad : callable
+        θ -> (value, gradient).
+    theta0 : numpy.ndarray
+    bounds : list of (low, high), optional
+    maxiter : int
+        L-BFGS-B iterations in all.
+    gtol : float
+        Projected-gradient tolerance of L-BFGS-B.
+    progress : bool
+        Print iteration, value and gradient norm per iteration.
+    stream : file-like, optional
+    label : str
+        Name of the value in progress lines.
+    max_restarts : int
+
+    Returns
+    -------
+    DriverResult
+        The best point evaluated successfully. ``success`` is the optimizer's verdict
+        only (see :func:`fit` for the stationarity check).
+
+    Raises
+    ------
+    GMRFError
+        The evaluation at θ0 fails (its error is the user's to see).
+    """
+    stream = sys.stdout if stream is None else stream
+    p = theta0.size
+    start = time.perf_counter()
+    state = {"nfev": 0, "failures": [], "best": None, "last": None}
+    history = []
+
+    def record(theta, value, grad):
+        state["last"] = (theta.copy(), value, grad)
+        if state["best"] is None or value < state["best"][1]:
+            state["best"] = (theta.copy(), value, grad)
+
+    def fun(theta):
+        cached = state.pop("theta0", None)
+        if cached is not None and np.array_equal(cached[0], theta):
+            return cached[1], cached[2]  # L-BFGS-B starts where the driver already evaluated
+        state["nfev"] += 1
+        try:
+            value, grad = fun_and_grad(theta)
+            value = float(value)
+            grad = np.asarray(grad, dtype=float)
+            if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+                raise GMRFError("the value or gradient is not finite")
+        except GMRFError:
+            state["failures"].append(theta.copy())
+            return np.inf, np.zeros(p)
+        record(theta, value, grad)
+        return value, grad
+
+    def callback(intermediate):
+        theta, value, grad = state["last"]
+        history.append((len(history) + 1, value, float(np.linalg.norm(grad))))
+        if progress:
+            print(
+                f"iter {len(history):4d}  {label} {value:16.6f}  "
+                f"|grad| {np.linalg.norm(grad):10.3e}  ({time.perf_counter() - start:7.1f} s)",
+                file=stream,
+                flush=True,
+            )
+
+    # the evaluation at θ0 must succeed: its errors are the user's to see
+    state["nfev"] += 1
+    value0, grad0 = fun_and_grad(theta0)
+    record(theta0, float(value0), np.asarray(grad0, dtype=float))
+    state["theta0"] = state["last"]
+    full = [(-np.inf, np.inf)] * p if bounds is None else bounds
+    x = theta0.copy()
+    radius = None
+    nit = 0
+    result = None
+    message = ""
+    clean = False  # the last run ended without failed trials, inside its box
+    for _attempt in range(max_restarts + 1):
+        box = full
+        if radius is not None:
+            box = [
+                (max(low, x[k] - radius), min(high, x[k] + radius))
+                for k, (low, high) in enumerate(full)
+            ]
+        failed_before = len(state["failures"])
+        result = minimize(
+            fun,
+            x,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=None if (radius is None and bounds is None) else box,
+            callback=callback,
+            options={"maxiter": max(maxiter - nit, 1), "gtol": gtol},
+        )
+        nit += int(result.nit)
+        message = str(result.message)
+        x = state["best"][0].copy()
+        new_failures = state["failures"][failed_before:]
+        on_edge = radius is not None and any(
+            (np.isfinite(low) and x[k] <= low and low > full[k][0])
+            or (np.isfinite(high) and x[k] >= high and high < full[k][1])
+            for k, (low, high) in enumerate(box)
+        )
+        if not new_failures and not on_edge:
+            clean = True
+            break
+        if nit >= maxiter:
+            message += f"; stopped at maxiter = {maxiter} after failed evaluations"
+            break
+        if new_failures:
+            distance = min(float(np.max(np.abs(f - x))) for f in new_failures)
+            radius = 0.5 * distance if distance > 0 else 0.5 * (radius or 1.0)
+        else:
+            radius *= 4.0
+    theta, value, grad = state["best"]
+    success = bool(result.success) and clean
+    if not clean:
+        message += "; failed evaluations kept the optimizer from converging"
+    if state["failures"]:
+        message += f" ({len(state['failures'])} failed evaluations backtracked from)"
+    return DriverResult(
+        theta=theta,
+        fun=value,
+        grad=grad,
+        nit=nit,
+        nfev=state["nfev"],
+        success=success,
+        message=message,
+        history=history,
+        hess_inv=getattr(result, "hess_inv", None),
+        failures=len(state["failures"]),
+    )
+
+
+def stationarity(driver, bounds, hessian=None):
+    """(small, decrement): the Newton decrement gᵀH⁻¹g of the projected gradient at θ̂
+    (H from ``hessian`` when positive definite, else the optimizer's inverse-Hessian
+    estimate) and whether it is at most the tolerance."""
+    pg = _projected_gradient(driver.theta, driver.grad, bounds)
+    decrement = None
+    if hessian is not None and np.all(np.isfinite(hessian)):
+        try:
+            decrement = float(pg @ np.linalg.solve(hessian, pg))
+            np.linalg.cholesky(hessian)
+        except np.linalg.LinAlgError:
+            decrement = None
+    if decrement is None and driver.hess_inv is not None:
+        decrement = float(pg @ driver.hess_inv.matvec(pg)) if pg.size else 0.0
+    if decrement is None:
+        decrement = float(pg @ pg)
+    return decrement <= _DECREMENT_TOL, decrement
+
+
+def check_theta0(model, theta0):
+    """θ0 (model.theta0 when None) as a finite vector of the model's length."""
+    if theta0 is None:
+        return np.array(model.theta0, dtype=float)
+    try:
+        theta0 = np.asarray(theta0, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"theta0 must be a vector of numbers; got {theta0!r}.") from exc
+    if theta0.shape != model.theta0.shape or not np.all(np.isfinite(theta0)):
+        raise InputError(f"theta0 must be a finite vector of length {model.theta0.size}.")
+    return theta0
+
+
 def fit(
     model,
     theta0=None,
@@ -134,8 +407,10 @@ def fit(
 ):
     """Maximise the Laplace marginal likelihood over the hyperparameters.
 
-    L-BFGS-B (scipy.optimize) on ``model.value_and_grad`` (exact gradients). The
-    inner Newton problems are warm-started from the previous mode.
+    L-BFGS-B (scipy.optimize) on ``model.value_and_grad`` (exact gradients), through
+    :func:`minimize_hyperparameters` (failed evaluations are backtracked from). The
+    inner Newton problems are warm-started from the previous mode; the Laplace
+    approximation of the evaluation at θ̂ is kept and returned, not recomputed.
 
     Parameters
     ----------
@@ -157,80 +432,96 @@ def fit(
     Returns
     -------
     FitResult
+        ``success`` is True only when L-BFGS-B converged and θ̂ is stationary: the
+        Newton decrement gᵀH⁻¹g of the projected gradient is at most 1e-2 (θ̂ within
+        about 0.1 standard errors of the optimum); otherwise ``message`` says why.
+
+    Raises
+    ------
+    InputError
+        Not a LatentGaussianModel, a bad θ0 or bad bounds.
+    GMRFError
+        The objective cannot be evaluated at θ0.
     """
-    theta0 = model.theta0 if theta0 is None else np.asarray(theta0, dtype=float).reshape(-1)
-    if theta0.shape != model.theta0.shape or not np.all(np.isfinite(theta0)):
-        raise InputError(f"theta0 must be a finite vector of length {model.theta0.size}.")
+    from .laplace import LatentGaussianModel
+
+    if not isinstance(model, LatentGaussianModel):
+        raise InputError(f"model must be a gmrf_core.LatentGaussianModel; got {model!r}.")
+    theta0 = check_theta0(model, theta0)
+    bounds = check_bounds(bounds, theta0.size)
+    if bounds is not None and not all(low <= t <= high for t, (low, high) in zip(theta0, bounds)):
+        raise InputError("theta0 lies outside the bounds.")
     stream = sys.stdout if stream is None else stream
-    history = []
-    state = {"nfev": 0, "last": None}
     start = time.perf_counter()
+    kept = {"approximation": None}
 
-    def fun(theta):
-        state["nfev"] += 1
-        try:
-            value, grad = model.value_and_grad(theta)
-        except GMRFError:
-            # a step into a region where the inner problem fails: report it as
-            # infinite so the line search backs off
-            return np.inf, np.zeros_like(theta)
-        state["last"] = (theta.copy(), value, grad)
+    def fun_and_grad(theta):
+        # the previous approximation's factor goes back to the pool before the next
+        # evaluation, so a fit holds one factor of H at a time
+        if kept["approximation"] is not None:
+            kept["approximation"]._release()
+            kept["approximation"] = None
+        value, grad, approximation = model._value_grad_approximation(theta)
+        kept["approximation"] = approximation
         return value, grad
-
-    def callback(intermediate):
-        theta, value, grad = state["last"]
-        history.append((len(history) + 1, value, float(np.linalg.norm(grad))))
-        if progress:
-            print(
-                f"iter {len(history):4d}  objective {value:16.6f}  "
-                f"|grad| {np.linalg.norm(grad):10.3e}"
-                f"  ({time.perf_counter() - start:7.1f} s)",
-                file=stream,
-                flush=True,
-            )
 
     if progress:
         print(f"fitting {len(theta0)} hyperparameters {model.theta_names}", file=stream, flush=True)
-    result = minimize(
-        fun,
+    driver = minimize_hyperparameters(
+        fun_and_grad,
         theta0,
-        jac=True,
-        method="L-BFGS-B",
         bounds=bounds,
-        callback=callback,
-        options={"maxiter": maxiter, "gtol": gtol},
+        maxiter=maxiter,
+        gtol=gtol,
+        progress=progress,
+        stream=stream,
+        label="objective",
     )
-    theta = np.asarray(result.x, dtype=float)
-    value, grad = model.value_and_grad(theta)
-    approximation = model.laplace(theta)
+    theta = driver.theta
+    approximation = kept["approximation"]
+    if approximation is None or not np.array_equal(approximation.theta, theta):
+        if approximation is not None:
+            approximation._release()
+        approximation = model.laplace(theta)
     if std_err:
-        hess = hessian_from_gradient(model.gradient, theta)
-        try:
-            np.linalg.cholesky(hess)
-            se = np.sqrt(np.diag(np.linalg.inv(hess)))
-        except np.linalg.LinAlgError:
-            se = np.full(theta.size, np.nan)
+        se, hess = standard_errors(model.gradient, theta)
     else:
         hess = np.full((theta.size, theta.size), np.nan)
         se = np.full(theta.size, np.nan)
-    elapsed = time.perf_counter() - start
+    success, message = fit_verdict(driver, bounds, hess if std_err else None)
     out = FitResult(
         theta=theta,
         theta_natural=natural_scale(model, theta),
         theta_names=model.theta_names,
-        fun=float(value),
-        grad=grad,
-        nit=int(result.nit),
-        nfev=int(state["nfev"]),
-        success=bool(result.success),
-        message=str(result.message),
+        fun=float(driver.fun),
+        grad=driver.grad,
+        nit=driver.nit,
+        nfev=driver.nfev,
+        success=success,
+        message=message,
         std_err=se,
         hessian=hess,
         mode=approximation.mode,
         marginal_sd=approximation.marginal_sd(),
-        time=elapsed,
-        history=history,
+        time=time.perf_counter() - start,
+        history=driver.history,
+        approximation=approximation,
     )
     if progress:
         print(out.summary(), file=stream, flush=True)
     return out
+
+
+def fit_verdict(driver, bounds, hessian):
+    """(success, message): the optimizer's verdict and the stationarity check."""
+    small, decrement = stationarity(driver, bounds, hessian)
+    message = driver.message
+    if not driver.success:
+        return False, message
+    if not small:
+        return False, (
+            f"{message}; but θ̂ is not a stationary point: the Newton decrement of the "
+            f"projected gradient is {decrement:.3g} > {_DECREMENT_TOL:g} (try another theta0, "
+            "bounds, or a smaller gtol)"
+        )
+    return True, message

@@ -101,10 +101,19 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 from numpy.polynomial.hermite_e import hermegauss
-from scipy.optimize import minimize
 
-from .errors import ConvergenceError, GMRFError, InputError, NotPositiveDefiniteError
-from .optimize import estimates_table, hessian_from_gradient, natural_scale
+from .errors import ConvergenceError, InputError, NotPositiveDefiniteError
+from .laplace import LatentGaussianModel
+from .latent import prior_partials
+from .optimize import (
+    check_bounds,
+    check_theta0,
+    estimates_table,
+    fit_verdict,
+    minimize_hyperparameters,
+    natural_scale,
+    standard_errors,
+)
 
 __all__ = [
     "VariationalGaussian",
@@ -177,8 +186,9 @@ class VariationalGaussian:
         missing).
     """
 
-    def __init__(self, model, theta, base_precision, base_linear, lam, gam, mean, factor, kriging):
+    def __init__(self, model, theta, base_precision, base_linear, lam, gam, mean, constrained):
         self._model = model
+        structure = model.structure
         self.theta = np.array(theta, dtype=float)
         self.base_precision = base_precision
         self.base_linear = base_linear
@@ -187,14 +197,12 @@ class VariationalGaussian:
         self.mean = mean
         self.latent = mean[: model.n_latent]
         self.fixed_effects = mean[model.n_latent :]
-        self.factor = factor
-        self._V, self._chol_S = kriging
-        self.selected_inverse = factor.selected_inverse()
-        self.logdet = factor.logdet() + 2.0 * model.constrained_logdet_terms(self._chol_S)
-        self.predictor_mean = model.linear_predictor(mean)
-        self.predictor_variance = np.maximum(
-            model.predictor_variance(self.selected_inverse, self._V, self._chol_S), 0.0
-        )
+        self.constrained = constrained
+        self.factor = constrained.factor
+        self.selected_inverse = constrained.selected_inverse()
+        self.logdet = constrained.logdet()
+        self.predictor_mean = structure.linear_predictor(mean)
+        self.predictor_variance = np.maximum(structure.predictor_variance(constrained), 0.0)
         self._variance = None
 
     @property
@@ -210,11 +218,7 @@ class VariationalGaussian:
     def marginal_variance(self):
         """Marginal variances diag(Σ_c) of z = (x, β) under q (selected inversion)."""
         if self._variance is None:
-            var = self.selected_inverse.diag()
-            if self._V is not None:
-                W = np.linalg.solve(self._chol_S, self._V.T)
-                var = var - np.einsum("ij,ij->j", W, W)
-            self._variance = np.maximum(var, 0.0)
+            self._variance = np.maximum(self.constrained.marginal_variance(), 0.0)
         return self._variance.copy()
 
     def marginal_sd(self):
@@ -229,26 +233,11 @@ class VariationalGaussian:
 
 
 # -- validation -------------------------------------------------------------------------------
-_MODEL_METHODS = (
-    "split_theta",
-    "prior_precision",
-    "prior_mean",
-    "factorize_precision",
-    "kriging",
-    "constrained_solve",
-    "predictor_variance",
-    "prior_traces",
-    "prior_logdet",
-    "constrained_logdet_terms",
-)
-
-
 def _check_model(model):
-    for name in _MODEL_METHODS:
-        if not hasattr(model, name):
-            raise InputError(
-                f"model must be a gmrf_core.LatentGaussianModel (missing .{name}); got {model!r}."
-            )
+    """The model's :class:`~gmrf_core.latent.LatentStructure` (a LatentGaussianModel only)."""
+    if not isinstance(model, LatentGaussianModel):
+        raise InputError(f"model must be a gmrf_core.LatentGaussianModel; got {model!r}.")
+    return model.structure
 
 
 def _check_q(model, q):
@@ -293,11 +282,8 @@ def _observation_vector(model, values, name, nonnegative=False):
     return np.where(observed, values, 0.0)
 
 
-def _constraint_count(model):
-    constraints = getattr(model.prior, "constraints", None)
-    if constraints is None:
-        return 0
-    return int(np.atleast_1d(np.asarray(constraints[1])).size)
+def _constraint_count(structure):
+    return 0 if structure.constraints is None else structure.constraints.k
 
 
 # -- assembling q --------------------------------------------------------------------------------
@@ -312,28 +298,32 @@ def _site_matvec(model, lam, z):
     return a.T @ (lam * (a @ z))
 
 
+def _factorize(structure, base_precision, lam):
+    """Λ = Q̃_b + Ãᵀ diag(λ) Ã with the constraints, on a private copy of a pool factor."""
+    with structure.hessian_pool.borrow() as item:
+        return structure.factorize(item, base_precision, lam).copy()
+
+
 def _assemble(model, theta, base_precision, base_linear, lam, gam, mean=None):
     """Factorise Λ and build q; the mean from Λ m = b_b + Ãᵀγ unless given."""
-    factor = model.factorize_precision(base_precision, lam).copy()
-    V, chol_S = model.kriging(factor)
+    structure = model.structure
+    constrained = _factorize(structure, base_precision, lam)
     if mean is None:
         # m = z₀ + Σ_c (b − Λ z₀): the conditional mean on A_c z = e (z₀ feasible)
-        z0 = model.feasible(np.zeros(model.n_total))
+        z0 = structure.feasible(np.zeros(model.n_total))
         rhs = base_linear + model.A_full.T @ gam
-        if V is not None:
+        if constrained.has_constraints:
             rhs = rhs - (base_precision @ z0 + _site_matvec(model, lam, z0))
-            mean = z0 + model.constrained_solve(factor, V, chol_S, rhs)
+            mean = z0 + constrained.solve(rhs)
         else:
-            mean = factor.solve(rhs)
+            mean = constrained.solve(rhs)
     return VariationalGaussian(
-        model, theta, base_precision, base_linear, lam, gam, mean, factor, (V, chol_S)
+        model, theta, base_precision, base_linear, lam, gam, mean, constrained
     )
 
 
-def _prior_parts(model, theta_prior):
-    Qt = model.prior_precision(theta_prior)
-    mu = model.prior_mean(theta_prior)
-    return Qt, mu
+def _prior_parts(structure, theta_prior):
+    return structure.prior_precision(theta_prior), structure.prior_mean(theta_prior)
 
 
 def initial_q(model, theta, init="laplace", *, site_precision=None, site_linear=None, mean=None):
@@ -368,11 +358,12 @@ def initial_q(model, theta, init="laplace", *, site_precision=None, site_linear=
         Λ = Q̃ + Ãᵀ diag(λ) Ã is not positive definite (e.g. ``init="prior"`` with an
         intrinsic prior).
     """
-    _check_model(model)
-    theta, theta_prior, theta_lik = model.split_theta(theta)
+    structure = _check_model(model)
+    split = structure.split_theta(theta)
+    theta, theta_prior, theta_lik = split.full, split.prior, split.likelihood
     if init not in ("laplace", "prior"):
         raise InputError(f"init must be 'laplace' or 'prior'; got {init!r}.")
-    Qt, mu = _prior_parts(model, theta_prior)
+    Qt, mu = _prior_parts(structure, theta_prior)
     if init == "laplace" and (site_precision is None or site_linear is None):
         approx = model.laplace(theta)
         eta = approx.linear_predictor
@@ -403,11 +394,11 @@ def _check_mean(model, mean):
         raise InputError(f"mean must be an array of numbers ({exc}).") from exc
     if mean.shape != (model.n_total,) or not np.all(np.isfinite(mean)):
         raise InputError(f"mean must be a finite vector of length n_total = {model.n_total}.")
-    projected = model.feasible(mean)
+    projected = model.structure.feasible(mean)
     if np.max(np.abs(projected - mean)) > 1e-8 * max(1.0, np.max(np.abs(mean))):
         raise InputError(
             "mean violates the prior's constraints A_c m = e; project it with "
-            "model.feasible(mean) first."
+            "model.structure.feasible(mean) first."
         )
     return mean
 
@@ -457,27 +448,32 @@ def _expected_theta_derivatives(model, q, theta_lik, points):
 
 
 # -- the ELBO and its θ-gradient -------------------------------------------------------------
-def _elbo_state(model, theta, q, points):
-    theta, theta_prior, theta_lik = model.split_theta(theta)
-    Qt, mu = _prior_parts(model, theta_prior)
+def _elbo_state(model, theta, q, points, *, keep_prior_logdet=False):
+    """The ELBO's parts at θ for fixed q. With ``keep_prior_logdet`` the caller gets the
+    open :class:`~gmrf_core.latent.PriorLogdet` (for its gradient) and must close it."""
+    structure = model.structure
+    theta = structure.split_theta(theta)
+    Qt, mu = _prior_parts(structure, theta.prior)
     r = q.mean - mu
     Qr = Qt @ r
-    trace = float(model.prior_traces(q.selected_inverse, [Qt.data], q._V, q._chol_S)[0])
-    dim = model.n_total - _constraint_count(model)
-    prior_logdet = model.prior_logdet(theta_prior, Qt)
-    kl = 0.5 * (trace + float(r @ Qr) - dim + q.logdet - prior_logdet)
-    expected = _expected_log_likelihood(model, q, theta_lik, points)
+    trace = float(structure.prior_traces(q.constrained, [Qt.data])[0])
+    dim = model.n_total - _constraint_count(structure)
+    prior_logdet = structure.prior_logdet(theta.prior, Qt)
+    try:
+        kl = 0.5 * (trace + float(r @ Qr) - dim + q.logdet - prior_logdet.value)
+        expected = _expected_log_likelihood(model, q, theta.likelihood, points)
+    finally:
+        if not keep_prior_logdet:
+            prior_logdet.close()
     return dict(
         theta=theta,
-        theta_prior=theta_prior,
-        theta_lik=theta_lik,
         Qt=Qt,
         mu=mu,
         r=r,
-        Qr=Qr,
         kl=kl,
         expected=expected,
         value=expected - kl,
+        prior_logdet=prior_logdet,
     )
 
 
@@ -531,22 +527,32 @@ def elbo_and_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     _check_model(model)
     _check_q(model, q)
     points = _check_quadrature(quadrature)
-    state = _elbo_state(model, theta, q, points)
-    grad = np.zeros(state["theta"].size)
-    if model.n_theta_prior:
-        theta_prior, Qt, r, Qr = state["theta_prior"], state["Qt"], state["r"], state["Qr"]
-        dQ = model.prior_precision_grad(theta_prior)
-        dmu = model.prior_mean_grad(theta_prior)
-        traces = model.prior_traces(q.selected_inverse, dQ, q._V, q._chol_S)
-        logdet_grad = model.prior_logdet_grad(theta_prior, Qt, dQ)
-        for k, data in enumerate(dQ):
-            dQr = _on_pattern(Qt, data) @ r
-            grad[k] = -0.5 * (
-                traces[k] + float(r @ dQr) - 2.0 * float(Qr @ dmu[k]) - logdet_grad[k]
+    structure = model.structure
+    state = _elbo_state(model, theta, q, points, keep_prior_logdet=True)
+    theta = state["theta"]
+    grad = np.zeros(theta.full.size)
+    try:
+        if model.n_theta_prior:
+            # the prior terms of −ELBO at fixed q are those of the Laplace objective at
+            # fixed (z*, Σ_c): one function for both
+            dQ = structure.prior_precision_grad(theta.prior)
+            dmu = structure.prior_mean_grad(theta.prior)
+            partial, _rhs = prior_partials(
+                structure,
+                theta,
+                state["Qt"],
+                state["r"],
+                q.constrained,
+                dQ,
+                dmu,
+                state["prior_logdet"],
             )
+            grad[: model.n_theta_prior] = -partial
+    finally:
+        state["prior_logdet"].close()
     if model.n_theta_lik:
         grad[model.n_theta_prior :] = _expected_theta_derivatives(
-            model, q, state["theta_lik"], points
+            model, q, theta.likelihood, points
         )
     return float(state["value"]), grad
 
@@ -596,8 +602,10 @@ def natural_gradient_step(model, theta, q, step=1.0, *, quadrature=DEFAULT_QUADR
     _check_q(model, q)
     rho = _check_step(step)
     points = _check_quadrature(quadrature)
-    theta, theta_prior, theta_lik = model.split_theta(theta)
-    Qt, mu = _prior_parts(model, theta_prior)
+    structure = model.structure
+    split = structure.split_theta(theta)
+    theta, theta_lik = split.full, split.likelihood
+    Qt, mu = _prior_parts(structure, split.prior)
     e1, e2 = _expected_eta_derivatives(model, q, theta_lik, points)
     lam_target = -e2
     scale = max(1.0, float(np.max(np.abs(lam_target))) if lam_target.size else 1.0)
@@ -648,11 +656,12 @@ def elbo_grad_q(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     _check_model(model)
     _check_q(model, q)
     points = _check_quadrature(quadrature)
-    theta, theta_prior, theta_lik = model.split_theta(theta)
-    Qt, mu = _prior_parts(model, theta_prior)
-    e1, e2 = _expected_eta_derivatives(model, q, theta_lik, points)
+    structure = model.structure
+    split = structure.split_theta(theta)
+    Qt, mu = _prior_parts(structure, split.prior)
+    e1, e2 = _expected_eta_derivatives(model, q, split.likelihood, points)
     grad_mean = model.A_full.T @ e1 - Qt @ (q.mean - mu)
-    grad_mean = model.feasible(q.mean + grad_mean) - model.feasible(q.mean)
+    grad_mean = structure.feasible(q.mean + grad_mean) - structure.feasible(q.mean)
     site_direction = e2 + q.site_precision
     base_direction = q.base_precision.data - Qt.data
     a_abs = abs(model.A_full)
@@ -669,9 +678,8 @@ def elbo_grad_q(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     for sign in (1.0, -1.0):
         base = _on_pattern(Qt, q.base_precision.data + sign * t * base_direction)
         lam = q.site_precision + sign * t * site_direction
-        factor = model.factorize_precision(base, lam)
-        V, chol_S = model.kriging(factor)
-        variances.append(model.predictor_variance(factor.selected_inverse(), V, chol_S))
+        with structure.hessian_pool.borrow() as item:
+            variances.append(structure.predictor_variance(structure.factorize(item, base, lam)))
     grad_lam = 0.25 * (variances[0] - variances[1]) / t
     return grad_mean, np.where(model.likelihood.observed, grad_lam, 0.0)
 
@@ -708,8 +716,8 @@ def gradient_ascent_step(model, theta, q, learning_rate, *, quadrature=DEFAULT_Q
 
 
 def _gradient_update(model, theta, q, grad_mean, grad_lam, alpha):
-    theta = model.split_theta(theta)[0]
-    mean = model.feasible(q.mean + alpha * grad_mean)
+    theta = model.structure.split_theta(theta).full
+    mean = model.structure.feasible(q.mean + alpha * grad_mean)
     lam = np.maximum(q.site_precision + alpha * grad_lam, 0.0)
     base_linear = (
         q.base_precision @ mean + _site_matvec(model, lam, mean) - model.A_full.T @ q.site_linear
@@ -833,7 +841,7 @@ def optimize_q(
     if not (isinstance(maxiter, (int, np.integer)) and maxiter >= 0):
         raise InputError(f"maxiter must be a non-negative integer; got {maxiter!r}.")
     points = _check_quadrature(quadrature)
-    theta = model.split_theta(theta)[0]
+    theta = model.structure.split_theta(theta).full
     if q is None:
         q = initial_q(model, theta)
     _check_q(model, q)
@@ -985,9 +993,9 @@ def fit_variational(
     bounds=None,
     maxiter=200,
     gtol=1e-5,
-    std_err=False,
+    std_err=True,
     quadrature=DEFAULT_QUADRATURE,
-    progress=False,
+    progress=True,
     stream=None,
 ):
     """Variational estimate of θ: maximise the ELBO jointly over q and θ.
@@ -1019,9 +1027,11 @@ def fit_variational(
         L-BFGS-B options.
     std_err : bool
         Standard errors from a central-difference Hessian of the profile gradient
-        (2p extra evaluations).
+        (2p extra evaluations; default True, as in :func:`gmrf_core.fit`).
     quadrature : int
     progress : bool
+        Print iteration, −ELBO and gradient norm per iteration (default True, as in
+        :func:`gmrf_core.fit`).
     stream : file-like, optional
 
     Returns
@@ -1036,9 +1046,7 @@ def fit_variational(
         The profile cannot be evaluated at θ0.
     """
     _check_model(model)
-    theta0 = model.theta0 if theta0 is None else np.asarray(theta0, dtype=float).reshape(-1)
-    if theta0.shape != model.theta0.shape or not np.all(np.isfinite(theta0)):
-        raise InputError(f"theta0 must be a finite vector of length {model.theta0.size}.")
+    theta0 = check_theta0(model, theta0)
     step = _check_step(step)
     points = _check_quadrature(quadrature)
     if not (isinstance(max_natgrad, (int, np.integer)) and max_natgrad >= 1):
@@ -1047,38 +1055,22 @@ def fit_variational(
     start = time.perf_counter()
     q = initial_q(model, theta0, init) if q0 is None else q0
     _check_q(model, q)
-    state = {"q": q, "nfev": 0, "natgrad": 0, "last": None, "inner_converged": True}
-    history = []
+    state = {"q": q, "natgrad": 0, "inner": {}}
 
     def profile(theta):
         inner = optimize_q(
             model, theta, state["q"], step=step, tol=tol, maxiter=max_natgrad, quadrature=points
         )
         state["natgrad"] += inner.nit
-        state["inner_converged"] = inner.converged
         value, grad = elbo_and_grad_theta(model, theta, inner.q, quadrature=points)
-        return inner.q, -value - model.log_prior(theta), -grad - model.log_prior_grad(theta)
+        return inner, -value - model.log_prior(theta), -grad - model.log_prior_grad(theta)
 
-    def fun(theta):
-        state["nfev"] += 1
-        try:
-            q_new, value, grad = profile(theta)
-        except GMRFError:
-            return np.inf, np.zeros_like(theta)
-        state["q"] = q_new
-        state["last"] = (theta.copy(), value, grad)
+    def fun_and_grad(theta):
+        inner, value, grad = profile(theta)
+        # warm start of the next evaluation; the q of each θ is kept for the result
+        state["q"] = inner.q
+        state["inner"] = {"theta": theta.copy(), "q": inner.q, "converged": inner.converged}
         return value, grad
-
-    def callback(intermediate):
-        _theta, value, grad = state["last"]
-        history.append((len(history) + 1, value, float(np.linalg.norm(grad))))
-        if progress:
-            print(
-                f"iter {len(history):4d}  -ELBO {value:16.6f}  |grad| {np.linalg.norm(grad):10.3e}"
-                f"  ({time.perf_counter() - start:7.1f} s)",
-                file=stream,
-                flush=True,
-            )
 
     if progress:
         print(
@@ -1086,42 +1078,35 @@ def fit_variational(
             file=stream,
             flush=True,
         )
-    # the profile at θ0 must exist; its errors are the user's to see
-    q_start, _value, _grad = profile(theta0)
-    state["q"] = q_start
-    result = minimize(
-        fun,
+    driver = minimize_hyperparameters(
+        fun_and_grad,
         theta0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        callback=callback,
-        options={"maxiter": maxiter, "gtol": gtol},
+        bounds=check_bounds(bounds, theta0.size),
+        maxiter=maxiter,
+        gtol=gtol,
+        progress=progress,
+        stream=stream,
+        label="-ELBO",
     )
-    theta = np.asarray(result.x, dtype=float)
-    q_final, value, grad = profile(theta)
+    theta, value, grad = driver.theta, driver.fun, driver.grad
+    if np.array_equal(state["inner"].get("theta"), theta):
+        q_final, inner_converged = state["inner"]["q"], state["inner"]["converged"]
+    else:
+        inner, value, grad = profile(theta)
+        q_final, inner_converged = inner.q, inner.converged
     state["q"] = q_final
-    success, message = bool(result.success), str(result.message)
-    if not state["inner_converged"]:
-        # the gradient is exact only at the optimal q: report an unconverged inner problem
-        success = False
-        message += f"; natural-gradient steps did not converge in max_natgrad = {max_natgrad}"
     p = theta.size
     if std_err:
-
-        def gradient(t):
-            q_t, _v, g = profile(t)
-            return g
-
-        hess = hessian_from_gradient(gradient, theta)
-        try:
-            np.linalg.cholesky(hess)
-            se = np.sqrt(np.diag(np.linalg.inv(hess)))
-        except np.linalg.LinAlgError:
-            se = np.full(p, np.nan)
+        se, hess = standard_errors(lambda t: profile(t)[2], theta)
     else:
         hess = np.full((p, p), np.nan)
         se = np.full(p, np.nan)
+    driver.grad = grad
+    success, message = fit_verdict(driver, check_bounds(bounds, p), hess if std_err else None)
+    if not inner_converged:
+        # the gradient is exact only at the optimal q: report an unconverged inner problem
+        success = False
+        message += f"; natural-gradient steps did not converge in max_natgrad = {max_natgrad}"
     out = VariationalFitResult(
         theta=theta,
         theta_natural=natural_scale(model, theta),
@@ -1129,8 +1114,8 @@ def fit_variational(
         fun=float(value),
         elbo=float(-value - model.log_prior(theta)),
         grad=grad,
-        nit=int(result.nit),
-        nfev=int(state["nfev"]),
+        nit=driver.nit,
+        nfev=driver.nfev,
         natgrad_steps=int(state["natgrad"]),
         success=success,
         message=message,
@@ -1140,7 +1125,7 @@ def fit_variational(
         marginal_sd=q_final.marginal_sd(),
         q=q_final,
         time=time.perf_counter() - start,
-        history=history,
+        history=driver.history,
     )
     if progress:
         print(out.summary(), file=stream, flush=True)

@@ -47,8 +47,8 @@ def dense_kl(model, theta, q):
     """KL(q ‖ p) in the coordinates u of the constraint null space (z = B u, e = 0)."""
     basis = null_basis(model)
     theta_prior = theta[: model.n_theta_prior]
-    Qt = model.prior_precision(theta_prior).toarray()
-    mu = model.prior_mean(theta_prior)
+    Qt = model.structure.prior_precision(theta_prior).toarray()
+    mu = model.structure.prior_mean(theta_prior)
     p_prior = basis.T @ Qt @ basis
     p_q = basis.T @ q.precision().toarray() @ basis
     d = basis.T @ (q.mean - mu)
@@ -126,7 +126,7 @@ def test_gaussian_single_full_step_gives_the_exact_posterior(name):
 def test_gaussian_posterior_matches_dense_computation():
     model, theta = gaussian_case("projection")
     q = vi.natural_gradient_step(model, theta, random_q(model, theta, np.random.default_rng(1)))
-    Qt = model.prior_precision(theta[:2]).toarray()
+    Qt = model.structure.prior_precision(theta[:2]).toarray()
     a = model.A_full.toarray()
     tau = np.exp(theta[2])
     precision = Qt + tau * a.T @ a
@@ -189,7 +189,7 @@ def quadrature_log_marginal(model, theta, points=24):
     centred at the mode of the integrand in the null-space coordinates u (z = B u)."""
     basis = null_basis(model)
     theta_prior, theta_lik = theta[: model.n_theta_prior], theta[model.n_theta_prior :]
-    p_prior = basis.T @ model.prior_precision(theta_prior).toarray() @ basis
+    p_prior = basis.T @ model.structure.prior_precision(theta_prior).toarray() @ basis
     a = model.A_full.toarray() @ basis
     lik = model.likelihood
     logdet_prior = np.linalg.slogdet(p_prior)[1]

@@ -1,0 +1,602 @@
+"""The latent structure of a latent Gaussian model: Ã = [A X], Q̃ and H on fixed patterns.
+
+The latent vector z = (x, β) stacks the latent field x (prior N(μ(θ), Q(θ)⁻¹),
+optionally with hard constraints A_c x = e) and the fixed effects β (vague prior
+N(0, τ_β⁻¹ I)), so that::
+
+    Q̃ = blockdiag(Q(θ), τ_β I),   μ̃ = (μ(θ), 0),   η = Ã z + offset,   Ã = [A X].
+
+Everything that is about the *structure* and not about a particular objective lives
+here, once: validation of the model's pieces, the fixed pattern of Q̃ and of
+H = Q̃ + Ãᵀ W Ã (one symbolic analysis of each, at set-up), assembling H on its
+pattern, the positions of Q̃'s entries and of the pairs of each row of Ã in the
+factor's storage (so that tr(Σ dQ̃) and diag(Ã Σ Ãᵀ) are gathers), the prior
+log-determinant on the constraint surface and its gradient, and the θ-partials of
+the prior terms at fixed (z, Σ) shared by the Laplace objective and the ELBO.
+:mod:`gmrf_core.laplace` (Newton, objective, gradients) and
+:mod:`gmrf_core.variational` use it.
+
+Thread safety: a LatentStructure is read-only after set-up except for its pools of
+work factors, which hand each call its own factor (see :class:`FactorPool`).
+"""
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .constrained import ConstrainedFactor, as_constraints
+from .errors import InputError, NotPositiveDefiniteError
+from .kernels import assemble as _kasm
+from .linalg import analyze, as_csc
+from .pattern import FixedPattern
+
+__all__ = ["LatentStructure", "Theta", "PriorLogdet", "FactorPool", "prior_partials"]
+
+
+def _append_diagonal(M, diagonal):
+    """blockdiag(M, diag(diagonal)) for a canonical CSC matrix M, without a general
+    block_diag (whose COO round trip costs more than the rest of the assembly); the
+    diagonal's entries are stored even where they are zero."""
+    n0, k = M.shape[0], diagonal.size
+    index = np.int64 if M.nnz + k >= 2**31 - 1 else M.indices.dtype
+    indptr = np.concatenate([M.indptr, M.indptr[-1] + np.arange(1, k + 1, dtype=index)])
+    indices = np.concatenate([M.indices, np.arange(n0, n0 + k, dtype=index)])
+    data = np.concatenate([M.data, diagonal])
+    return sp.csc_matrix((data, indices, indptr), shape=(n0 + k, n0 + k))
+
+
+@dataclass(frozen=True)
+class Theta:
+    """θ validated once and split: ``full`` = (``prior``, ``likelihood``)."""
+
+    full: np.ndarray
+    prior: np.ndarray
+    likelihood: np.ndarray
+
+
+class FactorPool:
+    """Work factors of one symbolic analysis, one per concurrent call.
+
+    A call takes a factor (and the value array it assembles into) with
+    :meth:`borrow` and gives it back when it is done, so two threads never share a
+    factor, while serial use keeps reusing one (no fresh memory per evaluation).
+    """
+
+    def __init__(self, symbolic, pattern):
+        self.symbolic = symbolic
+        self._pattern = pattern  # (indptr, indices, shape) of the assembled matrix
+        self._free = []
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        # work factors are not part of a model's value (and a lock cannot be pickled)
+        return {"symbolic": self.symbolic, "_pattern": self._pattern}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._free = []
+        self._lock = threading.Lock()
+
+    def _new(self):
+        indptr, indices, shape = self._pattern
+        matrix = sp.csc_matrix((np.zeros(indices.size), indices, indptr), shape=shape)
+        return [matrix, None]  # the factor is created on the first factorization
+
+    def acquire(self):
+        """A free work item [matrix, factor] (a new one when all are in use)."""
+        with self._lock:
+            return self._free.pop() if self._free else self._new()
+
+    def release(self, item):
+        """Give a work item back (its factor may be overwritten by the next call)."""
+        with self._lock:
+            self._free.append(item)
+
+    @contextmanager
+    def borrow(self):
+        item = self.acquire()
+        try:
+            yield item
+        finally:
+            self.release(item)
+
+    @staticmethod
+    def factorize(item, symbolic):
+        """Factorize item's matrix into item's factor (in place) -> the factor."""
+        matrix, factor = item
+        if factor is None:
+            item[1] = symbolic.factorize(matrix)
+        else:
+            factor.refactorize(matrix)
+        return item[1]
+
+
+class PriorLogdet:
+    """log det(BᵀQ̃B) of the prior at one θ (B: basis of the constraint surface), and its
+    gradient, each computed once.
+
+    Analytic from the model where it provides one (decided at set-up), else from one
+    factorization of Q̃ whose selected inverse also gives the gradient
+    tr(Σ_Q dQ̃_k) (Σ_Q the constrained inverse of Q̃).
+    """
+
+    def __init__(self, structure, theta_prior, Q_tilde):
+        self._item = None
+        self._structure = structure
+        self._theta_prior = theta_prior
+        self._Q_tilde = Q_tilde
+        self._grad = None
+        self._constrained = None
+        s = structure
+        fixed = s.n_fixed * np.log(s.fixed_precision)
+        if s._analytic_logdet is not None:
+            self.value = float(s._analytic_logdet(theta_prior)) + fixed
+        else:
+            # one factorization of Q̃ per θ, held (not copied) until close() for the gradient
+            self._item = s.prior_pool.acquire()
+            try:
+                self._item[0].data[:] = Q_tilde.data
+                factor = FactorPool.factorize(self._item, s.prior_symbolic)
+                self._constrained = ConstrainedFactor(factor, s.constraints)
+                self.value = self._constrained.logdet()
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self):
+        """Give the factor of Q̃ back to the pool (the gradient is no longer available)."""
+        if self._item is not None:
+            self._structure.prior_pool.release(self._item)
+            self._item = None
+
+    def grad(self, dQ):
+        """∂/∂θ_k log det(BᵀQ̃B) for the dQ̃_k value arrays ``dQ``."""
+        if self._grad is None:
+            s = self._structure
+            if s._analytic_logdet is not None:
+                grad = s._analytic_logdet_grad(self._theta_prior)
+                if grad is None:
+                    raise InputError("the prior gives an analytic log-determinant but no gradient.")
+                self._grad = np.asarray(grad, dtype=float)
+            else:
+                if self._item is None:  # pragma: no cover - a misuse inside the library
+                    raise RuntimeError("PriorLogdet.grad after close(): the factor is gone.")
+                cf = self._constrained
+                inv_on_q = cf.selected_inverse().values_at_positions(cf.factor.symbolic.q_positions)
+                grad = np.array([float(inv_on_q @ d) for d in dQ])
+                grad -= cf.lowrank_traces(s.q_pattern.indptr, s.q_pattern.indices, dQ)
+                self._grad = grad
+        return self._grad
+
+
+def prior_partials(structure, theta, Q_tilde, r, constrained, dQ, dmu, prior_logdet):
+    """θ-partials at fixed (z, Σ_c) of the prior terms shared by both objectives.
+
+    For the prior's hyperparameters θ_k::
+
+        ∂/∂θ_k [ ½ rᵀQ̃r + ½ tr(Σ_c Q̃) − ½ log det(BᵀQ̃B) ]
+          = ½ rᵀ dQ̃_k r − rᵀQ̃ dμ̃_k + ½ tr(Σ_c dQ̃_k) − ½ ∂ log det(BᵀQ̃B)/∂θ_k
+
+    (r = z − μ̃): the Laplace objective's direct partials (Σ_c the covariance of the
+    Gaussian approximation, its ½ log|H| term gives the trace) and minus the ELBO's
+    (Σ_c the covariance of q, the trace from the KL term) are this same expression.
+
+    Returns
+    -------
+    partial : numpy.ndarray, shape (n_theta_prior,)
+    rhs : numpy.ndarray, shape (n_theta_prior, n_total)
+        b_k = ∂(∇_z ½ rᵀQ̃r)/∂θ_k = dQ̃_k r − Q̃ dμ̃_k, for the implicit dependence of z*.
+    """
+    s = structure
+    k = len(dQ)
+    partial = np.zeros(k)
+    rhs = np.zeros((k, s.n_total))
+    if not k:
+        return partial, rhs
+    logdet_grad = prior_logdet.grad(dQ)
+    traces = s.prior_traces(constrained, dQ)
+    Qr = Q_tilde @ r
+    for j, d in enumerate(dQ):
+        dQr = s.q_pattern.matrix(d) @ r
+        partial[j] = (
+            0.5 * float(r @ dQr) - float(Qr @ dmu[j]) + 0.5 * traces[j] - 0.5 * logdet_grad[j]
+        )
+        rhs[j] = dQr - Q_tilde @ dmu[j]
+    return partial, rhs
+
+
+class LatentStructure:
+    """Ã = [A X], the fixed patterns of Q̃ and H, and everything computed from them.
+
+    Parameters
+    ----------
+    prior : gmrf_core.models.LatentModel
+    likelihood : gmrf_core.likelihoods.Likelihood
+    A : sparse matrix (m, n), optional
+        Projection of the latent field onto the observations (identity when None).
+    X : array (m, p), optional
+        Design matrix of the fixed effects β.
+    offset : array (m,) or scalar, optional
+    fixed_precision : float
+        τ_β of the N(0, τ_β⁻¹) prior of each fixed effect.
+    ordering : str
+        Fill-reducing ordering of H (see :func:`gmrf_core.analyze`).
+    threads : int
+        Threads of the factorizations and selected inversions.
+
+    Raises
+    ------
+    InputError
+        Pieces that are not a latent model / likelihood, shapes that do not match,
+        NaN/inf entries, bad constraints, an intrinsic prior without an analytic
+        log-determinant.
+    """
+
+    def __init__(
+        self,
+        prior,
+        likelihood,
+        A=None,
+        X=None,
+        offset=None,
+        *,
+        fixed_precision=1e-3,
+        ordering="auto",
+        threads=1,
+    ):
+        for attr in ("n", "theta0", "precision", "precision_grad"):
+            if not hasattr(prior, attr):
+                raise InputError(f"prior must be a latent model (missing .{attr}); got {prior!r}.")
+        for attr in ("n", "theta0", "log_density", "eta_derivatives", "theta_derivatives"):
+            if not hasattr(likelihood, attr):
+                raise InputError(f"likelihood must be a Likelihood (missing .{attr}).")
+        self.prior = prior
+        self.likelihood = likelihood
+        n, m = int(prior.n), int(likelihood.n)
+        if A is None:
+            if m != n:
+                raise InputError(
+                    f"without a projection A the likelihood needs one observation per latent "
+                    f"variable ({n}); it has {m}. Pass A of shape ({m}, {n})."
+                )
+            A = sp.eye(n, format="csr")
+        else:
+            A = sp.csr_matrix(A, dtype=np.float64)
+            if A.shape != (m, n):
+                raise InputError(f"A must have shape ({m}, {n}); got {A.shape}.")
+            if not np.all(np.isfinite(A.data)):
+                raise InputError("A has NaN or infinite entries.")
+        if X is None:
+            X = np.zeros((m, 0))
+        else:
+            X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+            if X.ndim == 1:
+                X = X[:, None]
+            if X.ndim != 2 or X.shape[0] != m:
+                raise InputError(f"X must have shape ({m}, p); got {X.shape}.")
+            if not np.all(np.isfinite(X)):
+                raise InputError("X has NaN or infinite entries.")
+        if offset is None:
+            offset = np.zeros(m)
+        offset = np.asarray(offset, dtype=np.float64)
+        if offset.ndim == 0:
+            offset = np.full(m, float(offset))
+        if offset.shape != (m,) or not np.all(np.isfinite(offset)):
+            raise InputError(f"offset must be a finite array of shape ({m},).")
+        if not (np.isfinite(fixed_precision) and fixed_precision > 0):
+            raise InputError(f"fixed_precision must be positive; got {fixed_precision}.")
+        self.n_latent = n
+        self.n_fixed = X.shape[1]
+        self.n_total = n + self.n_fixed
+        self.n_obs = m
+        self.A = A
+        self.X = X
+        self.offset = offset
+        self.fixed_precision = float(fixed_precision)
+        self.n_theta_prior = len(prior.theta0)
+        self.n_theta_lik = len(likelihood.theta0)
+        self.theta_names = tuple(prior.theta_names) + tuple(likelihood.theta_names)
+        self.theta0 = np.concatenate(
+            [np.asarray(prior.theta0, float), np.asarray(likelihood.theta0, float)]
+        )
+        # missing observations contribute nothing: their rows are dropped from Ã_obs
+        self.observed = np.asarray(getattr(likelihood, "observed", np.ones(m, bool)), bool)
+        self.A_full = sp.csr_matrix(sp.hstack([A, sp.csr_matrix(X)]))
+        self.A_full.sort_indices()
+        a_obs = sp.csr_matrix(sp.diags_array(self.observed.astype(float)) @ self.A_full)
+        a_obs.eliminate_zeros()
+        a_obs.sort_indices()
+        self.A_obs = a_obs
+        constraints = as_constraints(getattr(prior, "constraints", None), n)
+        self.constraints = None if constraints is None else constraints.padded(self.n_total)
+        self._setup_prior_logdet()
+        self._setup_patterns(ordering, threads)
+        self._setup_grounding()
+
+    # -- set-up ------------------------------------------------------------------------
+    def _setup_prior_logdet(self):
+        """Decide once whether the prior's log-determinant is analytic."""
+        prior = self.prior
+        logdet = getattr(prior, "constrained_logdet", None)
+        logdet_grad = getattr(prior, "constrained_logdet_grad", None)
+        if logdet is None and self.constraints is None:
+            logdet, logdet_grad = (
+                getattr(prior, "logdet", None),
+                getattr(prior, "logdet_grad", None),
+            )
+        # availability is a property of the model, not of θ: asked once, at θ0
+        theta0 = np.asarray(prior.theta0, float)
+        if logdet is not None and logdet(theta0) is None:
+            logdet = logdet_grad = None
+        self._analytic_logdet = logdet
+        self._analytic_logdet_grad = logdet_grad
+        if logdet is None and getattr(prior, "rank_deficiency", 0):
+            raise InputError(
+                "an intrinsic prior must provide its (constrained) log-determinant analytically."
+            )
+
+    def _prior_blocks(self, theta_prior):
+        Q = as_csc(self.prior.precision(theta_prior), "prior.precision(theta)")
+        if Q.shape != (self.n_latent, self.n_latent):
+            raise InputError(
+                f"prior.precision returned shape {Q.shape}, expected n = {self.n_latent}."
+            )
+        if self.n_fixed:
+            Q = _append_diagonal(Q, np.full(self.n_fixed, self.fixed_precision))
+        return Q
+
+    def _setup_patterns(self, ordering, threads):
+        Q_tilde = self._prior_blocks(self.theta0[: self.n_theta_prior])
+        self.q_pattern = FixedPattern.of(Q_tilde)
+        # the prior's own pattern: Q̃'s first n_latent columns (the fixed block comes last)
+        qp = self.q_pattern
+        self._prior_pattern = (
+            qp.indptr[: self.n_latent + 1],
+            qp.indices[: qp.indptr[self.n_latent]],
+        )
+        # H's pattern covers every row of Ã, missing ones too, so that predictive variances
+        # at unobserved locations are available from the selected inverse
+        a_all = self.A_full
+        a_ones = sp.csr_matrix((np.ones(a_all.nnz), a_all.indices, a_all.indptr), shape=a_all.shape)
+        self.h_pattern = FixedPattern([Q_tilde, sp.csc_matrix(a_ones.T @ a_ones)], self.n_total)
+        hp = self.h_pattern
+        h_ptr, h_idx = hp.indptr.astype(np.int64), hp.indices.astype(np.int64)
+        H0 = hp.matrix(np.zeros(hp.nnz))
+        self.symbolic = analyze(H0, ordering=ordering, threads=threads)
+        self.hessian_pool = FactorPool(self.symbolic, (hp.indptr, hp.indices, hp.shape))
+        self._q_pos = np.empty(qp.nnz, dtype=np.int64)
+        code, _column = _kasm._subpattern_positions(
+            self.n_total,
+            qp.indptr.astype(np.int64),
+            qp.indices.astype(np.int64),
+            h_ptr,
+            h_idx,
+            self._q_pos,
+        )
+        if code != _kasm.OK:  # pragma: no cover - H's pattern contains Q̃'s by construction
+            raise RuntimeError("internal: Q̃'s pattern is not inside H's.")
+        a = self.A_obs
+        count = int(_kasm._product_count(a.indptr.astype(np.int64)))
+        self._trip_pos = np.empty(count, dtype=np.int64)
+        self._trip_obs = np.empty(count, dtype=np.int64)
+        self._trip_val = np.empty(count)
+        code, _row = _kasm._product_positions(
+            a.indptr.astype(np.int64),
+            a.indices.astype(np.int64),
+            a.data,
+            h_ptr,
+            h_idx,
+            self._trip_pos,
+            self._trip_obs,
+            self._trip_val,
+        )
+        if code != _kasm.OK:  # pragma: no cover - H's pattern contains ÃᵀÃ's by construction
+            raise RuntimeError("internal: ÃᵀÃ's pattern is not inside H's.")
+        # positions in the factor storage of Q̃'s entries and of the products a_ik a_il, so
+        # that tr(Σ dQ̃) and diag(Ã Σ Ãᵀ) are gathers from a selected inverse
+        self._q_store = self.symbolic.positions(qp.indices, qp.columns)
+        h_cols = hp.columns
+        self._trip_store = self.symbolic.positions(h_idx[self._trip_pos], h_cols[self._trip_pos])
+        # Q̃ itself is analysed once, here, when its log-determinant must be factorized
+        self.prior_symbolic = None
+        self.prior_pool = None
+        if self._analytic_logdet is None:
+            self.prior_symbolic = analyze(Q_tilde, threads=threads)
+            self.prior_pool = FactorPool(self.prior_symbolic, (qp.indptr, qp.indices, qp.shape))
+
+    def _setup_grounding(self):
+        """Constraint rows that no observation touches: their null-space direction of an
+        intrinsic prior is unobserved, so H is singular there; ground one variable each.
+
+        H' = H + Σ_j δ_j e_{s_j} e_{s_j}ᵀ is positive definite and, by the exact rank-g
+        correction of :class:`~gmrf_core.constrained.ConstrainedFactor`, gives the same
+        Gaussian on the constraint surface as H (Σ_c, log det(BᵀHB), solves).
+        """
+        self._ground = None
+        if self.constraints is None:
+            return
+        touched = np.zeros(self.n_total, bool)
+        touched[self.A_obs.indices] = True
+        rows = []
+        for a in self.constraints.A:
+            support = np.flatnonzero(a)
+            if support.size and not np.any(touched[support]):
+                rows.append(int(support[np.argmax(np.abs(a[support]))]))
+        if not rows:
+            return
+        rows = np.unique(rows)
+        hp = self.h_pattern
+        # position of each grounded diagonal entry in H's values (the pattern has the diagonal)
+        pos = np.array(
+            [
+                hp.indptr[j] + np.searchsorted(hp.indices[hp.indptr[j] : hp.indptr[j + 1]], j)
+                for j in rows
+            ]
+        )
+        self._ground = (rows, pos.astype(np.int64))
+
+    # -- θ -------------------------------------------------------------------------------
+    def split_theta(self, theta):
+        """Validate θ once and split it -> :class:`Theta` (full, prior, likelihood)."""
+        if isinstance(theta, Theta):
+            return theta
+        if np.iscomplexobj(theta):
+            raise InputError(f"theta must be real; got {theta!r}.")
+        try:
+            values = np.asarray(theta, dtype=float).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"theta must be a vector of numbers; got {theta!r}.") from exc
+        if values.size != len(self.theta0):
+            raise InputError(
+                f"theta must have {len(self.theta0)} entries {self.theta_names}; got {values.size}."
+            )
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"theta must be finite; got {values}.")
+        values = values.copy()
+        return Theta(values, values[: self.n_theta_prior], values[self.n_theta_prior :])
+
+    # -- the prior on z ------------------------------------------------------------------
+    def prior_precision(self, theta_prior):
+        """Q̃ = blockdiag(Q(θ), τ_β I) on its fixed pattern (CSC)."""
+        Q_tilde = self._prior_blocks(theta_prior)
+        data = self.q_pattern.data_of(
+            Q_tilde, "prior.precision(theta)", "The prior's pattern must not change with theta."
+        )
+        return self.q_pattern.matrix(data)
+
+    def prior_precision_grad(self, theta_prior):
+        """dQ̃/dθ_k as value arrays on the pattern of :meth:`prior_precision`."""
+        grads = []
+        if not self.n_theta_prior:
+            return grads
+        for k, dQ in enumerate(self.prior.precision_grad(theta_prior)):
+            dQ = as_csc(dQ, f"precision_grad[{k}]")
+            if self.n_fixed:
+                if np.array_equal(dQ.indptr, self._prior_pattern[0]) and np.array_equal(
+                    dQ.indices, self._prior_pattern[1]
+                ):
+                    # on the prior's own pattern: Q̃'s values are dQ's and the zero diagonal
+                    # of the fixed effects, appended without assembling a matrix
+                    grads.append(np.concatenate([dQ.data, np.zeros(self.n_fixed)]))
+                    continue
+                dQ = _append_diagonal(dQ, np.zeros(self.n_fixed))
+            grads.append(self.q_pattern.data_of(dQ, f"precision_grad[{k}]"))
+        return grads
+
+    def prior_mean(self, theta_prior):
+        """μ̃ = (μ(θ), 0) of z = (x, β)."""
+        mu = np.zeros(self.n_total)
+        mu[: self.n_latent] = self.prior.mean(theta_prior)
+        return mu
+
+    def prior_mean_grad(self, theta_prior):
+        """dμ̃/dθ_k, shape (n_theta_prior, n_total)."""
+        grad = np.zeros((self.n_theta_prior, self.n_total))
+        if self.n_theta_prior:
+            grad[:, : self.n_latent] = self.prior.mean_grad(theta_prior)
+        return grad
+
+    def prior_logdet(self, theta_prior, Q_tilde):
+        """:class:`PriorLogdet` of log det(BᵀQ̃B) at θ (value now, gradient on demand)."""
+        return PriorLogdet(self, theta_prior, Q_tilde)
+
+    def log_prior(self, theta):
+        """log π(θ) from the prior's and the likelihood's hyperparameter priors (0 if none)."""
+        theta = self.split_theta(theta)
+        value = 0.0
+        if self.n_theta_prior:
+            value += float(self.prior.log_prior(theta.prior))
+        if self.n_theta_lik:
+            value += float(self.likelihood.log_prior(theta.likelihood))
+        return value
+
+    def log_prior_grad(self, theta):
+        """Gradient of :meth:`log_prior`."""
+        theta = self.split_theta(theta)
+        parts = []
+        if self.n_theta_prior:
+            parts.append(np.asarray(self.prior.log_prior_grad(theta.prior), dtype=float))
+        if self.n_theta_lik:
+            parts.append(np.asarray(self.likelihood.log_prior_grad(theta.likelihood), dtype=float))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    # -- z -------------------------------------------------------------------------------
+    def linear_predictor(self, z):
+        """η = A x + X β + offset for z = (x, β) (every observation, missing ones too)."""
+        return self.A_full @ z + self.offset
+
+    def feasible(self, z):
+        """Orthogonal projection of z onto the constraint surface A_c z = e."""
+        return z if self.constraints is None else self.constraints.feasible(z)
+
+    # -- H = Q̃ + Ãᵀ diag(w) Ã ------------------------------------------------------------
+    def factorize(self, item, Q_tilde, weights):
+        """Assemble Q̃ + Ãᵀ diag(weights) Ã into a pool item and factorize it ->
+        :class:`~gmrf_core.constrained.ConstrainedFactor` with the prior's constraints.
+
+        ``item`` comes from ``hessian_pool.borrow()``; ``weights`` has one entry per
+        observation (ignored where missing). Unobserved constraint directions are
+        grounded (see :meth:`_setup_grounding`); the result is exact on the surface.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            H is not positive definite (e.g. an unconstrained, unobserved direction of
+            an intrinsic prior, or negative weights).
+        """
+        matrix = item[0]
+        _kasm._assemble(
+            matrix.data,
+            self._q_pos,
+            Q_tilde.data,
+            self._trip_pos,
+            self._trip_obs,
+            self._trip_val,
+            weights,
+        )
+        ground = None
+        if self._ground is not None:
+            rows, pos = self._ground
+            delta = np.maximum(matrix.data[pos], np.finfo(float).tiny)
+            matrix.data[pos] += delta
+            ground = (rows, delta)
+        try:
+            factor = FactorPool.factorize(item, self.symbolic)
+        except NotPositiveDefiniteError as exc:
+            raise NotPositiveDefiniteError(
+                f"the Laplace Hessian H = Q + Aᵀ W A is not positive definite ({exc}). For an "
+                "intrinsic prior every direction of its null space must be observed or "
+                "constrained.",
+                exc.column,
+            ) from exc
+        return ConstrainedFactor(factor, self.constraints, ground=ground)
+
+    def predictor_variance(self, constrained):
+        """diag(Ã Σ_c Ãᵀ) for the observed rows (0 where missing), Σ_c of a
+        ConstrainedFactor of a matrix on H's pattern (gathers from its selected inverse)."""
+        self._check_own(constrained)
+        sigma = constrained.selected_inverse().values_at_positions(self._trip_store)
+        out = np.empty(self.n_obs)
+        _kasm._row_quadratic(self._trip_obs, self._trip_val, sigma, out)
+        return out - constrained.lowrank_diag(self.A_obs)
+
+    def prior_traces(self, constrained, dQ):
+        """tr(Σ_c dQ̃_k) for each value array dQ̃_k on Q̃'s pattern."""
+        self._check_own(constrained)
+        if not len(dQ):
+            return np.zeros(0)
+        sigma_q = constrained.selected_inverse().values_at_positions(self._q_store)
+        traces = np.array([float(sigma_q @ d) for d in dQ])
+        return traces - constrained.lowrank_traces(
+            self.q_pattern.indptr, self.q_pattern.indices, dQ
+        )
+
+    def _check_own(self, constrained):
+        if constrained.factor.symbolic is not self.symbolic:
+            raise InputError(
+                "the factor was not made on this model's pattern of H; use the model's own "
+                "factorizations."
+            )
