@@ -1,5 +1,10 @@
 """Tests of gm.formula: data frame + formula -> LatentGaussianModel, names and tables."""
 
+import importlib.util
+import io
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -382,3 +387,57 @@ def test_family_response_mismatch(frame):
         formula("cases ~ 1 + income", data=missing, family="poisson")
     with pytest.raises(InputError, match="DataFrame"):
         formula("cases ~ 1", data=[1, 2, 3], family="poisson")
+
+
+# ------------------------------------------------------------------ the real-data example
+_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "areal.py"
+
+
+def _load_example():
+    name = "gmrf_examples_areal"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _EXAMPLE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_areal_example_runs_on_the_shipped_nc_sids_data(tmp_path):
+    pytest.importorskip("geopandas")
+    libpysal = pytest.importorskip("libpysal")
+    example = _load_example()
+    output = tmp_path / "sids.png"
+    stream = io.StringIO()
+    pieces = example.run(output=str(output), method="fit", stream=stream)
+    text = stream.getvalue()
+    assert output.stat().st_size > 10_000
+    assert "100 counties, 667 deaths" in text and "nonwhite" in text
+    model, result, table = pieces["model"], pieces["result"], pieces["table"]
+    assert result.success and len(table) == 100
+    # the same model built by hand from the shapefile: libpysal queen weights, own design
+    counties = example.load_sids()
+    queen = libpysal.weights.Queen.from_dataframe(counties, use_index=False)
+    expected = counties["BIR74"] * counties["SID74"].sum() / counties["BIR74"].sum()
+    X = np.column_stack([np.ones(100), counties["NWBIR74"] / counties["BIR74"]])
+    reference = gm.LatentGaussianModel(
+        models.Stack([models.BYM2(sp.csr_matrix(queen.sparse))], labels=["NAME"]),
+        likelihoods.Poisson(counties["SID74"].to_numpy(), exposure=expected.to_numpy()),
+        A=sp.hstack([sp.identity(100), sp.csr_matrix((100, 100))]),  # η sees b, not u
+        X=X,
+    )
+    assert model.theta_names == reference.theta_names
+    np.testing.assert_array_equal(model.A_full.toarray(), reference.A_full.toarray())
+    value = reference.objective(result.theta)
+    assert abs(value - result.fun) <= 1e-10 * abs(value)
+    # table rows follow the counties; RR = exp(η) with η's Gaussian approximation at θ̂
+    assert list(table.index) == list(counties["NAME"])
+    approximation = reference.laplace(result.theta)
+    eta = approximation.linear_predictor
+    sd = np.sqrt(approximation.linear_predictor_variance())
+    np.testing.assert_allclose(table["P(RR>1)"], norm.cdf(eta / sd), rtol=1e-8)
+    np.testing.assert_allclose(table["RR mean"], np.exp(eta + sd**2 / 2), rtol=1e-8)
+    # more deaths than expected where the posterior is confident the risk exceeds 1
+    confident = table["P(RR>1)"] > 0.99
+    assert confident.any()
+    assert np.all(table.loc[confident, "deaths"] > table.loc[confident, "expected"])
