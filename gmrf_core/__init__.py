@@ -20,6 +20,7 @@ from .errors import (
     TaskError,
 )
 from .gmrf import GMRF
+from .inference import InlaResult, inla
 from .laplace import LaplaceApproximation, LatentGaussianModel
 from .linalg import Factor, SelectedInverse, Symbolic, analyze, cholesky
 from .optimize import FitResult, fit
@@ -37,6 +38,8 @@ __all__ = [
     "LatentGaussianModel",
     "LaplaceApproximation",
     "fit",
+    "inla",
+    "InlaResult",
     "FitResult",
     "fit_variational",
     "VariationalFitResult",
