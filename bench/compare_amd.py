@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from gmrf_core.kernels.amd import amd_order
+from gmrf_core.ordering import amd_order
 
 
 def laplacian_5pt(m):

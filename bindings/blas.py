@@ -15,6 +15,7 @@ clearly at import if SciPy was built against an ILP64 BLAS.
 """
 
 import ctypes
+import threading
 
 import llvmlite.binding as llvm
 import scipy.linalg.cython_blas as _cython_blas
@@ -28,10 +29,6 @@ __all__ = [
     "dsymm",
     "dsyrk",
     "dtrsm",
-    "dtrsv",
-    "dgemv",
-    "dtrtri",
-    "dtrmm",
     "blas_threads",
 ]
 
@@ -44,12 +41,8 @@ _ROUTINES = {
     "dsyrk": (_cython_blas, 10),
     "dsymm": (_cython_blas, 12),
     "dtrsm": (_cython_blas, 11),
-    "dtrmm": (_cython_blas, 11),
-    "dtrsv": (_cython_blas, 8),
-    "dgemv": (_cython_blas, 11),
     "dpotrf": (_cython_lapack, 5),
     "dpotri": (_cython_lapack, 5),
-    "dtrtri": (_cython_lapack, 6),
 }
 
 
@@ -94,27 +87,38 @@ dgemm = _EXTERNALS["dgemm"]
 dsyrk = _EXTERNALS["dsyrk"]
 dsymm = _EXTERNALS["dsymm"]
 dtrsm = _EXTERNALS["dtrsm"]
-dtrmm = _EXTERNALS["dtrmm"]
-dtrsv = _EXTERNALS["dtrsv"]
-dgemv = _EXTERNALS["dgemv"]
 dpotrf = _EXTERNALS["dpotrf"]
 dpotri = _EXTERNALS["dpotri"]
-dtrtri = _EXTERNALS["dtrtri"]
 
 
 def _scipy_openblas():
-    """threadpoolctl controller for SciPy's own OpenBLAS (the one the kernels call)."""
+    """threadpoolctl's controller of SciPy's own OpenBLAS (the one the kernels call), or None."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         return None
-    controller = ThreadpoolController()
     import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS)
 
     for lib in ThreadpoolController().lib_controllers:
         if lib.internal_api == "openblas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
-            return controller.select(filepath=lib.filepath)
+            return lib
     return None
+
+
+# Process-wide state of the limits: OpenBLAS's thread count is global, so concurrent
+# contexts (factorizations on several Python threads) share one setting. While any context
+# is open the smallest limit asked for applies; the count found before the first one is
+# restored when the last one closes (restoring per context would let one thread's exit undo
+# another's limit, or leave the user's own BLAS calls on one thread for good).
+_limits_lock = threading.Lock()
+_active_limits = {}
+_state = {"library": None, "original": None}
+
+
+def _apply_limit(library):
+    target = min(_active_limits.values()) if _active_limits else _state["original"]
+    if target is not None and library.get_num_threads() != target:
+        library.set_num_threads(target)
 
 
 class blas_threads:
@@ -122,24 +126,31 @@ class blas_threads:
 
     The kernels call BLAS on many small and medium blocks; OpenBLAS threading on
     those costs more in synchronisation than it gains, so factorizations run
-    single-threaded unless they parallelise themselves.
+    single-threaded unless they parallelise themselves. Safe to use from several
+    threads at once: the smallest open limit applies, and the thread count found
+    before the first context is restored after the last one.
     """
 
-    _controller = None
-
     def __init__(self, limit=1):
-        self.limit = limit
-        self._ctx = None
+        self.limit = int(limit)
 
     def __enter__(self):
-        if blas_threads._controller is None:
-            blas_threads._controller = _scipy_openblas() or False
-        if blas_threads._controller:
-            self._ctx = blas_threads._controller.limit(limits=self.limit)
-            self._ctx.__enter__()
+        with _limits_lock:
+            if _state["library"] is None:
+                _state["library"] = _scipy_openblas() or False
+            library = _state["library"]
+            if library:
+                if not _active_limits:
+                    _state["original"] = library.get_num_threads()
+                _active_limits[id(self)] = self.limit
+                _apply_limit(library)
         return self
 
     def __exit__(self, *exc):
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
+        with _limits_lock:
+            library = _state["library"]
+            if library and _active_limits.pop(id(self), None) is not None:
+                _apply_limit(library)
+                if not _active_limits:
+                    _state["original"] = None
         return False

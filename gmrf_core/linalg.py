@@ -1,7 +1,8 @@
 """Sparse Cholesky factorization of symmetric positive definite matrices.
 
-The public face of the Numba kernels in :mod:`gmrf_core.kernels`: validation,
-conversion, and the one place where kernel status codes become exceptions.
+The public face of the Numba kernels in :mod:`gmrf_core.kernels`: the one place
+where input is validated (:func:`as_csc`, before any kernel reads an index) and
+where kernel statuses become exceptions (``_ERRORS``).
 
 Convention: every matrix is given as a *full* symmetric sparse matrix (both
 triangles stored), in any ``scipy.sparse`` format, sparse matrix or sparse
@@ -16,10 +17,21 @@ per hyperparameter value::
     for theta in thetas:
         factor.refactorize(Q(theta))   # same pattern, new values
         factor.logdet(), factor.solve(b)
+
+Threads: a :class:`Symbolic` is immutable once built. A :class:`Factor` may be
+used from several threads: ``logdet``, the solves, ``sample``, ``L``, ``copy``
+and ``selected_inverse`` run concurrently with each other (each call has its own
+work space), while ``refactorize`` waits for them and they wait for it (a
+readers-writer lock), so no call ever sees a half-written factor. A
+:class:`SelectedInverse` is read-only after construction.
 """
 
+import contextlib
+import math
+import numbers
 import os
 import threading
+import uuid
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +40,7 @@ import scipy.sparse as sp
 
 from .bindings import blas
 from .errors import (
+    GMRFError,
     InputError,
     NotPositiveDefiniteError,
     NotSymmetricError,
@@ -38,29 +51,178 @@ from .kernels import _status
 from .kernels import cholesky as _kchol
 from .kernels import selinv as _kselinv
 from .kernels import symbolic as _ksym
+from .ordering import ORDERINGS, fill_reducing_ordering
 
 __all__ = ["Symbolic", "Factor", "SelectedInverse", "analyze", "cholesky", "as_csc", "ORDERINGS"]
-
-ORDERINGS = ("auto", "amd", "nd", "natural")
-
-# Above this order "auto" uses nested dissection (METIS): on large 2-D and 3-D
-# meshes it gives markedly less fill than minimum degree.
-_AUTO_ND_THRESHOLD = 1_000_000
 
 # CHOLMOD's default relaxed-amalgamation parameters (cholmod_common: nrelax, zrelax)
 _RELAX = (4, 16, 48, 0.8, 0.1, 0.05)
 
+# Kernel status -> (exception, message). The message is formatted with ``where`` (the
+# kernel's place) and the caller's context; ``column`` is a column of the original matrix.
+_ERRORS = {
+    _status.NOT_SYMMETRIC: (
+        NotSymmetricError,
+        "{name}'s sparsity pattern is not symmetric (first at column {where}). gmrf_core "
+        "expects the full symmetric matrix with both triangles stored; if you have only one "
+        "triangle T, pass T + T.T - diag(T).",
+    ),
+    _status.NOT_FINITE: (InputError, "{name} has a NaN or infinite entry in column {where}."),
+    _status.VALUES_NOT_SYMMETRIC: (
+        NotSymmetricError,
+        "{name} is not symmetric: column {where} differs from its row by more than {rtol:g} "
+        "relative to sqrt(|q_ii q_jj|). Pass the full symmetric matrix, e.g. (Q + Q.T) / 2.",
+    ),
+    _status.NOT_POSITIVE_DEFINITE: (
+        NotPositiveDefiniteError,
+        "{name} is not positive definite: the {stage} broke down at column {column} (pivot "
+        "{where} in the factor's ordering). Check that the matrix is a proper precision (an "
+        "intrinsic model needs constraints or a small diagonal addition).",
+    ),
+    _status.OUTSIDE_PATTERN: (
+        PatternError,
+        "entry ({row}, {col}) lies outside the sparsity pattern of the Cholesky factor, where "
+        "the selected inverse is not computed. Only entries on the pattern of L (which "
+        "contains Q's pattern) are available.",
+    ),
+    _status.INDEX_OUT_OF_RANGE: (
+        InputError,
+        "{name} is malformed: {major} {where} holds an index outside [0, {minor_size}) (were "
+        "its index arrays changed after construction?). Build it with scipy.sparse "
+        "constructors, or check it with {name}.check_format(full_check=True).",
+    ),
+    _status.BAD_POINTERS: (
+        InputError,
+        "{name} is malformed: its index pointers (indptr) must start at 0, never decrease and "
+        "end at most at len(indices); the first wrong one is at {major} {where}. Build it with "
+        "scipy.sparse constructors, or check it with {name}.check_format(full_check=True).",
+    ),
+    _status.UNSORTED: (
+        InputError,
+        "{name}'s row indices are unsorted or repeated in column {where}; canonicalize it "
+        "first ({name}.sum_duplicates()).",
+    ),
+    _status.INCONSISTENT: (
+        GMRFError,
+        "gmrf_core internal error: {stage} is inconsistent at {where}. Please report it.",
+    ),
+    _status.WORKSPACE_TOO_SMALL: (
+        GMRFError,
+        "gmrf_core internal error: a work space of the {stage} is too small. Please report it.",
+    ),
+}
+
+
+def _raise_for(code, where, **context):
+    """Raise the exception ``_ERRORS`` gives for a kernel status; nothing for OK.
+
+    ``context`` fills the message (``name``, ``column``, ...); a NotPositiveDefiniteError
+    carries ``context["column"]`` as its ``.column``.
+    """
+    if code == _status.OK:
+        return
+    cls, template = _ERRORS.get(
+        code, (GMRFError, "gmrf_core internal error: unknown kernel status {code}.")
+    )
+    message = template.format(where=where, code=code, **context)
+    if cls is NotPositiveDefiniteError:
+        raise cls(message, context["column"])
+    raise cls(message)
+
+
+# -- input validation ---------------------------------------------------------------------
+
+
+def _index_array(array, what, name):
+    """The 1-D integer index array ``array`` of a sparse matrix, or raise InputError."""
+    array = np.asarray(array)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise InputError(
+            f"{name} is malformed: its {what} must be a 1-D integer array; got dtype "
+            f"{array.dtype} and shape {array.shape}."
+        )
+    return array
+
+
+def _check_compressed(indptr, indices, n_major, n_minor, name, major):
+    """O(nnz) check of a compressed structure before scipy or a kernel indexes with it.
+
+    Returns True if it is canonical (sorted, no duplicates); raises InputError if an index
+    or pointer is out of range.
+    """
+    indptr = _index_array(indptr, "indptr", name)
+    indices = _index_array(indices, "indices", name)
+    if indptr.size != n_major + 1:
+        raise InputError(
+            f"{name} is malformed: indptr has length {indptr.size}, but {n_major} {major}s "
+            f"need {n_major + 1}."
+        )
+    code, where = _ksym._check_compressed(n_major, n_minor, indptr, indices)
+    if code == _status.UNSORTED:
+        return False
+    _raise_for(code, where, name=name, major=major, minor_size=n_minor)
+    return True
+
+
+def _check_source_structure(matrix, name):
+    """Check the raw arrays of a sparse matrix in a format scipy converts in C++ (CSR, BSR,
+    COO), so that a malformed one raises instead of crashing the conversion."""
+    nrow, ncol = matrix.shape
+    if matrix.format == "csr":
+        _check_compressed(matrix.indptr, matrix.indices, nrow, ncol, name, "row")
+    elif matrix.format == "bsr":
+        rows, cols = matrix.blocksize
+        _check_compressed(matrix.indptr, matrix.indices, nrow // rows, ncol // cols, name, "row")
+        data = np.asarray(matrix.data)
+        if data.ndim != 3 or data.shape[1:] != (rows, cols) or data.shape[0] < matrix.indptr[-1]:
+            raise InputError(f"{name} is malformed: its BSR data has shape {data.shape}.")
+    elif matrix.format == "coo":
+        row = _index_array(matrix.row, "row indices", name)
+        col = _index_array(matrix.col, "column indices", name)
+        if not (row.size == col.size == np.asarray(matrix.data).size):
+            raise InputError(f"{name} is malformed: its COO row, col and data lengths differ.")
+        if row.size and (min(row.min(), col.min()) < 0 or row.max() >= nrow or col.max() >= ncol):
+            raise InputError(
+                f"{name} is malformed: a COO index lies outside its shape {matrix.shape}."
+            )
+
 
 def as_csc(matrix, name="Q"):
-    """Return ``matrix`` as a canonical float64 CSC matrix, or raise InputError.
+    """THE validator of sparse input: ``matrix`` as a canonical float64 CSC matrix.
 
-    Accepts any scipy.sparse matrix or array, and dense 2-D arrays. Duplicates
-    are summed and row indices sorted (a copy is made only when needed).
+    Accepts any scipy.sparse matrix or array, and dense 2-D arrays. The index
+    structure is checked in O(nnz) before scipy's converters or any kernel index
+    with it (pointers that start at 0, never decrease and stay within the index
+    array; indices within the shape; integer index arrays), so a hand-built or
+    mutated matrix raises instead of crashing. Duplicates are summed and row
+    indices sorted (a copy is made only when needed); scipy's cached
+    ``has_canonical_format`` flag is never trusted.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix or array, or 2-D array_like
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    scipy.sparse.csc_matrix
+        Canonical (sorted, no duplicates), float64, int32 or int64 indices; shares
+        the input's arrays when they already are.
+
+    Raises
+    ------
+    InputError
+        Not 2-D, complex or non-numeric values, malformed index structure.
     """
     if sp.issparse(matrix):
         if matrix.ndim != 2:
             raise InputError(f"{name} must be 2-D, got {matrix.ndim} dimensions.")
-        out = sp.csc_matrix(matrix)
+        _check_source_structure(matrix, name)
+        try:
+            source = matrix if matrix.format == "csc" else matrix.tocsc()
+        except (ValueError, TypeError, IndexError) as exc:
+            raise InputError(f"{name} could not be converted to CSC: {exc}") from exc
     else:
         try:
             dense = np.asarray(matrix)
@@ -71,13 +233,41 @@ def as_csc(matrix, name="Q"):
                 f"{name} must be a 2-D scipy.sparse matrix (or dense array); got "
                 f"{type(matrix).__name__} with shape {getattr(dense, 'shape', None)}."
             )
-        out = sp.csc_matrix(dense)
-    if np.iscomplexobj(out.data):
-        raise InputError(f"{name} must be real; got dtype {out.dtype}.")
-    if out.dtype != np.float64:
-        out = out.astype(np.float64)
-    if not out.has_canonical_format:
-        out = out.copy()
+        if dense.dtype.kind not in "biufc":
+            raise InputError(f"{name} must hold numbers; got dtype {dense.dtype}.")
+        source = sp.csc_matrix(dense)
+    return _canonical_csc(source, name)
+
+
+def _canonical_csc(source, name):
+    """Validate a CSC matrix's arrays and return it canonical and float64 (see as_csc)."""
+    nrow, ncol = source.shape
+    canonical = _check_compressed(source.indptr, source.indices, ncol, nrow, name, "column")
+    indptr, indices = source.indptr, source.indices
+    nnz = int(indptr[ncol])
+    data = np.asarray(source.data)
+    if data.ndim != 1 or data.size < nnz:
+        raise InputError(
+            f"{name} is malformed: its data array has shape {data.shape}, but indptr "
+            f"announces {nnz} entries."
+        )
+    if np.iscomplexobj(data):
+        raise InputError(f"{name} must be real; got dtype {data.dtype}.")
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"{name} must hold numbers; got dtype {data.dtype}.")
+    if indices.size != nnz:  # scipy allows a longer tail after indptr[-1]: not ours
+        indices, data = indices[:nnz], data[:nnz]
+    if data.dtype != np.float64:
+        data = data.astype(np.float64)
+    out = sp.csc_matrix((data, indices, indptr), shape=source.shape, copy=False)
+    if canonical:
+        out.has_canonical_format = True  # just checked: spares scipy's own pass
+    else:
+        out = sp.csc_matrix(
+            (out.data.copy(), out.indices.copy(), out.indptr.copy()), shape=source.shape
+        )
+        out.has_sorted_indices = False
+        out.has_canonical_format = False
         out.sum_duplicates()
     return out
 
@@ -90,35 +280,80 @@ def _check_square(Q, name="Q"):
         raise InputError(f"{name} is empty (shape {Q.shape}); nothing to factorize.")
 
 
-def _ordering(indptr, indices, n, ordering):
-    """Fill-reducing permutation, ``perm[k]`` = original index eliminated k-th."""
-    if isinstance(ordering, str):
-        method = ordering.lower()
-        if method not in ORDERINGS:
-            raise InputError(
-                f"ordering must be one of {ORDERINGS} or a permutation; got {ordering!r}."
-            )
-        if method == "auto":
-            method = "nd" if n > _AUTO_ND_THRESHOLD else "amd"
-        if method == "natural":
-            return np.arange(n, dtype=np.int64)
-        if method == "amd":
-            from .kernels.amd import amd_order
+def _check_rtol(symmetry_rtol):
+    if isinstance(symmetry_rtol, bool) or not isinstance(symmetry_rtol, numbers.Real):
+        raise InputError(f"symmetry_rtol must be a real number >= 0; got {symmetry_rtol!r}.")
+    value = float(symmetry_rtol)
+    if math.isnan(value) or value < 0:
+        raise InputError(f"symmetry_rtol must be a real number >= 0; got {symmetry_rtol!r}.")
+    return value
 
-            return amd_order(indptr, indices, n)
-        from .bindings.metis import nested_dissection
 
-        return nested_dissection(indptr, indices, n)
-    perm = np.asarray(ordering)
-    if perm.ndim != 1 or perm.size != n or not np.issubdtype(perm.dtype, np.integer):
-        raise InputError(f"a user ordering must be an integer permutation of length {n}.")
-    check = np.zeros(n, dtype=bool)
-    if perm.min() < 0 or perm.max() >= n:
-        raise InputError(f"the user ordering has entries outside [0, {n}).")
-    check[perm] = True
-    if not check.all():
-        raise InputError("the user ordering is not a permutation (it repeats indices).")
-    return perm.astype(np.int64)
+def _check_threads(threads):
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise InputError(f"threads must be a positive integer; got {threads!r}.")
+    return int(threads)
+
+
+def _check_positions(positions, size, name="positions"):
+    """1-D integer positions into a factor storage of ``size`` entries, or raise."""
+    positions = np.asarray(positions)
+    if positions.ndim != 1 or (positions.size and positions.dtype.kind not in "iu"):
+        raise InputError(
+            f"{name} must be a 1-D integer array from Symbolic.positions; got dtype "
+            f"{positions.dtype} and shape {positions.shape}."
+        )
+    if positions.size and (positions.min() < 0 or positions.max() >= size):
+        raise InputError(
+            f"{name} has entries outside [0, {size}): they do not come from Symbolic.positions "
+            "of this analysis."
+        )
+    return positions
+
+
+class _SharedLock:
+    """A readers-writer lock: many holders of ``shared()`` or one of ``exclusive()``.
+
+    A waiting writer blocks new readers, so a refactorize is not starved by a stream of
+    solves. Not reentrant: linalg takes it once per public call, never nested.
+    """
+
+    def __init__(self):
+        self._condition = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._condition:
+            while self._writer or self._writers_waiting:
+                self._condition.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        with self._condition:
+            self._writers_waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._condition.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writer = False
+                self._condition.notify_all()
 
 
 class _Scratch(threading.local):
@@ -202,45 +437,44 @@ class Symbolic:
         Number of supernodes.
     flops : float
         Floating-point operations of one numeric factorization (Σ c_j²).
+    pattern_token : str
+        Identifies this analysis (pattern, ordering, storage positions); equal for
+        pickled copies. A Symbolic is immutable, so threads may share it.
     """
 
     def __init__(self, Q, ordering="auto", symmetry_rtol=1e-8, threads=1):
+        self.symmetry_rtol = _check_rtol(symmetry_rtol)
+        self.threads = _check_threads(threads)
         Q = as_csc(Q)
         _check_square(Q)
         n = Q.shape[0]
         self.n = n
-        self.symmetry_rtol = float(symmetry_rtol)
-        if int(threads) != threads or threads < 1:
-            raise InputError(f"threads must be a positive integer; got {threads!r}.")
-        self.threads = int(threads)
-        self._indptr_in = Q.indptr
-        self._indices_in = Q.indices
-        # Q's own index arrays, as int32 whenever they fit (no copy for SciPy's usual
-        # int32): the kernels then compile once, and the symbolic phase moves half the bytes
+        # a private, read-only copy of the validated pattern, as int32 whenever it fits (the
+        # kernels then compile once and the symbolic phase moves half the bytes): changes the
+        # caller makes to Q's arrays later cannot reach the kernels
         index_dtype = np.int32 if Q.nnz < 2**31 - 1 and n < 2**31 - 1 else np.int64
-        indptr = Q.indptr.astype(index_dtype, copy=False)
-        indices = Q.indices.astype(index_dtype, copy=False)
+        indptr = np.array(Q.indptr, dtype=index_dtype)
+        indices = np.array(Q.indices, dtype=index_dtype)
+        indptr.flags.writeable = False
+        indices.flags.writeable = False
         self._indptr = indptr
         self._indices = indices
+        # identifies this analysis (its pattern, ordering and storage positions); kept by
+        # pickled copies, so ownership checks work across processes too
+        self.pattern_token = uuid.uuid4().hex
 
         work = _scratch.ints(1, n + 1)[0]
         mirror = np.empty(indices.size, dtype=index_dtype)
         diag_pos = np.empty(n, dtype=np.int64)
         code, column = _ksym._mirror_map(n, indptr, indices, mirror, work, diag_pos)
-        if code != _status.OK:
-            raise NotSymmetricError(
-                f"Q's sparsity pattern is not symmetric (first at column {column}). gmrf_core "
-                "expects the full symmetric matrix with both triangles stored; if you have only "
-                "one triangle T, pass T + T.T - diag(T)."
-            )
+        _raise_for(code, column, name="Q")
         self._mirror = mirror
         self._diag_pos = diag_pos
 
-        perm = _ordering(indptr, indices, n, ordering)
+        perm = fill_reducing_ordering(indptr, indices, n, ordering)
         self.ordering = ordering if isinstance(ordering, str) else "user"
         self._analyze(indptr, indices, perm)
 
-    # -- symbolic phase ---------------------------------------------------------
     def _analyze(self, indptr, indices, perm_in):
         n = self.n
         # temporaries come from reusable scratch memory (CHOLMOD's Common->Iwork): freshly
@@ -293,8 +527,7 @@ class Symbolic:
             w[1][:nsuper],
             w[2][:nsuper],
         )
-        if code != _status.OK:  # pragma: no cover - internal consistency check
-            raise RuntimeError("gmrf_core internal error: supernode row counts are inconsistent.")
+        _raise_for(code, _where, stage="the supernode row count")
 
         # lower triangle of C: where each entry comes from in Q and goes to in the factor
         c_src = np.empty(c_ptr[n], dtype=indices.dtype)
@@ -337,37 +570,40 @@ class Symbolic:
         # the one-thread schedule: every supernode in order, one owner
         self.all_supernodes = np.arange(nsuper, dtype=np.int64)
         self.no_owner = np.zeros(nsuper, dtype=np.int64)
+        self._max_rows = int(_kchol._max_rows(nsuper, rows_ptr))  # solve buffer height
 
     # -- numeric phase ----------------------------------------------------------
     def check_values(self, Q, name="Q"):
         """Validate ``Q`` against this analysis: pattern, finiteness, symmetry.
 
-        Returns Q's data array (float64) ready for the numeric kernels.
+        Returns Q's data array (float64) ready for the numeric kernels. A CSC matrix
+        whose index arrays equal the analysed ones is the fast path (two comparisons,
+        no copies); anything else is validated by :func:`as_csc` first.
 
         Raises
         ------
         PatternMismatchError
             If Q's sparsity pattern is not the analysed one.
         InputError
-            If Q has NaN or infinite entries.
+            If Q is malformed or has NaN or infinite entries.
         NotSymmetricError
             If ``|q_ij - q_ji| > symmetry_rtol * sqrt(|q_ii q_jj|)`` somewhere.
         """
-        Q = as_csc(Q, name)
-        if Q.shape != (self.n, self.n):
-            raise PatternMismatchError(
-                f"{name} has shape {Q.shape}, but the analysis was done for ({self.n}, {self.n})."
-            )
-        same = (Q.indptr is self._indptr_in and Q.indices is self._indices_in) or (
-            np.array_equal(Q.indptr, self._indptr) and np.array_equal(Q.indices, self._indices)
-        )
-        if not same:
-            raise PatternMismatchError(
-                f"{name}'s sparsity pattern differs from the analysed one (nnz {Q.nnz} vs "
-                f"{self._indices.size}). Keep explicit zeros so the pattern stays fixed, or call "
-                "gm.analyze again for the new pattern."
-            )
-        data = Q.data
+        data = self._data_on_pattern(Q, name)
+        if data is None:
+            Q = as_csc(Q, name)
+            if Q.shape != (self.n, self.n):
+                raise PatternMismatchError(
+                    f"{name} has shape {Q.shape}, but the analysis was done for "
+                    f"({self.n}, {self.n})."
+                )
+            if not self.same_pattern(Q):
+                raise PatternMismatchError(
+                    f"{name}'s sparsity pattern differs from the analysed one (nnz {Q.nnz} vs "
+                    f"{self._indices.size}). Keep explicit zeros so the pattern stays fixed, or "
+                    "call gm.analyze again for the new pattern."
+                )
+            data = Q.data
         code, column = _ksym._check_values(
             self.n,
             self._indptr,
@@ -377,15 +613,31 @@ class Symbolic:
             self.symmetry_rtol,
             self._diag_pos,
         )
-        if code == _status.NOT_FINITE:
-            raise InputError(f"{name} has a NaN or infinite entry in column {column}.")
-        if code != _status.OK:
-            raise NotSymmetricError(
-                f"{name} is not symmetric: column {column} differs from its row by more than "
-                f"{self.symmetry_rtol:g} relative to sqrt(|q_ii q_jj|). Pass the full symmetric "
-                "matrix, e.g. (Q + Q.T) / 2."
-            )
+        _raise_for(code, column, name=name, rtol=self.symmetry_rtol)
         return data
+
+    def _data_on_pattern(self, Q, name):
+        """Q's values if Q is a CSC matrix with exactly the analysed index arrays, else None."""
+        if not (sp.issparse(Q) and Q.format == "csc" and Q.shape == (self.n, self.n)):
+            return None
+        indptr, indices, data = Q.indptr, Q.indices, Q.data
+        nnz = self._indices.size
+        if not (
+            isinstance(indptr, np.ndarray)
+            and isinstance(indices, np.ndarray)
+            and isinstance(data, np.ndarray)
+            and indptr.ndim == indices.ndim == data.ndim == 1
+            and indptr.dtype.kind in "iu"
+            and indices.dtype.kind in "iu"
+            and indices.size >= nnz
+            and data.size >= nnz
+            and _ksym._equal(indptr, self._indptr)
+            and _ksym._equal(indices[:nnz], self._indices)
+        ):
+            return None
+        if np.iscomplexobj(data) or data.dtype.kind not in "biuf":
+            raise InputError(f"{name} must hold real numbers; got dtype {data.dtype}.")
+        return np.ascontiguousarray(data[:nnz], dtype=np.float64)
 
     @property
     def q_positions(self):
@@ -475,10 +727,11 @@ class Symbolic:
         return orders, owner, np.sort(np.asarray(top, dtype=np.int64))
 
     def same_pattern(self, B):
-        """True if the CSC matrix ``B`` has exactly Q's sparsity pattern."""
-        return B.shape == (self.n, self.n) and (
-            (B.indptr is self._indptr_in and B.indices is self._indices_in)
-            or (np.array_equal(B.indptr, self._indptr) and np.array_equal(B.indices, self._indices))
+        """True if the (validated, canonical) CSC matrix ``B`` has exactly Q's pattern."""
+        return (
+            B.shape == (self.n, self.n)
+            and _ksym._equal(B.indptr, self._indptr)
+            and _ksym._equal(B.indices, self._indices)
         )
 
     def positions(self, rows, cols):
@@ -486,13 +739,27 @@ class Symbolic:
 
         Raises
         ------
+        InputError
+            If rows and cols are not integer arrays of one shape, or hold indices
+            outside ``[0, n)``.
         PatternError
             If an entry lies outside the pattern of L (where Q⁻¹ is not computed).
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        cols = np.asarray(cols, dtype=np.int64)
+        rows = np.asarray(rows)
+        cols = np.asarray(cols)
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise InputError(
+                f"rows and cols must be 1-D arrays of one length; got shapes {rows.shape} and "
+                f"{cols.shape}."
+            )
+        if rows.size and (rows.dtype.kind not in "iu" or cols.dtype.kind not in "iu"):
+            raise InputError(
+                f"rows and cols must hold integers; got dtypes {rows.dtype} and {cols.dtype}."
+            )
         if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= self.n):
             raise InputError(f"indices out of range for a {self.n} x {self.n} matrix.")
+        rows = rows.astype(np.int64, copy=False)
+        cols = cols.astype(np.int64, copy=False)
         pos = np.empty(rows.size, dtype=np.int64)
         code, bad = _kselinv._locate(
             self.n,
@@ -507,11 +774,7 @@ class Symbolic:
             pos,
         )
         if code != _status.OK:
-            raise PatternError(
-                f"entry ({rows[bad]}, {cols[bad]}) lies outside the sparsity pattern of the "
-                "Cholesky factor, where the selected inverse is not computed. Only entries on "
-                "the pattern of L (which contains Q's pattern) are available."
-            )
+            _raise_for(code, bad, row=rows[bad], col=cols[bad])
         return pos
 
     def factorize(self, Q):
@@ -532,9 +795,27 @@ class Factor:
 
     Create with :func:`cholesky` or :meth:`Symbolic.factorize`; update in place
     with :meth:`refactorize` for new values on the same pattern.
+
+    A factor whose last :meth:`refactorize` failed (or that was never factorized)
+    refuses every query (``logdet``, solves, ``sample``, ``L``, ``selected_inverse``)
+    with the error of that failure until a refactorize succeeds.
+
+    Thread safety: queries run concurrently with each other; :meth:`refactorize`
+    waits until running queries are done and holds new ones until it is (a
+    readers-writer lock), so a query sees the factor before or after a
+    refactorize, never in between. ``copy.copy`` and ``copy.deepcopy`` give an
+    independent factor (the immutable :class:`Symbolic` is shared).
+
+    Attributes
+    ----------
+    factorizations : int
+        Number of numeric factorizations this object has run, failed ones included
+        (input rejected before the kernel started is not counted).
     """
 
     def __init__(self, symbolic):
+        if not isinstance(symbolic, Symbolic):
+            raise InputError(f"Factor needs a Symbolic analysis; got {type(symbolic).__name__}.")
         self.symbolic = symbolic
         s = symbolic
         self._lx = np.empty(int(s.lx_ptr[-1]), dtype=np.float64)
@@ -543,7 +824,8 @@ class Factor:
         self._lpos = np.empty(s.nsuper, dtype=np.int64)
         self._schedule = s.schedule(s.threads)
         workers = 1 if self._schedule is None else len(self._schedule[0])
-        # per worker: relative map, relative rows and the update buffer
+        # per worker: relative map, relative rows and the update buffer (used only while
+        # refactorize holds the factor exclusively)
         self._work = [
             (
                 np.empty(s.n, dtype=np.int64),
@@ -552,12 +834,17 @@ class Factor:
             )
             for _ in range(workers)
         ]
-        self._zx_spare = None  # storage of a released SelectedInverse, for reuse
-        self._inverse_work = None
-        self._valid = False
-        # numeric factorizations run by this object, failed ones included (validation
-        # errors raised before the kernel starts are not counted)
         self.factorizations = 0
+        self._valid = False
+        self._failure = "no numeric factorization has been computed yet"
+        self._init_sync()
+
+    def _init_sync(self):
+        """Locks and reusable storage: not part of the factor's value (not pickled)."""
+        self._lock = _SharedLock()
+        self._mutex = threading.Lock()  # guards the two fields below
+        self._zx_spare = None  # storage of a released SelectedInverse, for reuse
+        self._inverse_work = []  # idle selected-inversion work spaces, for reuse
 
     @property
     def n(self):
@@ -573,8 +860,23 @@ class Factor:
         """Number of entries of L (lower triangle including the diagonal)."""
         return self.symbolic.nnz
 
+    @property
+    def valid(self):
+        """True if the factor holds a successful factorization (its last one succeeded)."""
+        return self._valid
+
+    def _require_valid(self):
+        """Raise InputError naming the failed (or missing) factorization; call under the lock."""
+        if not self._valid:
+            raise InputError(
+                f"this factor holds no valid factorization: {self._failure}. Refactorize it "
+                "with a valid matrix first."
+            )
+
     def refactorize(self, Q):
         """Recompute the factor for new values of ``Q`` on the analysed pattern.
+
+        Waits for queries running on other threads and holds new ones until done.
 
         Parameters
         ----------
@@ -593,11 +895,35 @@ class Factor:
         NotPositiveDefiniteError
             If a pivot is zero, negative or not finite; ``.column`` is the column of
             Q (original ordering) where the factorization broke down.
+
+        After any of these the factor refuses queries until a refactorize succeeds.
         """
+        with self._lock.exclusive():
+            self._valid = False
+            try:
+                data = self.symbolic.check_values(Q)
+                self.factorizations += 1
+                code, pivot = self._factorize_values(data)
+                _raise_for(
+                    code,
+                    pivot,
+                    name="Q",
+                    stage="Cholesky factorization",
+                    column=int(self.symbolic.perm[pivot]) if pivot >= 0 else -1,
+                )
+            except GMRFError as exc:
+                self._failure = f"the last refactorize failed ({type(exc).__name__}: {exc})"
+                raise
+            except BaseException as exc:  # e.g. KeyboardInterrupt: the values are half done
+                self._failure = f"the last refactorize was interrupted ({exc!r})"
+                raise
+            self._valid = True
+            self._failure = None
+        return self
+
+    def _factorize_values(self, data):
+        """Run the numeric kernels on Q's values; a status pair (pivot in factor order)."""
         s = self.symbolic
-        data = s.check_values(Q)
-        self._valid = False
-        self.factorizations += 1
         self._head.fill(-1)
         schedule = self._schedule
         owner = s.no_owner if schedule is None else schedule[1]
@@ -630,52 +956,50 @@ class Factor:
 
         if schedule is None:
             with blas.blas_threads(s.threads):
-                code, status = factorize(s.all_supernodes, 0, self._work[0])
-        else:
-            # independent subtrees concurrently, then their ancestors on threaded BLAS
-            orders, _owner, top = schedule
-            with blas.blas_threads(1):
-                results = _run_parallel(
-                    factorize, [(order, k, self._work[k]) for k, order in enumerate(orders)]
-                )
-            failed = [where for code, where in results if code != _status.OK]
-            code = _status.NOT_POSITIVE_DEFINITE if failed else _status.OK
-            status = min(failed) if failed else -1
-            if code == _status.OK:
-                for order in orders:
-                    _kchol._link_pending(
-                        order,
-                        owner,
-                        s.rows_ptr,
-                        s.rows,
-                        s.col_super,
-                        self._head,
-                        self._next,
-                        self._lpos,
-                    )
-                with blas.blas_threads(s.threads):
-                    code, status = factorize(top, -1, self._work[0])
-        if code != _status.OK:
-            column = int(s.perm[status])
-            raise NotPositiveDefiniteError(
-                f"Q is not positive definite: the Cholesky factorization broke down at column "
-                f"{column} (pivot {status} in the factor's ordering). Check that the matrix is a "
-                "proper precision (an intrinsic model needs constraints or a small diagonal "
-                "addition).",
-                column,
+                return factorize(s.all_supernodes, 0, self._work[0])
+        # independent subtrees concurrently, then their ancestors on threaded BLAS
+        orders, _owner, top = schedule
+        with blas.blas_threads(1):
+            results = _run_parallel(
+                factorize, [(order, k, self._work[k]) for k, order in enumerate(orders)]
             )
-        self._valid = True
-        return self
+        failed = [result for result in results if result[0] != _status.OK]
+        if failed:
+            # the first pivot in the factor's ordering, as one thread would report it
+            return min(failed, key=lambda result: result[1])
+        for order in orders:
+            _kchol._link_pending(
+                order,
+                owner,
+                s.rows_ptr,
+                s.rows,
+                s.col_super,
+                self._head,
+                self._next,
+                self._lpos,
+            )
+        with blas.blas_threads(s.threads):
+            return factorize(top, -1, self._work[0])
 
     def logdet(self):
         """log det Q = 2 Σ log L_jj."""
         s = self.symbolic
-        return 2.0 * _kchol._diag_logsum(s.nsuper, s.super_ptr, s.rows_ptr, s.lx_ptr, self._lx)
+        with self._lock.shared():
+            self._require_valid()
+            return 2.0 * _kchol._diag_logsum(s.nsuper, s.super_ptr, s.rows_ptr, s.lx_ptr, self._lx)
 
     def _rhs(self, b, name="b"):
         if sp.issparse(b):
             b = b.toarray()
-        b = np.asarray(b, dtype=np.float64)
+        b = np.asarray(b)
+        if np.iscomplexobj(b):
+            raise InputError(
+                f"{name} must be real; got dtype {b.dtype} (solve the real and imaginary parts "
+                "separately)."
+            )
+        if b.dtype.kind not in "biuf":
+            raise InputError(f"{name} must hold real numbers; got dtype {b.dtype}.")
+        b = b.astype(np.float64, copy=False)
         if b.ndim not in (1, 2) or b.shape[0] != self.n:
             raise InputError(f"{name} must have shape ({self.n},) or ({self.n}, k); got {b.shape}.")
         if not np.all(np.isfinite(b)):
@@ -689,33 +1013,33 @@ class Factor:
     def _triangular(self, b, forward, backward, permute_in, permute_out):
         """Apply L⁻¹ and/or L⁻ᵀ to the columns of ``b`` (shape (n, k)), block by block."""
         s = self.symbolic
-        if getattr(s, "_max_rows", None) is None:
-            s._max_rows = int(_kchol._max_rows(s.nsuper, s.rows_ptr))
         b2 = b.reshape(self.n, -1)
         out = np.empty(b2.shape, dtype=np.float64)
-        for start in range(0, b2.shape[1], self._RHS_BLOCK):
-            block = np.ascontiguousarray(b2[:, start : start + self._RHS_BLOCK])
-            width = block.shape[1]
-            if permute_in:
-                work = np.empty(block.shape)
-                _kchol._permute_rows(block, s.perm, work)
-            else:
-                work = block.copy()
-            buffer = np.empty((s._max_rows, width))
-            args = (s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work, buffer)
-            if forward:
-                _kchol._forward_solve(*args)
-            if backward:
-                _kchol._backward_solve(*args)
-            if permute_out:
-                result = np.empty(work.shape)
-                _kchol._unpermute_rows(work, s.perm, result)
-                work = result
-            out[:, start : start + width] = work
+        with self._lock.shared():
+            self._require_valid()
+            for start in range(0, b2.shape[1], self._RHS_BLOCK):
+                block = np.ascontiguousarray(b2[:, start : start + self._RHS_BLOCK])
+                width = block.shape[1]
+                if permute_in:
+                    work = np.empty(block.shape)
+                    _kchol._permute_rows(block, s.perm, work)
+                else:
+                    work = block.copy()
+                buffer = np.empty((s._max_rows, width))  # per call: solves run concurrently
+                args = (s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work, buffer)
+                if forward:
+                    _kchol._forward_solve(*args)
+                if backward:
+                    _kchol._backward_solve(*args)
+                if permute_out:
+                    result = np.empty(work.shape)
+                    _kchol._unpermute_rows(work, s.perm, result)
+                    work = result
+                out[:, start : start + width] = work
         return out.reshape(b.shape)
 
     def solve(self, b):
-        """Solve Q x = b for a vector (n,) or a matrix (n, k) of right-hand sides."""
+        """Solve Q x = b for a real vector (n,) or matrix (n, k) of right-hand sides."""
         return self._triangular(self._rhs(b), True, True, True, True)
 
     def solve_L(self, b):
@@ -732,18 +1056,25 @@ class Factor:
         Parameters
         ----------
         size : int, optional
-            Number of draws; None for a single draw of shape (n,).
+            Number of draws (a non-negative integer); None for a single draw of shape (n,).
         rng : numpy.random.Generator or seed, optional
 
         Returns
         -------
         numpy.ndarray
             Shape (n,) if ``size`` is None, else (size, n).
+
+        Raises
+        ------
+        InputError
+            If ``size`` is not None or a non-negative integer (``2.5``, ``"3"``, ``True``).
         """
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 0
+        ):
+            raise InputError(f"size must be None or a non-negative integer; got {size!r}.")
         rng = np.random.default_rng(rng)
         k = 1 if size is None else int(size)
-        if k < 0:
-            raise InputError(f"size must be non-negative; got {size}.")
         z = rng.standard_normal((self.n, k))
         x = self.solve_Lt(z)
         return x[:, 0] if size is None else np.ascontiguousarray(x.T)
@@ -754,56 +1085,85 @@ class Factor:
         l_ptr = np.empty(s.n + 1, dtype=np.int64)
         l_rows = np.empty(s.nnz, dtype=np.int64)
         l_data = np.empty(s.nnz, dtype=np.float64)
-        _kchol._factor_to_csc(
-            s.n,
-            s.nsuper,
-            s.super_ptr,
-            s.rows_ptr,
-            s.rows,
-            s.lx_ptr,
-            self._lx,
-            l_ptr,
-            l_rows,
-            l_data,
-        )
+        with self._lock.shared():
+            self._require_valid()
+            _kchol._factor_to_csc(
+                s.n,
+                s.nsuper,
+                s.super_ptr,
+                s.rows_ptr,
+                s.rows,
+                s.lx_ptr,
+                self._lx,
+                l_ptr,
+                l_rows,
+                l_data,
+            )
         return sp.csc_matrix((l_data, l_rows, l_ptr), shape=(s.n, s.n))
 
     def copy(self):
         """An independent copy of the numeric factor (the symbolic analysis is shared)."""
         other = Factor(self.symbolic)
-        other._lx[:] = self._lx
-        other._valid = self._valid
+        with self._lock.shared():
+            other._lx[:] = self._lx
+            other._valid = self._valid
+            other._failure = self._failure
         return other
 
+    __copy__ = copy
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
     def __getstate__(self):
-        # reusable storage and work space are not part of the factor's value (and a
-        # weak reference cannot be pickled)
+        # locks and reusable storage are not part of the factor's value (and neither a
+        # lock nor a weak reference can be pickled); the values are copied under the lock
         state = dict(self.__dict__)
-        state["_zx_spare"] = None
-        state["_inverse_work"] = None
+        for key in ("_lock", "_mutex", "_zx_spare", "_inverse_work"):
+            state.pop(key, None)
+        with self._lock.shared():
+            state["_lx"] = self._lx.copy()
+            state["_valid"] = self._valid
+            state["_failure"] = self._failure
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_sync()
 
     def _take_spare(self, owner):
         """Storage for a new SelectedInverse: the last one's, once that has been released
         (a fresh gigabyte costs a page fault per 4 KiB), else new memory."""
-        spare = self._zx_spare
-        if spare is not None and spare[1]() is None:
-            zx = spare[0]
-        else:
-            zx = np.empty_like(self._lx)
-        self._zx_spare = (zx, weakref.ref(owner))
+        with self._mutex:
+            spare = self._zx_spare
+            if spare is not None and spare[1]() is None:
+                zx = spare[0]
+            else:
+                zx = np.empty_like(self._lx)
+            self._zx_spare = (zx, weakref.ref(owner))
         return zx
 
-    def _inversion_work(self, k):
-        """Work space of worker k for the selected inversion, kept with the factor: the
-        relative map (shared with the factorization), Z_II and M."""
-        if self._inverse_work is None:
-            s = self.symbolic
+    def _checkout_inversion_work(self, count):
+        """``count`` selected-inversion work spaces (relative map, Z_II, M), each used by one
+        call only: idle ones are reused, new ones made when concurrent calls hold them."""
+        s = self.symbolic
+        with self._mutex:
+            taken = [self._inverse_work.pop() for _ in range(min(count, len(self._inverse_work)))]
+        if len(taken) < count:
             big, rect = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
-            self._inverse_work = [
-                (np.empty(max(int(big), 1)), np.empty(max(int(rect), 1))) for _ in self._work
+            taken += [
+                (
+                    np.empty(s.n, dtype=np.int64),
+                    np.empty(max(int(big), 1)),
+                    np.empty(max(int(rect), 1)),
+                )
+                for _ in range(count - len(taken))
             ]
-        return (self._work[k][0], *self._inverse_work[k])
+        return taken
+
+    def _return_inversion_work(self, works):
+        with self._mutex:
+            self._inverse_work.extend(works)
 
     def selected_inverse(self):
         """Entries of Q⁻¹ on the pattern of L (Takahashi recursion) -> :class:`SelectedInverse`."""
@@ -823,19 +1183,53 @@ class SelectedInverse:
     variance is available.
 
     Create with :meth:`Factor.selected_inverse`. A SelectedInverse is a snapshot:
-    refactorizing the factor later does not change it.
+    refactorizing the factor later does not change it. It is read-only, so any
+    number of threads may query it at once.
+
+    Attributes
+    ----------
+    factor : Factor
+        The factor it was computed from.
+    symbolic : Symbolic
+        That factor's analysis (``symbolic.pattern_token`` identifies it).
+    factorization : int
+        ``factor.factorizations`` when it was computed: it is current while the two
+        agree (see :meth:`check_belongs_to`).
     """
 
     def __init__(self, factor):
-        if not factor._valid:
-            raise InputError("the factor holds no valid factorization (the last one failed).")
+        if not isinstance(factor, Factor):
+            raise InputError(
+                f"SelectedInverse needs a Factor; got {type(factor).__name__} (use "
+                "factor.selected_inverse())."
+            )
         s = factor.symbolic
         self.symbolic = s
+        self.factor = factor
         self.n = s.n
-        self._zx = factor._take_spare(self)
+        schedule = factor._schedule
+        with factor._lock.shared():  # no refactorize while the factor's values are read
+            factor._require_valid()
+            self.factorization = factor.factorizations
+            self._zx = factor._take_spare(self)
+            works = factor._checkout_inversion_work(1 if schedule is None else len(schedule[0]))
+            try:
+                code, pivot = self._invert(factor, schedule, works)
+            finally:
+                factor._return_inversion_work(works)
+        _raise_for(
+            code,
+            pivot,
+            name="Q",
+            stage="selected inversion",
+            column=int(s.perm[pivot]) if pivot >= 0 else -1,
+        )
 
-        def invert(order, k):
-            relmap, zii, mwork = factor._inversion_work(k)
+    def _invert(self, factor, schedule, works):
+        s = self.symbolic
+
+        def invert(order, work):
+            relmap, zii, mwork = work
             return _kselinv._selected_inverse(
                 s.nsuper,
                 s.super_ptr,
@@ -851,21 +1245,61 @@ class SelectedInverse:
                 order,
             )
 
-        schedule = factor._schedule
         if schedule is None:
             with blas.blas_threads(s.threads):
-                code, _where = invert(s.all_supernodes, 0)
-        else:
-            # the ancestors first, then the independent subtrees below them concurrently
-            orders, _owner, top = schedule
-            with blas.blas_threads(s.threads):
-                code, _where = invert(top, 0)
-            if code == _status.OK:
-                with blas.blas_threads(1):
-                    results = _run_parallel(invert, [(order, k) for k, order in enumerate(orders)])
-                code = min(code for code, _where in results)
-        if code != _status.OK:  # pragma: no cover - a valid factor has positive pivots
-            raise NotPositiveDefiniteError("selected inversion met a zero pivot.", s.perm[0])
+                return invert(s.all_supernodes, works[0])
+        # the ancestors first, then the independent subtrees below them concurrently
+        orders, _owner, top = schedule
+        with blas.blas_threads(s.threads):
+            result = invert(top, works[0])
+        if result[0] != _status.OK:
+            return result
+        with blas.blas_threads(1):
+            results = _run_parallel(invert, [(order, works[k]) for k, order in enumerate(orders)])
+        failed = [result for result in results if result[0] != _status.OK]
+        return min(failed, key=lambda result: result[1]) if failed else (_status.OK, -1)
+
+    def belongs_to(self, owner):
+        """True if this was computed from ``owner``: a :class:`Factor` (the same object, not
+        refactorized since) or a :class:`Symbolic` (the same analysis: pattern, ordering
+        and storage positions, also across pickled copies)."""
+        if isinstance(owner, Factor):
+            return owner is self.factor and owner.factorizations == self.factorization
+        if isinstance(owner, Symbolic):
+            return owner.pattern_token == self.symbolic.pattern_token
+        return False
+
+    def check_belongs_to(self, owner, name="selected_inverse"):
+        """Raise PatternMismatchError unless :meth:`belongs_to` ``owner``.
+
+        The cheap identity check for callers handed a SelectedInverse: a foreign one
+        (of another matrix, pattern or ordering) or a stale one (its factor has been
+        refactorized since) would give wrong numbers, not an error.
+
+        Raises
+        ------
+        PatternMismatchError
+            With a message that says which of the two it is.
+        InputError
+            If ``owner`` is neither a Factor nor a Symbolic.
+        """
+        if not isinstance(owner, (Factor, Symbolic)):
+            raise InputError(
+                f"{name} can only be checked against a Factor or a Symbolic; got "
+                f"{type(owner).__name__}."
+            )
+        if self.belongs_to(owner):
+            return
+        if isinstance(owner, Factor) and owner is self.factor:
+            raise PatternMismatchError(
+                f"{name} is stale: it was computed from factorization {self.factorization} of "
+                f"this factor, which has run {owner.factorizations} since. Compute a new one "
+                "with factor.selected_inverse()."
+            )
+        raise PatternMismatchError(
+            f"{name} belongs to another factorization (another matrix, pattern or ordering); "
+            "compute it from this one with factor.selected_inverse()."
+        )
 
     def diag(self):
         """Marginal variances: the diagonal of Q⁻¹ in the original ordering."""
@@ -899,6 +1333,8 @@ class SelectedInverse:
 
         Raises
         ------
+        InputError
+            If B is malformed or has the wrong shape.
         PatternError
             If B has an entry outside the pattern of L.
         """
@@ -922,8 +1358,14 @@ class SelectedInverse:
 
         The fast path for repeated queries on a fixed pattern: look the positions up
         once, then gather for every new factorization.
+
+        Raises
+        ------
+        InputError
+            If ``positions`` is not a 1-D integer array within the factor storage.
         """
-        out = np.empty(len(positions))
+        positions = _check_positions(positions, self._zx.size)
+        out = np.empty(positions.size)
         _kselinv._gather(self._zx, positions, out)
         return out
 
@@ -935,13 +1377,15 @@ class SelectedInverse:
 
         Raises
         ------
+        InputError
+            If A is malformed or does not have n columns.
         PatternError
             If a pair of columns used by one row of A is outside L's pattern.
         """
-        A = sp.csr_matrix(A, dtype=np.float64)
-        if A.ndim != 2 or A.shape[1] != self.n:
+        A = as_csc(A, "A")
+        if A.shape[1] != self.n:
             raise InputError(f"A must have {self.n} columns; got shape {A.shape}.")
-        A.sum_duplicates()
+        A = A.tocsr()  # canonical CSC -> canonical CSR
         counts = np.diff(A.indptr).astype(np.int64)
         pos_ptr = np.zeros(A.shape[0] + 1, dtype=np.int64)
         np.cumsum(counts * counts, out=pos_ptr[1:])
@@ -954,8 +1398,8 @@ class SelectedInverse:
         pos = self.symbolic.positions(A.indices[start + u], A.indices[start + v])
         out = np.empty(A.shape[0])
         _kselinv._quadratic_diag(
-            A.indptr.astype(np.int64),
-            A.indices.astype(np.int64),
+            A.indptr,
+            A.indices,
             A.data,
             pos_ptr,
             pos,

@@ -32,27 +32,20 @@ whose non-negative values mean something else, keeping -1 (EMPTY) free.
 """
 
 import math
-import numbers
 
 import numpy as np
 
-from ..errors import GMRFError, InputError, NotSymmetricError
 from ._jit import jit
-
-__all__ = ["amd_order"]
+from ._status import (
+    INCONSISTENT,
+    INDEX_OUT_OF_RANGE,
+    NOT_SYMMETRIC,
+    OK,
+    UNSORTED,
+    WORKSPACE_TOO_SMALL,
+)
 
 EMPTY = -1
-
-# kernel status codes
-OK = 0
-ERR_WORKSPACE = 1  # iw too small: fewer than n free slots after loading the pattern
-ERR_INPUT = 2  # an index out of range or a column longer than n - 1 (caught by the wrapper first)
-
-# pattern check status codes (_check_pattern)
-PATTERN_OK = 0
-PATTERN_OUT_OF_RANGE = 1
-PATTERN_UNSORTED = 2
-PATTERN_NOT_SYMMETRIC = 3
 
 _INT64_MAX = 9223372036854775807
 
@@ -244,8 +237,12 @@ def _amd(
 
     Returns
     -------
-    status : int
-        ``OK`` (0), ``ERR_WORKSPACE`` (iw too small) or ``ERR_INPUT``.
+    (code, where) : (int, int)
+        A status pair (:mod:`._status`): ``(OK, -1)``, ``(WORKSPACE_TOO_SMALL, -1)``
+        (iw has fewer than n free slots after loading the pattern),
+        ``(INDEX_OUT_OF_RANGE, j)`` or ``(UNSORTED, j)`` for a bad column j (the
+        validating wrapper in :mod:`gmrf_core.ordering` rejects both first), or
+        ``(INCONSISTENT, -1)`` (unreachable for a valid symmetric pattern).
 
     Notes
     -----
@@ -271,7 +268,7 @@ def _amd(
     info[0] = 0
     info[1] = 0
     if n == 0:
-        return OK
+        return OK, -1
 
     # ------------------------------------------------------------------
     # Load the off-diagonal pattern: variable j's list is its row of A.
@@ -282,19 +279,19 @@ def _amd(
         for p in range(indptr[j], indptr[j + 1]):
             i = indices[p]
             if i < 0 or i >= n:
-                return ERR_INPUT
+                return INDEX_OUT_OF_RANGE, j
             if i != j:
                 if pfree >= iwlen:
-                    return ERR_WORKSPACE
+                    return WORKSPACE_TOO_SMALL, -1
                 iw[pfree] = i
                 pfree += 1
         length[j] = pfree - pe[j]
         if length[j] > n - 1:
-            return ERR_INPUT  # duplicates: degrees must index head[0:n]
+            return UNSORTED, j  # duplicates: degrees must index head[0:n]
     # Elbow room of n guarantees one garbage collection always makes enough
     # space for a new element (its pattern has fewer than n entries).
     if iwlen - pfree < n:
-        return ERR_WORKSPACE
+        return WORKSPACE_TOO_SMALL, -1
 
     # "dense" rows: postponing them avoids O(n^2) work on their long lists.
     if dense_threshold < 0.0:
@@ -360,7 +357,7 @@ def _amd(
             deg += 1
         mindeg = deg
         if me == EMPTY:
-            return ERR_INPUT  # unreachable for a symmetric pattern
+            return INCONSISTENT, -1  # unreachable for a symmetric pattern
         inext = nxt[_idx(me)]
         if inext != EMPTY:
             last[_idx(inext)] = EMPTY
@@ -438,7 +435,7 @@ def _amd(
                         pme1, pfree = _garbage_collect(n, iw, pe, length, pme1, pfree)
                         info[_idx(0)] += 1
                         if pfree >= iwlen:
-                            return ERR_WORKSPACE
+                            return WORKSPACE_TOO_SMALL, -1
                         pj = pe[_idx(e)]
                         p = pe[_idx(me)]
                     degme += nvi
@@ -700,15 +697,16 @@ def _amd(
                 nel += 1
     for i in range(n):
         perm[nxt[i]] = i
-    return OK
+    return OK, -1
 
 
 @jit
 def _check_pattern(n, indptr, indices, cursor):
     """Check a CSC pattern: indices in range, sorted, unique, symmetric.
 
-    Returns ``(status, column)`` with status one of the ``PATTERN_*`` codes
-    and the first offending column. One sweep: with sorted columns, the
+    Returns a status pair (:mod:`._status`): ``(OK, -1)``, or
+    ``(INDEX_OUT_OF_RANGE, j)``, ``(UNSORTED, j)`` or ``(NOT_SYMMETRIC, j)`` with j
+    the first offending column. One sweep: with sorted columns, the
     entries (j, i) of column i are met in increasing j, so one cursor per
     column finds each mirror entry in turn; every entry matched and none
     left over means the pattern equals its transpose.
@@ -720,9 +718,9 @@ def _check_pattern(n, indptr, indices, cursor):
         for p in range(indptr[j], indptr[j + 1]):
             i = indices[p]
             if i < 0 or i >= n:
-                return PATTERN_OUT_OF_RANGE, j
+                return INDEX_OUT_OF_RANGE, j
             if i <= prev:
-                return PATTERN_UNSORTED, j
+                return UNSORTED, j
             prev = i
             q = cursor[i]
             if q >= indptr[i + 1] or indices[q] != j:
@@ -731,13 +729,13 @@ def _check_pattern(n, indptr, indices, cursor):
                 prev_i = -1
                 for r in range(indptr[i], indptr[i + 1]):
                     if indices[r] < 0 or indices[r] >= n:
-                        return PATTERN_OUT_OF_RANGE, i
+                        return INDEX_OUT_OF_RANGE, i
                     if indices[r] <= prev_i:
-                        return PATTERN_UNSORTED, i
+                        return UNSORTED, i
                     prev_i = indices[r]
-                return PATTERN_NOT_SYMMETRIC, min(i, j)
+                return NOT_SYMMETRIC, min(i, j)
             cursor[i] = q + 1
-    return PATTERN_OK, 0
+    return OK, -1
 
 
 def _workspace(n, iwlen):
@@ -745,125 +743,3 @@ def _workspace(n, iwlen):
     iw = np.empty(iwlen, dtype=np.int64)
     n_arrays = [np.empty(n, dtype=np.int64) for _ in range(10)]
     return iw, n_arrays
-
-
-def amd_order(indptr, indices, n, *, dense_threshold=10.0, aggressive=True):
-    """Approximate minimum degree fill-reducing ordering of a symmetric pattern.
-
-    Parameters
-    ----------
-    indptr : array_like of int, shape (n + 1,)
-        Column pointers of the full symmetric sparsity pattern in CSC.
-    indices : array_like of int
-        Row indices: both triangles present, sorted within each column, no
-        duplicates. Diagonal entries may be present; they are ignored.
-    n : int
-        Order of the matrix.
-    dense_threshold : float, optional
-        Rows with more than ``max(16, dense_threshold * sqrt(n))`` off-diagonal
-        entries are "dense": they are left out of the minimum degree search
-        and ordered last (default 10, as in SuiteSparse AMD). A negative value
-        only postpones rows with more than ``n - 2`` entries.
-    aggressive : bool, optional
-        Aggressive element absorption (default True, as in SuiteSparse AMD).
-
-    Returns
-    -------
-    perm : ndarray of int64, shape (n,)
-        ``perm[k]`` is the original index of the k-th pivot; the reordered
-        matrix is ``A[perm][:, perm]`` (the convention of CHOLMOD's
-        ``Factor.P()``).
-
-    Raises
-    ------
-    InputError
-        Wrong shapes or types, indices out of range, unsorted or duplicate
-        row indices, NaN threshold.
-    NotSymmetricError
-        The pattern is not structurally symmetric.
-    GMRFError
-        The workspace could not be made large enough (should not happen).
-
-    References
-    ----------
-    P. R. Amestoy, T. A. Davis and I. S. Duff, "An approximate minimum degree
-    ordering algorithm", SIAM J. Matrix Anal. Appl. 17(4):886-905, 1996.
-    """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise InputError(f"n must be a non-negative integer, got {n!r}")
-    n = int(n)
-    indptr = _as_index_array(indptr, "indptr")
-    indices = _as_index_array(indices, "indices")
-    if indptr.shape[0] != n + 1:
-        raise InputError(
-            f"indptr must have length n + 1 = {n + 1}, got {indptr.shape[0]}; "
-            "pass the CSC column pointers of the n-by-n pattern"
-        )
-    if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
-        raise InputError("indptr must start at 0 and be non-decreasing (CSC column pointers)")
-    nnz = int(indptr[n])
-    if nnz > indices.shape[0]:
-        raise InputError(f"indptr[n] = {nnz} exceeds len(indices) = {indices.shape[0]}")
-    if not isinstance(dense_threshold, numbers.Real) or math.isnan(dense_threshold):
-        raise InputError(f"dense_threshold must be a real number, got {dense_threshold!r}")
-
-    perm = np.empty(n, dtype=np.int64)
-    if n == 0:
-        return perm
-
-    status, column = _check_pattern(n, indptr, indices, np.empty(n, dtype=np.int64))
-    if status == PATTERN_OUT_OF_RANGE:
-        raise InputError(f"row index out of range [0, {n}) in column {column}")
-    if status == PATTERN_UNSORTED:
-        raise InputError(
-            f"row indices of column {column} are not strictly increasing (unsorted or "
-            "duplicated); canonicalize the matrix first, e.g. scipy's A.sum_duplicates() "
-            "and A.sort_indices()"
-        )
-    if status == PATTERN_NOT_SYMMETRIC:
-        raise NotSymmetricError(
-            f"the sparsity pattern is not symmetric (first mismatch at column {column}); "
-            "pass the pattern of A + A.T with both triangles"
-        )
-
-    # Like SuiteSparse AMD: the pattern plus 20% elbow room plus n. The kernel
-    # only fails if the elbow room is below n, so one doubling is a safety net.
-    iwlen = nnz + nnz // 5 + n
-    for _attempt in range(3):
-        iw, (pe, length, nv, nxt, last, head, hhead, elen, degree, w) = _workspace(n, iwlen)
-        status = _amd(
-            n,
-            indptr,
-            indices,
-            perm,
-            iw,
-            pe,
-            length,
-            nv,
-            nxt,
-            last,
-            head,
-            hhead,
-            elen,
-            degree,
-            w,
-            np.zeros(2, dtype=np.int64),
-            float(dense_threshold),
-            1 if aggressive else 0,
-        )
-        if status == OK:
-            return perm
-        if status != ERR_WORKSPACE:
-            break
-        iwlen *= 2
-    raise GMRFError(f"AMD ordering failed with status {status} (n = {n}, nnz = {nnz})")
-
-
-def _as_index_array(a, name):
-    """Convert to a contiguous 1-D int64 array, rejecting non-integer input."""
-    arr = np.asarray(a)
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
