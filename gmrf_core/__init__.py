@@ -7,19 +7,7 @@ underneath; :mod:`gmrf_core.linalg` (sparse Cholesky, selected inversion) and
 (:class:`LatentGaussianModel`) and :func:`fit` on top.
 """
 
-from . import (
-    datasets,
-    errors,
-    lattice,
-    likelihoods,
-    mesh,
-    models,
-    parallel,
-    priors,
-    rules,
-    testing,
-    variational,
-)
+from . import datasets, errors, likelihoods, models, parallel, rules, testing, variational
 from .errors import (
     ConvergenceError,
     DerivativeError,
@@ -35,6 +23,7 @@ from .gmrf import GMRF
 from .inference import InlaResult, inla
 from .laplace import LaplaceApproximation, LatentGaussianModel
 from .linalg import Factor, SelectedInverse, Symbolic, analyze, cholesky
+from .many import CrossValidationResult, cross_validate, fit_many
 from .optimize import FitResult, fit
 from .variational import VariationalFitResult, fit_variational
 
@@ -50,6 +39,9 @@ __all__ = [
     "LatentGaussianModel",
     "LaplaceApproximation",
     "fit",
+    "fit_many",
+    "cross_validate",
+    "CrossValidationResult",
     "inla",
     "InlaResult",
     "FitResult",
@@ -57,9 +49,6 @@ __all__ = [
     "VariationalFitResult",
     "variational",
     "datasets",
-    "lattice",
-    "mesh",
-    "priors",
     "errors",
     "likelihoods",
     "models",

@@ -225,7 +225,7 @@ def test_a_task_is_retried_once(executor, tmp_path):
 
 def test_broken_process_pool_is_a_task_error():
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(2, mp_context=context) as executor:
+    with ProcessPoolExecutor(1, mp_context=context) as executor:
         with pytest.raises(gm.TaskError, match="BrokenProcessPool"):
             parallel.map_model(die, None, [0, 1, 2, 3], executor=executor)
 
