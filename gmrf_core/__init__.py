@@ -7,7 +7,19 @@ underneath; :mod:`gmrf_core.linalg` (sparse Cholesky, selected inversion) and
 (:class:`LatentGaussianModel`) and :func:`fit` on top.
 """
 
-from . import datasets, errors, likelihoods, models, parallel, rules, testing, variational
+from . import (
+    datasets,
+    errors,
+    lattice,
+    likelihoods,
+    mesh,
+    models,
+    parallel,
+    priors,
+    rules,
+    testing,
+    variational,
+)
 from .errors import (
     ConvergenceError,
     DerivativeError,
@@ -49,6 +61,9 @@ __all__ = [
     "VariationalFitResult",
     "variational",
     "datasets",
+    "lattice",
+    "mesh",
+    "priors",
     "errors",
     "likelihoods",
     "models",

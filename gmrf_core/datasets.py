@@ -26,7 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import InputError
-from .lattice import lattice_size, lattice_spacing, spde_lattice_parts, stencil_csc
+from .lattice import lattice_spacing, spde_lattice_parts, stencil_csc
+from .validation import check_count
 
 __all__ = ["laplacian_2d", "spde_precision_2d"]
 
@@ -61,8 +62,8 @@ def laplacian_2d(m, n=None):
     InputError
         If ``m`` or ``n`` is not an integer >= 1.
     """
-    m = lattice_size(m, "m", "laplacian_2d")
-    n = m if n is None else lattice_size(n, "n", "laplacian_2d")
+    m = check_count(m, "m", "laplacian_2d")
+    n = m if n is None else check_count(n, "n", "laplacian_2d")
 
     def value_blocks(k, rows, cols):
         value = 4.0 if _LAPLACIAN_OFFSETS[k] == (0, 0) else -1.0
@@ -116,8 +117,8 @@ def spde_precision_2d(m, n=None, kappa=None, tau=1.0, spacing=1.0):
     ----------
     Lindgren, F., Rue, H. and Lindström, J. (2011), JRSS B 73(4), 423–498.
     """
-    m = lattice_size(m, "m", "spde_precision_2d")
-    n = m if n is None else lattice_size(n, "n", "spde_precision_2d")
+    m = check_count(m, "m", "spde_precision_2d")
+    n = m if n is None else check_count(n, "n", "spde_precision_2d")
     h = lattice_spacing(spacing, "spde_precision_2d")
     if kappa is None:
         diameter = max(math.hypot((m - 1) * h[0], (n - 1) * h[1]), min(h))

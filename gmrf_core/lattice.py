@@ -26,8 +26,9 @@ import numbers
 import numpy as np
 
 from .errors import InputError
+from .validation import check_count
 
-__all__ = ["lattice_size", "lattice_shape", "lattice_spacing", "stencil_csc", "spde_lattice_parts"]
+__all__ = ["lattice_shape", "lattice_spacing", "stencil_csc", "spde_lattice_parts"]
 
 # Stencil of G C^-1 G on a lattice: the node itself, its 4 neighbours, the 4
 # two-step neighbours along an axis and the 4 diagonal neighbours (13 offsets),
@@ -49,22 +50,6 @@ _SPDE_OFFSETS = (
 )
 
 
-def lattice_size(value, name, owner, minimum=1):
-    """Return a lattice dimension as an int >= ``minimum``.
-
-    Raises
-    ------
-    InputError
-        If ``value`` is not an integer (bool excluded) or is below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{owner}: {name} must be an integer, got {value!r}.")
-    value = int(value)
-    if value < minimum:
-        raise InputError(f"{owner}: {name} must be >= {minimum}, got {value}.")
-    return value
-
-
 def lattice_shape(shape, owner, minimum=2):
     """Return a lattice shape ``(m, n)`` as two ints, both >= ``minimum``.
 
@@ -75,8 +60,8 @@ def lattice_shape(shape, owner, minimum=2):
     """
     if isinstance(shape, numbers.Integral) or np.ndim(shape) != 1 or len(shape) != 2:
         raise InputError(f"{owner}: shape must be a pair (m, n) of integers, got {shape!r}.")
-    m = lattice_size(shape[0], "shape[0]", owner, minimum=minimum)
-    n = lattice_size(shape[1], "shape[1]", owner, minimum=minimum)
+    m = check_count(shape[0], "shape[0]", owner, minimum=minimum)
+    n = check_count(shape[1], "shape[1]", owner, minimum=minimum)
     return m, n
 
 

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from .errors import InputError
 from .lattice import lattice_shape, lattice_spacing
+from .validation import check_positive
 
 __all__ = [
     "Mesh",
@@ -37,15 +38,6 @@ __all__ = [
     "projection_matrix",
     "lattice_projection",
 ]
-
-
-def _positive_scalar(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{owner}: {name} must be a real number, got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{owner}: {name} must be a finite number > 0, got {value!r}.")
-    return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -306,7 +298,7 @@ def mesh_from_points(points, max_area=None, min_angle=25, extend=0.1):
     inverse = inverse.reshape(-1)
     if unique.shape[0] < 3:
         raise InputError(f"{owner}: need at least 3 distinct points, got {unique.shape[0]}.")
-    min_angle = _positive_scalar(min_angle, "min_angle", owner)
+    min_angle = check_positive(min_angle, "min_angle", owner)
     if min_angle > 33.0:
         raise InputError(f"{owner}: min_angle must be <= 33 degrees, got {min_angle}.")
     if isinstance(extend, bool) or not isinstance(extend, numbers.Real):
@@ -323,7 +315,7 @@ def mesh_from_points(points, max_area=None, min_angle=25, extend=0.1):
     if max_area is None:
         area = math.sqrt(3.0) / 4.0 / 25.0**2
     else:
-        area = _positive_scalar(max_area, "max_area", owner) / diameter**2
+        area = check_positive(max_area, "max_area", owner) / diameter**2
     try:
         hull = ConvexHull(scaled)
     except QhullError as exc:

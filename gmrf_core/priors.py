@@ -28,11 +28,11 @@ penalize the complexity of Gaussian random fields. *JASA* 114(525), 445–452.
 """
 
 import math
-import numbers
 
 import numpy as np
 
 from .errors import InputError
+from .validation import check_positive, check_probability
 
 __all__ = [
     "Prior",
@@ -220,24 +220,6 @@ class NormalPrior(Prior):
         return f"NormalPrior(mean={self.mean!r}, sd={self.sd!r})"
 
 
-def _positive_scalar(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{owner}: {name} must be a real number, got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{owner}: {name} must be a finite number > 0, got {value!r}.")
-    return value
-
-
-def _probability(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{owner}: {name} must be a real number, got {value!r}.")
-    value = float(value)
-    if not 0.0 < value < 1.0:
-        raise InputError(f"{owner}: {name} must be a probability in (0, 1), got {value!r}.")
-    return value
-
-
 # ---------------------------------------------------------------- BYM2 mixing
 def _h_functions(z, w, log_w):
     """H(z) = (z - log(1+z))/z² and its first two derivatives, elementwise.
@@ -318,8 +300,8 @@ class PCBYM2Phi(Prior):
     """
 
     def __init__(self, u=0.5, alpha=2.0 / 3.0, eigenvalues=None, rank_deficiency=None):
-        self.u = self._probability(u, "u")
-        self.alpha = self._probability(alpha, "alpha")
+        self.u = check_probability(u, "u", "PCBYM2Phi")
+        self.alpha = check_probability(alpha, "alpha", "PCBYM2Phi")
         self._excess = None
         self.rate = None
         if eigenvalues is not None:
@@ -329,16 +311,6 @@ class PCBYM2Phi(Prior):
                 )
             self._excess = self._excess_variances(eigenvalues, rank_deficiency)
             self.rate = -math.log1p(-self.alpha) / self._distance(self.u)
-
-    @staticmethod
-    def _probability(value, name):
-        try:
-            value = float(value)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"PCBYM2Phi: {name} must be a number, got {value!r}.") from exc
-        if not 0.0 < value < 1.0:
-            raise InputError(f"PCBYM2Phi: {name} must lie in (0, 1), got {value}.")
-        return value
 
     @staticmethod
     def _excess_variances(eigenvalues, rank_deficiency):
@@ -511,10 +483,10 @@ class PCMaternPrior:
 
     def __init__(self, range0, range_alpha, sigma0, sigma_alpha):
         owner = "PCMaternPrior"
-        self.range0 = _positive_scalar(range0, "range0", owner)
-        self.range_alpha = _probability(range_alpha, "range_alpha", owner)
-        self.sigma0 = _positive_scalar(sigma0, "sigma0", owner)
-        self.sigma_alpha = _probability(sigma_alpha, "sigma_alpha", owner)
+        self.range0 = check_positive(range0, "range0", owner)
+        self.range_alpha = check_probability(range_alpha, "range_alpha", owner)
+        self.sigma0 = check_positive(sigma0, "sigma0", owner)
+        self.sigma_alpha = check_probability(sigma_alpha, "sigma_alpha", owner)
         self.range_rate = -math.log(self.range_alpha) * self.range0
         self.sigma_rate = -math.log(self.sigma_alpha) / self.sigma0
 

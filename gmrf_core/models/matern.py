@@ -50,7 +50,6 @@ penalize the complexity of Gaussian random fields. *JASA* 114(525), 445–452.
 """
 
 import math
-import numbers
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,6 +58,7 @@ from ..errors import InputError
 from ..lattice import lattice_shape, lattice_spacing, spde_lattice_parts
 from ..mesh import Mesh, check_mesh, doubled_areas
 from ..priors import PCMaternPrior
+from ..validation import check_positive
 from .base import LatentModel
 
 __all__ = ["Matern2D", "MaternSPDE"]
@@ -72,15 +72,6 @@ _LOG_COEFFICIENT_LIMIT = 650.0
 # rounding (error ≈ 0.1 ε cond(Q) in log|Q|, measured), so Q's factorization and the exact
 # log-determinant disagree and Q may not even be positive definite in floating point.
 _LATTICE_RATIO_LIMIT = 1e6
-
-
-def _positive_scalar(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{owner}: {name} must be a real number, got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{owner}: {name} must be a finite number > 0, got {value!r}.")
-    return value
 
 
 # ------------------------------------------------------------------------ shared model
@@ -144,8 +135,8 @@ class _MaternBase(LatentModel):
     @staticmethod
     def theta_from(practical_range, sigma):
         """Internal-scale θ = (log ρ, log σ) for a practical range and standard deviation."""
-        practical_range = _positive_scalar(practical_range, "practical_range", "theta_from")
-        sigma = _positive_scalar(sigma, "sigma", "theta_from")
+        practical_range = check_positive(practical_range, "practical_range", "theta_from")
+        sigma = check_positive(sigma, "sigma", "theta_from")
         return np.array([math.log(practical_range), math.log(sigma)])
 
     # -- protocol -------------------------------------------------------------------
