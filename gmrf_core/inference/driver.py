@@ -25,7 +25,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..errors import ConvergenceError, InputError
-from ..optimize import fit
+from ..optimize import check_theta0, minimize_hyperparameters, stationarity
 from ..parallel import map_model
 from .criteria import combine_criteria
 from .design import ZCoordinates, ccd_design, ccd_weights, grid_box
@@ -166,10 +166,15 @@ def inla(
     for line in defaults_applied:
         _log(progress, stream, f"default prior  {line}")
     start = time.perf_counter()
-    fitted = fit(proxy, theta0, progress=progress, std_err=False, stream=stream)
+    theta0 = check_theta0(model, theta0)
+    # the driver of gm.fit (L-BFGS-B on the exact gradient, restarts after failed trials),
+    # on the objective with the default priors
+    fitted = minimize_hyperparameters(
+        proxy.value_and_grad, theta0, progress=progress, stream=stream, label="-log pi(theta|y)"
+    )
     theta_mode = np.asarray(fitted.theta, dtype=float)
     f_mode = float(fitted.fun)
-    if not fitted.success and np.max(np.abs(fitted.grad)) > 1e-3 * max(1.0, abs(f_mode)) ** 0.5:
+    if not fitted.success:
         raise ConvergenceError(
             f"the mode of pi(theta | y) was not found ({fitted.message}; |grad| = "
             f"{np.linalg.norm(fitted.grad):.3e}). Try other starting values (theta0=)."
@@ -190,6 +195,13 @@ def inla(
         hessian[:, k] = (grads[2 * k] - grads[2 * k + 1]) / (2.0 * steps[k])
     hessian = 0.5 * (hessian + hessian.T)
     coordinates = ZCoordinates(theta_mode, hessian)
+    stationary, decrement = stationarity(fitted, None, hessian)
+    if not stationary:
+        raise ConvergenceError(
+            f"the optimizer stopped at theta = {theta_mode}, which is not the mode of "
+            f"pi(theta | y): the Newton decrement of the gradient is {decrement:.3g}. Try other "
+            "starting values (theta0=)."
+        )
     timings["hessian"] = time.perf_counter() - start
     _log(progress, stream, f"Hessian at the mode ({2 * d} gradients, {timings['hessian']:.1f} s)")
 

@@ -252,7 +252,9 @@ class InlaResult:
         k = A_new.shape[0]
         if X_new is None:
             X_new = np.zeros((k, self.n_fixed))
-        X_new = np.asarray(X_new, dtype=float).reshape(k, -1) if self.n_fixed else np.zeros((k, 0))
+        X_new = np.asarray(X_new, dtype=float)
+        if X_new.ndim == 1 and self.n_fixed == 1:
+            X_new = X_new[:, None]
         if X_new.shape != (k, self.n_fixed):
             raise InputError(f"X_new must have shape ({k}, {self.n_fixed}); got {X_new.shape}.")
         offset = np.broadcast_to(np.asarray(0.0 if offset is None else offset, float), (k,))

@@ -13,67 +13,23 @@ import pytest
 from scipy.special import logsumexp
 
 import gmrf_core as gm
-from gmrf_core import likelihoods, models
-from gmrf_core.priors import PCPrecision
-
-N = 60
-RATE = -np.log(0.01)  # PC prior rate with u = 1, alpha = 0.01
-
-
-def _data():
-    rng = np.random.default_rng(1)
-    t = np.linspace(0.0, 1.0, N)
-    return 1.0 + np.sin(2 * np.pi * t) + 0.5 * rng.standard_normal(N)
-
-
-def _model(with_priors=True):
-    y = _data()
-    if with_priors:
-        prior = models.RW1(N, prior=PCPrecision(1.0, 0.01))
-        lik = likelihoods.Gaussian(y, prior=PCPrecision(1.0, 0.01))
-    else:
-        prior = models.RW1(N)
-        lik = likelihoods.Gaussian(y)
-    return gm.LatentGaussianModel(prior, lik, X=np.ones((N, 1)))
-
-
-def _log_pc(theta):
-    return np.log(RATE / 2) - theta / 2 - RATE * np.exp(-theta / 2)
+from tests.inference.rw1_gaussian import N, exact_posterior, model
 
 
 @pytest.fixture(scope="module")
 def reference():
-    y = _data()
-    R = models.RW1(N).precision(np.zeros(1)).toarray()
-    lam, U = np.linalg.eigh(R)
-    yt = U.T @ y
     a = np.linspace(-4.0, 8.0, 801)
     b = np.linspace(-1.5, 9.0, 801)
     A, B = np.meshgrid(a, b, indexing="ij")
-    tau = np.exp(A.ravel())[:, None]
-    tau_n = np.exp(B.ravel())[:, None]
-    c = np.empty((tau.size, N))
-    c[:, 1:] = 1.0 / (tau * lam[None, 1:]) + 1.0 / tau_n
-    c[:, :1] = 1000.0 * N + 1.0 / tau_n
-    loglik = -0.5 * np.sum(np.log(2 * np.pi * c) + yt**2 / c, axis=1)
-    logpost = loglik + _log_pc(A.ravel()) + _log_pc(B.ravel())
+    post = exact_posterior(A.ravel(), B.ravel())
+    logpost = post["log_joint"]
     mlik = logsumexp(logpost) + np.log((a[1] - a[0]) * (b[1] - b[0]))
     w = np.exp(logpost - logsumexp(logpost))
-    precision = np.empty_like(c)
-    precision[:, 1:] = tau * lam[None, 1:] + tau_n
-    precision[:, :1] = 1.0 / (1000.0 * N) + tau_n
-    mean_t = tau_n * yt / precision
-    var_t = 1.0 / precision
-    coef0 = mean_t[:, 0] * U[0, 0]  # β = b u₀ᵢ: the null-space coordinate is β's
-    var0 = var_t[:, 0] * U[0, 0] ** 2
-    mean_t[:, 0] = 0.0
-    var_t[:, 0] = 0.0
-    Ex = mean_t @ U.T
-    Vx = var_t @ (U**2).T
+    Ex, Vx = post["x_mean"], post["x_var"]
     x_mean = w @ Ex
     x_sd = np.sqrt(w @ (Vx + Ex**2) - x_mean**2)
-    beta_mean = w @ coef0
-    beta_sd = np.sqrt(w @ (var0 + coef0**2) - beta_mean**2)
+    beta_mean = w @ post["beta_mean"]
+    beta_sd = np.sqrt(w @ (post["beta_var"] + post["beta_mean"] ** 2) - beta_mean**2)
     theta = np.column_stack([A.ravel(), B.ravel()])
     theta_mean = w @ theta
     theta_sd = np.sqrt(w @ theta**2 - theta_mean**2)
@@ -100,13 +56,8 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def grid_result():
-    return gm.inla(_model(), integration="grid", progress=False, diff_logdens=15.0)
-
-
-@pytest.fixture(scope="module")
 def ccd_result():
-    return gm.inla(_model(), integration="ccd", progress=False)
+    return gm.inla(model(), integration="ccd", progress=False)
 
 
 def test_grid_matches_brute_force(grid_result, reference):
@@ -142,7 +93,7 @@ def test_grid_matches_brute_force(grid_result, reference):
 
 
 def test_grid_default_cutoff_is_rinla_like_and_coarser(reference):
-    res = gm.inla(_model(), integration="grid", progress=False)
+    res = gm.inla(model(), integration="grid", progress=False)
     # the default cut-off (R-INLA's diff.logdens = 6) drops the tails beyond a drop of 6
     assert abs(res.log_marginal_likelihood - reference["mlik"]) < 0.01
     np.testing.assert_allclose(res.latent_sd, reference["x_sd"], rtol=0.01)
@@ -190,12 +141,12 @@ def test_latent_quantiles_match_the_gaussian_mixture(grid_result):
 
 
 def test_eb_equals_fit():
-    model = _model()
-    res = gm.inla(model, integration="eb", progress=False)
-    fitted = gm.fit(model, progress=False)
+    lgm = model()
+    res = gm.inla(lgm, integration="eb", progress=False)
+    fitted = gm.fit(lgm, progress=False)
     np.testing.assert_allclose(res.theta_mode, fitted.theta, rtol=0, atol=1e-10)
     assert len(res.weights) == 1
-    approximation = model.laplace(fitted.theta)
+    approximation = lgm.laplace(fitted.theta)
     np.testing.assert_allclose(res.latent_mean, approximation.mode[:N], atol=1e-8)
     np.testing.assert_allclose(res.latent_sd, approximation.marginal_sd()[:N], rtol=1e-8)
     # covariance = inverse of the finite-difference Hessian of the objective
@@ -203,7 +154,7 @@ def test_eb_equals_fit():
 
 
 def test_defaults_are_applied_and_reported():
-    res = gm.inla(_model(with_priors=False), integration="eb", progress=False, compute=())
+    res = gm.inla(model(with_priors=False), integration="eb", progress=False, compute=())
     assert [line.split(":")[0] for line in res.defaults_applied] == [
         "log_tau",
         "log_noise_precision",
@@ -214,12 +165,12 @@ def test_defaults_are_applied_and_reported():
 
 
 def test_bad_options_raise():
-    model = _model()
+    lgm = model()
     with pytest.raises(gm.InputError, match="integration"):
-        gm.inla(model, integration="laplace", progress=False)
+        gm.inla(lgm, integration="laplace", progress=False)
     with pytest.raises(gm.InputError, match="latent"):
-        gm.inla(model, latent="full", progress=False)
+        gm.inla(lgm, latent="full", progress=False)
     with pytest.raises(gm.InputError, match="compute"):
-        gm.inla(model, compute=("bic",), progress=False)
+        gm.inla(lgm, compute=("bic",), progress=False)
     with pytest.raises(gm.InputError, match="dz"):
-        gm.inla(model, dz=0.0, progress=False)
+        gm.inla(lgm, dz=0.0, progress=False)
