@@ -441,3 +441,71 @@ def test_areal_example_runs_on_the_shipped_nc_sids_data(tmp_path):
     confident = table["P(RR>1)"] > 0.99
     assert confident.any()
     assert np.all(table.loc[confident, "deaths"] > table.loc[confident, "expected"])
+
+
+# ------------------------------------------------------------------------------- plots
+def test_forest_plot_shows_every_fixed_effect(frame, tmp_path):
+    from gmrf_core.plots import plot_fixed_effects
+
+    model = formula(
+        "cases ~ 1 + income + region + f(year, model='ar1')",
+        data=frame,
+        family="poisson",
+        exposure="expected",
+    )
+    approximation = model.laplace(model.theta0)
+    fig = plot_fixed_effects(approximation, model, path=str(tmp_path / "forest.png"))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["Intercept", "income", "region[T.south]", "region[T.east]"]
+    points = ax.lines[0].get_xdata()
+    np.testing.assert_allclose(points, approximation.mode[-4:])
+    assert (tmp_path / "forest.png").stat().st_size > 1000
+
+
+def test_latent_maps_on_polygons_meshes_and_lattices(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from gmrf_core.plots import plot_latent, plot_latent_map
+
+    gpd = pytest.importorskip("geopandas")
+    shapely = pytest.importorskip("shapely")
+    rng = np.random.default_rng(5)
+    # polygons: a 2 × 3 grid of squares named out of order relative to the data's levels
+    names = ["f", "a", "c", "e", "b", "d"]
+    cells = [shapely.box(j, i, j + 1, i + 1) for i in range(2) for j in range(3)]
+    areas = gpd.GeoDataFrame({"area": names}, geometry=cells)
+    df = pd.DataFrame({"area": rng.choice(names, 40), "y": rng.poisson(2.0, 40).astype(float)})
+    model = formula(
+        "y ~ 1 + f(area, model='besag', graph=areas)",
+        data=df,
+        family="poisson",
+        context={"areas": areas},
+    )
+    approximation = model.laplace(model.theta0)
+    # polygons given in another order are matched to the levels by the 'area' column
+    path = tmp_path / "a.png"
+    fig = plot_latent(approximation, model, "area", geometry=areas.iloc[::-1], path=str(path))
+    table = latent_table(approximation, model, "area")
+    drawn = fig.axes[0].collections[0].get_array()
+    np.testing.assert_allclose(drawn, table.loc[names, "mean"].to_numpy())
+    with pytest.raises(InputError, match="pass geometry="):
+        plot_latent(approximation, model, "area")
+    plt.close("all")
+    # mesh: nodal values on a tripcolor; lattice: an image of the reshaped values
+    coords = pd.DataFrame({"x": rng.uniform(0, 3, 30), "y": rng.uniform(0, 2, 30)})
+    coords["z"] = rng.normal(size=30)
+    spde = formula("z ~ 1 + f(x, y, model='spde', max_area=0.4)", data=coords)
+    approximation = spde.laplace(spde.theta0)
+    fig = plot_latent(approximation, spde, "x")
+    np.testing.assert_allclose(
+        fig.axes[0].collections[0].get_array(), latent_table(approximation, spde, "x")["mean"]
+    )
+    values = rng.normal(size=12)
+    ax = plot_latent_map(values, shape=(3, 4))
+    np.testing.assert_array_equal(ax.images[0].get_array(), values.reshape(3, 4))
+    with pytest.raises(InputError, match="exactly one"):
+        plot_latent_map(values)
+    with pytest.raises(InputError, match="12 values for a 3 × 5 lattice"):
+        plot_latent_map(values, shape=(3, 5))
+    plt.close("all")
