@@ -31,11 +31,12 @@ from .errors import (
     PatternMismatchError,
     TaskError,
 )
+from .formula import formula
 from .gmrf import GMRF
 from .inference import InlaResult, inla
 from .laplace import LaplaceApproximation, LatentGaussianModel
 from .linalg import Factor, SelectedInverse, Symbolic, analyze, cholesky
-from .many import CrossValidationResult, cross_validate, fit_many
+from .many import CrossValidationResult, cross_validate, fit_many, inla_many
 from .optimize import FitResult, fit
 from .variational import VariationalFitResult, fit_variational
 
@@ -52,10 +53,12 @@ __all__ = [
     "LaplaceApproximation",
     "fit",
     "fit_many",
+    "inla_many",
     "cross_validate",
     "CrossValidationResult",
     "inla",
     "InlaResult",
+    "formula",
     "FitResult",
     "fit_variational",
     "VariationalFitResult",

@@ -14,8 +14,12 @@ How the model travels
 The model (matrices, symbolic analysis, data) goes to each worker once, never once per
 task; a task carries only a token naming the model and its item (θ):
 
-* Dask: ``client.scatter(model, broadcast=True)`` — every worker holds one deserialized
-  copy in memory; the tasks reference it by key.
+* Dask: the pickled model is sent to every worker once with ``client.run`` and unpickled
+  into a per-process cache keyed by the token; tasks carry the token only. (Not
+  ``scatter(broadcast=True)``: the Active Memory Manager's ReduceReplicas policy, on by
+  default, may drop such replicas between tasks, and each drop would send the model
+  again.) A worker that joins, or is restarted, later gets the model once as a Dask
+  dependency of its first task.
 * concurrent.futures: the pickled model is written once to a file in a directory the
   workers can read (``tempfile.gettempdir()`` or ``$GMRF_CORE_SHARED_DIR``); each worker
   process reads and unpickles it on its first task and keeps it in a per-process cache
@@ -171,23 +175,68 @@ def _futures_task(function, token, path, item, threads):
     return _run(function, token, lambda: (_load_file(path), None), item, threads)
 
 
-def _dask_task(function, token, model, item, threads):
-    """What a Dask worker runs: ``model`` is the worker's broadcast copy (resolved by Dask)."""
+def _worker_threads():
     try:
         from distributed import get_worker
 
-        nthreads = get_worker().state.nthreads
+        return get_worker().state.nthreads
     except (ImportError, ValueError, AttributeError):  # pragma: no cover
-        nthreads = 1
-    if threads is None:
-        threads = nthreads
+        return 1
+
+
+def _dask_task(function, token, model, item, threads):
+    """What a Dask worker runs when the model came as a task dependency (resolved by Dask)."""
+    nthreads = _worker_threads()
 
     def load():
         # with several worker threads, copies for the others come from these bytes
         blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL) if nthreads > 1 else None
         return model, blob
 
-    return _run(function, token, load, item, threads)
+    return _run(function, token, load, item, nthreads if threads is None else threads)
+
+
+class _ModelMissing(Exception):
+    """Raised by a Dask task on a worker that does not hold the model (it joined, or was
+    restarted, after the model was installed); the client resubmits the task with the
+    model as a dependency, which is not counted as a failure."""
+
+
+def _dask_cached_task(function, token, item, threads):
+    """What a Dask worker runs when the model was installed on it by :func:`_install`."""
+
+    def load():
+        raise _ModelMissing(token)
+
+    nthreads = _worker_threads()
+    return _run(function, token, load, item, nthreads if threads is None else threads)
+
+
+def _install(token, blob, dask_worker=None):
+    """Unpickle the model once on this Dask worker and cache it under ``token``."""
+    nthreads = getattr(getattr(dask_worker, "state", None), "nthreads", 1)
+    model = pickle.loads(blob)
+    entry = {
+        "free": [model],
+        # with several worker threads, copies for the others come from these bytes
+        "blob": blob if nthreads > 1 else None,
+        "loads": 1,
+        "source": model,
+        "ready": threading.Event(),
+    }
+    entry["ready"].set()
+    with _cache_lock:
+        _cache[token] = entry
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return True
+
+
+def _drop(token, dask_worker=None):
+    """Forget the model ``token`` on this worker (the end of a map_model call)."""
+    with _cache_lock:
+        _cache.pop(token, None)
+    return True
 
 
 # -- client side -----------------------------------------------------------------------------
@@ -403,7 +452,7 @@ def _map_futures(function, model, items, executor, label, tracker, record, threa
             pass
 
 
-def _collect(submit, count, items, label, tracker, record, as_completed):
+def _collect(submit, count, items, label, tracker, record, as_completed, missing=None):
     """Submit every task, gather them as they finish, resubmit a failure once."""
     results = [None] * count
     attempts = [0] * count
@@ -419,6 +468,10 @@ def _collect(submit, count, items, label, tracker, record, as_completed):
                 index = pending.pop(future)
                 try:
                     results[index] = future.result()
+                except _ModelMissing:
+                    # a worker without the model: send the task again with the model
+                    pending[missing(index)] = index
+                    break
                 except Exception as exc:
                     attempts[index] += 1
                     if attempts[index] > 1 or isinstance(exc, BrokenProcessPool):
@@ -437,13 +490,21 @@ def _collect(submit, count, items, label, tracker, record, as_completed):
     return results
 
 
+# Dask: install the model on every worker with client.run (one message per worker) rather
+# than scatter(broadcast=True), whose replicas the Active Memory Manager's ReduceReplicas
+# policy may drop between tasks (each drop would send the model again)
+_INSTALL_ON_WORKERS = True
+
+
 def _map_dask(function, model, items, client, label, tracker, record, threads, scatter_items):
     from distributed import as_completed
 
     token = uuid.uuid4().hex
-    record["model_bytes"] = len(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
-    # one deserialized copy per worker; hash=False: a fresh key, never another model's
-    model_future = client.scatter(model, broadcast=True, hash=False)
+    blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL)
+    record["model_bytes"] = len(blob)
+    if _INSTALL_ON_WORKERS:
+        client.run(_install, token, blob)
+    del blob
     payload = client.scatter(items, hash=False) if scatter_items and items else items
     if items:
         record["task_bytes"] = float(
@@ -454,20 +515,37 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
                 ]
             )
         )
+    fallback = []  # the model as a Dask future, for workers that do not hold it
+
+    def key(index):
+        return f"{label}-{token[:12]}-{index}-{uuid.uuid4().hex[:8]}"
+
+    def submit(index):
+        return client.submit(
+            _dask_cached_task,
+            function,
+            token,
+            payload[index],
+            threads,
+            pure=False,
+            key=key(index),
+        )
+
+    def missing(index):
+        if not fallback:
+            fallback.append(client.scatter(model, hash=False))
+        return client.submit(
+            _dask_task,
+            function,
+            token,
+            fallback[0],
+            payload[index],
+            threads,
+            pure=False,
+            key=key(index),
+        )
+
     try:
-
-        def submit(index):
-            return client.submit(
-                _dask_task,
-                function,
-                token,
-                model_future,
-                payload[index],
-                threads,
-                pure=False,
-                key=f"{label}-{token[:12]}-{index}-{uuid.uuid4().hex[:8]}",
-            )
-
         return _collect(
             submit,
             len(items),
@@ -476,9 +554,14 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
             tracker,
             record,
             lambda futures: as_completed(futures),
+            missing=missing,
         )
     finally:
-        client.cancel([model_future] + (list(payload) if scatter_items and items else []))
+        client.cancel(fallback + (list(payload) if scatter_items and items else []))
+        try:
+            client.run(_drop, token)
+        except Exception:  # pragma: no cover - a worker gone while closing: nothing to free
+            pass
 
 
 # -- the Hessian -----------------------------------------------------------------------------

@@ -219,3 +219,18 @@ def test_cross_validate_bad_input():
         gm.cross_validate(model, folds=2, nodes=0)
     with pytest.raises(gm.InputError, match="LatentGaussianModel"):
         gm.cross_validate("model", folds=2)
+
+
+def test_inla_many_equals_a_loop(client):
+    from tests.inference.rw1_gaussian import model as rw1_gaussian
+
+    loop = [gm.inla(rw1_gaussian(), integration="ccd", progress=False) for _ in range(2)]
+    for executor in (None, client):
+        runs = gm.inla_many(
+            [rw1_gaussian(), rw1_gaussian()], executor=executor, progress=False, integration="ccd"
+        )
+        for run, ref in zip(runs, loop):
+            assert run.log_marginal_likelihood == pytest.approx(
+                ref.log_marginal_likelihood, rel=1e-10
+            )
+            np.testing.assert_allclose(run.latent_mean, ref.latent_mean, rtol=1e-9, atol=1e-10)

@@ -82,6 +82,10 @@ def die(model, item):
     return item
 
 
+def model_threads(model, item):
+    return model.symbolic.threads
+
+
 def objective_task(model, theta):
     return model.objective(theta)
 
@@ -273,6 +277,30 @@ def test_model_is_unpickled_once_per_worker(kind, model, request):
     assert all(o["numba"] == 1 for o in out)
 
 
+def test_dask_worker_without_the_model_gets_it_once(model, client, monkeypatch):
+    # as if every worker had joined after the model was installed: each task first finds no
+    # model, is sent again with the model as a dependency, and the worker keeps it
+    monkeypatch.setattr(parallel, "_INSTALL_ON_WORKERS", False)
+    stats = {}
+    out = parallel.map_model(
+        probe, CountingModel(model), list(range(8)), executor=client, stats=stats
+    )
+    assert [o["item"] for o in out] == list(range(8))
+    counts = {}
+    for o in out:
+        counts.setdefault(o["pid"], set()).add(o["unpickled"])
+    assert all(len(c) == 1 for c in counts.values())
+    assert stats["retries"] == 0
+
+
+def test_model_threads_are_honoured_in_a_worker(pool, client):
+    threaded = matern_poisson(side=6)
+    threaded = gm.LatentGaussianModel(threaded.prior, threaded.likelihood, X=threaded.X, threads=2)
+    for executor in (pool, client):
+        out = parallel.map_model(model_threads, threaded, [0, 1], executor=executor)
+        assert out == [2, 2]
+
+
 def test_thread_pool_gives_each_thread_its_own_copy(model):
     theta = model.theta0 + 0.1
     points = [theta + 0.01 * k for k in range(6)]
@@ -327,3 +355,27 @@ def test_workers_load_kernels_from_the_numba_cache(model, client):
     out = parallel.map_model(kernel_cache_stats, model, [theta, theta], executor=client)
     for _hits, misses in out:
         assert misses == 0
+
+
+# -- gm.inla's θ-level work --------------------------------------------------------------------
+def test_inla_same_on_every_executor(pool, client):
+    from tests.inference.rw1_gaussian import model as rw1_gaussian
+
+    # a fresh model per run: each starts from the same warm-start state
+    results = [
+        gm.inla(rw1_gaussian(), integration="ccd", progress=False, executor=e)
+        for e in (None, pool, client)
+    ]
+    reference = results[0]
+    for other in results[1:]:
+        assert other.log_marginal_likelihood == pytest.approx(
+            reference.log_marginal_likelihood, rel=1e-10
+        )
+        np.testing.assert_allclose(other.theta_mode, reference.theta_mode, rtol=1e-10)
+        np.testing.assert_allclose(
+            other.theta_covariance, reference.theta_covariance, rtol=1e-9, atol=1e-12
+        )
+        for name in ("latent_mean", "latent_sd", "predictor_mean", "predictor_sd"):
+            np.testing.assert_allclose(
+                getattr(other, name), getattr(reference, name), rtol=1e-9, atol=1e-10
+            )
