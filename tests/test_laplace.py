@@ -246,3 +246,236 @@ def test_threaded_factorizations_give_the_same_objective_and_gradient(monkeypatc
     assert v2 == pytest.approx(v1, rel=1e-12)
     np.testing.assert_allclose(g2, g1, rtol=1e-9)
     assert d2 == pytest.approx(d1, rel=1e-9)
+
+
+# -- Newton accuracy, history independence and intrinsic components (dense references) -----
+def dense_objective(model, theta):
+    """The Laplace objective computed densely in the coordinates u of the constraint surface
+    (z = B u, B an orthonormal basis of ker A_c): Newton to machine precision, slogdet."""
+    from scipy.linalg import null_space
+
+    theta = np.asarray(theta, dtype=float)
+    k = len(model.prior.theta0)
+    theta_prior, theta_lik = theta[:k], theta[k:]
+    n, total = model.n_latent, model.n_total
+    Q_tilde = np.zeros((total, total))
+    Q_tilde[:n, :n] = model.prior.precision(theta_prior).toarray()
+    Q_tilde[n:, n:] = model.fixed_precision * np.eye(total - n)
+    mu = np.zeros(total)
+    mu[:n] = model.prior.mean(theta_prior)
+    if model.prior.constraints is None:
+        basis = np.eye(total)
+    else:
+        a = np.atleast_2d(np.asarray(model.prior.constraints[0], dtype=float))
+        basis = null_space(np.hstack([a, np.zeros((a.shape[0], total - n))]))
+    A = model.A_full.toarray() @ basis
+    P = basis.T @ Q_tilde @ basis
+    m = basis.T @ mu
+    lik = model.likelihood
+
+    def g(u):
+        return -lik.log_density(A @ u + model.offset, theta_lik) + 0.5 * (u - m) @ P @ (u - m)
+
+    u = m.copy()
+    for _ in range(2000):
+        d1, d2, _d3 = lik.eta_derivatives(A @ u + model.offset, theta_lik)
+        grad = -A.T @ d1 + P @ (u - m)
+        step = -np.linalg.solve(P + A.T @ np.diag(-d2) @ A, grad)
+        t = 1.0
+        while g(u + t * step) > g(u) + 1e-4 * t * (grad @ step) + 1e-14 * abs(g(u)) and t > 1e-12:
+            t /= 2
+        u = u + t * step
+        if np.max(np.abs(step)) < 1e-14 * (1 + np.max(np.abs(u))):
+            break
+    d1, d2, _d3 = lik.eta_derivatives(A @ u + model.offset, theta_lik)
+    H = P + A.T @ np.diag(-d2) @ A
+    return (
+        g(u)
+        - 0.5 * np.linalg.slogdet(P)[1]
+        + 0.5 * np.linalg.slogdet(H)[1]
+        - model.log_prior(theta)
+    )
+
+
+def hard_case(name):
+    """Weakly identified models: Poisson with many zeros and a weak prior, Bernoulli near
+    separation (a steep covariate), intrinsic priors with both."""
+    n = 30
+    s = np.linspace(-1, 1, n)
+    counts = np.zeros(n)
+    counts[[4, 17]] = [1, 3]
+    separated = (s > 0).astype(float)
+    separated[3] = 1.0
+    if name == "poisson-zeros-iid":
+        return gm.LatentGaussianModel(models.IID(n), likelihoods.Poisson(counts), X=np.ones((n, 1)))
+    if name == "bernoulli-separation-iid":
+        X = np.column_stack([np.ones(n), 8.0 * s])
+        return gm.LatentGaussianModel(models.IID(n), likelihoods.Bernoulli(separated), X=X)
+    if name == "poisson-zeros-rw1":
+        return gm.LatentGaussianModel(models.RW1(n), likelihoods.Poisson(counts), X=np.ones((n, 1)))
+    if name == "bernoulli-separation-rw2":
+        X = np.column_stack([np.ones(n), 8.0 * s])
+        return gm.LatentGaussianModel(models.RW2(n), likelihoods.Bernoulli(separated), X=X)
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "poisson-zeros-iid",
+        "bernoulli-separation-iid",
+        "poisson-zeros-rw1",
+        "bernoulli-separation-rw2",
+    ],
+)
+def test_objective_is_exact_and_independent_of_the_call_history(name):
+    model = hard_case(name)
+    for log_tau in (-8.0, -3.0, 0.0, 4.0, 9.0):
+        theta = np.array([log_tau])
+        reference = dense_objective(model, theta)
+        values = []
+        for previous in (None, -10.0, 10.0, log_tau + 0.5):
+            if previous is not None:  # a warm start from another θ
+                model.objective(np.array([previous]))
+            else:
+                model._last_mode = None
+            values.append(model.objective(theta))
+        np.testing.assert_allclose(values, reference, rtol=1e-9)
+
+
+def two_component_besag(observed_components):
+    """Besag on a graph with two connected components (4×4 and 3×3 lattices, one
+    sum-to-zero constraint each); Poisson counts on the chosen components only."""
+    adjacency = sp.block_diag([grid_adjacency(4), grid_adjacency(3)]).tocsr()
+    prior = models.Besag(adjacency)
+    nodes = np.concatenate([[np.arange(16), np.arange(16, 25)][c] for c in observed_components])
+    A = sp.csr_matrix(
+        (np.ones(nodes.size), (np.arange(nodes.size), nodes)), shape=(nodes.size, prior.n)
+    )
+    y = np.random.default_rng(0).poisson(3.0, nodes.size)
+    return gm.LatentGaussianModel(prior, likelihoods.Poisson(y), A=A, X=np.ones((nodes.size, 1)))
+
+
+def test_constrained_intrinsic_component_without_data_over_many_theta():
+    """The second Besag component has no data: H is singular along its constrained constant
+    direction. Every θ gives the dense value on the constraint surface (no factorization that
+    succeeds or fails by rounding), the gradient matches finite differences."""
+    model = two_component_besag([0])
+    for log_tau in np.linspace(-3.0, 5.0, 25):
+        theta = np.array([log_tau])
+        assert model.objective(theta) == pytest.approx(dense_objective(model, theta), rel=1e-10)
+    assert_exact_gradient(model, np.array([0.7]))
+    approx = model.laplace(np.array([0.7]))
+    draws = approx.sample(size=4000, rng=1)
+    np.testing.assert_allclose(draws[:, 16:25].sum(axis=1), 0.0, atol=1e-9)
+    np.testing.assert_allclose(draws[:, :16].sum(axis=1), 0.0, atol=1e-9)
+    var = approx.marginal_variance()
+    assert np.all(var[:25] > 0)
+    # the unobserved component keeps the prior's constrained variances, scaled by 1/τ
+    prior_cov = np.linalg.pinv(model.prior.precision(np.array([0.7])).toarray()[16:, 16:])
+    np.testing.assert_allclose(var[16:25], np.diag(prior_cov), rtol=1e-8)
+    assert np.abs(draws.var(axis=0)[16:25] / var[16:25] - 1).max() < 0.15
+
+
+def custom_spde_prior(side):
+    """An SPDE-type Custom prior Q(θ) = e^θ₀ C + e^θ₁ G² (no analytic log-determinant)."""
+    path = sp.diags_array(
+        [-np.ones(side - 1), np.r_[1.0, 2.0 * np.ones(side - 2), 1.0], -np.ones(side - 1)],
+        offsets=[-1, 0, 1],
+    )
+    G = sp.csc_matrix(sp.kron(sp.eye_array(side), path) + sp.kron(path, sp.eye_array(side)))
+    terms = [sp.eye_array(side * side, format="csc"), sp.csc_matrix(G @ G)]
+    pattern = sp.csc_matrix(abs(terms[0]) + abs(terms[1]))
+    return models.Custom(
+        side * side,
+        lambda theta: sum(np.exp(t) * s for t, s in zip(theta, terms)),
+        lambda theta: [np.exp(t) * s for t, s in zip(theta, terms)],
+        np.log([0.05, 1.0]),
+        ("log_c", "log_g"),
+        pattern=pattern,
+    )
+
+
+def test_value_and_grad_at_a_known_mode_counts_factorizations(monkeypatch):
+    """One value_and_grad of a Custom prior (log|Q̃| by factorization) at a θ whose mode is
+    already known: exactly one factorization of Q̃ and at most two of H."""
+    from gmrf_core import linalg
+
+    prior = custom_spde_prior(9)
+    rng = np.random.default_rng(2)
+    y = rng.poisson(2.0, prior.n)
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
+    theta = prior.theta0 + 0.1
+    value, grad = model.value_and_grad(theta)  # the mode at θ is now the warm start
+    counts = {"H": 0, "Q": 0}
+    original = linalg.Factor.refactorize
+
+    def counting(self, Q):
+        if self.symbolic is model.symbolic:
+            counts["H"] += 1
+        elif self.symbolic is model.structure.prior_symbolic:
+            counts["Q"] += 1
+        return original(self, Q)
+
+    monkeypatch.setattr(linalg.Factor, "refactorize", counting)
+    value2, grad2 = model.value_and_grad(theta)
+    assert counts["Q"] == 1
+    assert 1 <= counts["H"] <= 2
+    assert value2 == pytest.approx(value, rel=1e-13)
+    np.testing.assert_allclose(grad2, grad, rtol=1e-9)
+    assert_exact_gradient(model, theta)
+
+
+def test_one_model_from_many_threads_matches_serial_results():
+    """value_and_grad, objective, jvp and laplace on one model from several threads at once,
+    at the same and at different θ: no hang, the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, theta = make_case("besag-binomial")
+    thetas = [theta + d for d in (0.0, 0.3, -0.2, 0.0, 0.5, 0.3, -0.2, 0.0)]
+    serial = [model.value_and_grad(t) for t in thetas]
+    serial_jvp = [model.jvp(t, np.ones(1))[1] for t in thetas]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(model.value_and_grad, t) for t in thetas * 3]
+        jvps = [pool.submit(model.jvp, t, np.ones(1)) for t in thetas]
+        approximations = [pool.submit(model.laplace, t) for t in thetas]
+        results = [f.result(timeout=120) for f in futures]
+        jvps = [f.result(timeout=120)[1] for f in jvps]
+        approximations = [f.result(timeout=120) for f in approximations]
+    for (value, grad), (ref_value, ref_grad) in zip(results, serial * 3):
+        assert value == pytest.approx(ref_value, rel=1e-10)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(jvps, serial_jvp, rtol=1e-7, atol=1e-10)
+    for approx, (ref_value, _g) in zip(approximations, serial):
+        assert approx.objective == pytest.approx(ref_value, rel=1e-10)
+
+
+def test_laplace_approximation_sample_constrained_and_objective():
+    model, theta = make_case("besag-binomial")
+    approx = model.laplace(theta)
+    assert approx.objective == pytest.approx(model.objective(theta), rel=1e-12)
+    assert approx.constrained.constraints is not None
+    assert approx.factor is approx.constrained.factor
+    single = approx.sample(rng=0)
+    assert single.shape == (model.n_total,)
+    draws = approx.sample(size=20000, rng=np.random.default_rng(1))
+    assert draws.shape == (20000, model.n_total)
+    np.testing.assert_allclose(draws[:, : model.n_latent].sum(axis=1), 0.0, atol=1e-9)
+    # dense reference of the constrained covariance
+    L = approx.factor.L().toarray()
+    p = approx.factor.perm
+    H = np.empty((model.n_total, model.n_total))
+    H[np.ix_(p, p)] = L @ L.T
+    Ac = np.zeros((1, model.n_total))
+    Ac[0, : model.n_latent] = 1.0
+    cov = np.linalg.inv(H)
+    V = cov @ Ac.T
+    cov_c = cov - V @ np.linalg.solve(Ac @ V, V.T)
+    sd = np.sqrt(np.diag(cov_c))
+    assert np.abs(draws.mean(axis=0) - approx.mode).max() < 5 * sd.max() / np.sqrt(20000)
+    assert np.abs(np.cov(draws, rowvar=False) - cov_c).max() < 0.05 * np.abs(cov_c).max()
+    np.testing.assert_allclose(
+        approx.linear_predictor_variance(),
+        np.diag(model.A_full @ cov_c @ model.A_full.T.toarray()),
+        rtol=1e-9,
+    )
