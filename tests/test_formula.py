@@ -82,6 +82,7 @@ def compare_models(model, reference, rng, points=3):
 
 
 def test_formula_equals_hand_built_model(frame):
+    assert gm.formula is formula  # the package exports the function
     W = grid_graph(3, 3)
     model = formula(
         "cases ~ 1 + income + region + np.log(size) + income:np.log(size)"

@@ -134,3 +134,15 @@ def test_plain_model_and_errors(poisson_panel):
         to_inference_data(fit, draws=10)
     with pytest.raises(InputError, match="multiple of chains"):
         to_inference_data(fit, model, draws=10, chains=4)
+
+
+def test_inla_result_draws_integrate_over_theta(poisson_panel):
+    _, model, _ = poisson_panel
+    result = gm.inla(model, progress=False, rng=6, compute=())
+    data = to_inference_data(result, draws=400, chains=4, rng=7)
+    assert data.posterior.attrs["inference"] == "inla"
+    tau = data.posterior["t.tau"].values.ravel()
+    assert np.unique(tau).size > 1  # θ varies over the integration points
+    beta = data.posterior["beta"].values.reshape(400, 2)
+    fixed = result.fixed
+    np.testing.assert_allclose(beta.mean(axis=0), fixed["mean"], atol=5 * fixed["sd"].max() / 20)
