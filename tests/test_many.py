@@ -1,12 +1,6 @@
 """gm.fit_many and gm.cross_validate: against loops of gm.fit written here, dense Gaussian
 predictive densities and brute-force quadrature; serially, on a process pool and on Dask."""
 
-import logging
-import multiprocessing
-import os
-import warnings
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -14,8 +8,7 @@ from scipy import integrate, stats
 
 import gmrf_core as gm
 from gmrf_core import likelihoods, models
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import _executors
 
 
 def smooth_counts(side, seed):
@@ -34,36 +27,14 @@ def poisson_model(side=10, seed=0):
     )
 
 
-@pytest.fixture(scope="module")
-def pool():
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
-        yield executor
+@pytest.fixture(scope="session")
+def pool(request):
+    return _executors.process_pool(request)
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
-        cluster = distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        dask_client = distributed.Client(cluster)
-    try:
-        yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-        if path:
-            os.environ["PYTHONPATH"] = path
-        else:
-            os.environ.pop("PYTHONPATH", None)
+@pytest.fixture(scope="session")
+def client(request):
+    return _executors.dask_client(request)
 
 
 @pytest.fixture

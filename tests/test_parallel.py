@@ -5,11 +5,9 @@ optimize.hessian_from_gradient and second differences of the objective; what tra
 counted by a wrapper class whose unpickling increments a per-process counter.
 """
 
-import logging
 import multiprocessing
 import os
 import pickle
-import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -18,8 +16,7 @@ import pytest
 import gmrf_core as gm
 from gmrf_core import likelihoods, models, parallel
 from gmrf_core.optimize import hessian_from_gradient
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import _executors
 
 # -- helpers the workers import (module level, so they pickle by reference) --------------------
 UNPICKLED = {"count": 0}
@@ -118,39 +115,14 @@ def matern_poisson(side=12, seed=0):
 
 
 # -- fixtures --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pool():
-    # spawn: a fresh interpreter per worker (safe next to the Dask cluster's threads)
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
-        yield executor
+@pytest.fixture(scope="session")
+def pool(request):
+    return _executors.process_pool(request)
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    # workers import this module by name: make the repository importable in them
-    path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
-    with warnings.catch_warnings():
-        # a LocalCluster on a 2-core machine may warn about its port or memory settings
-        warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
-        cluster = distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        dask_client = distributed.Client(cluster)
-    try:
-        yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-        if path:
-            os.environ["PYTHONPATH"] = path
-        else:
-            os.environ.pop("PYTHONPATH", None)
+@pytest.fixture(scope="session")
+def client(request):
+    return _executors.dask_client(request)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,55 @@
+"""Executors shared by the executor tests (test_parallel, test_many): one spawn process pool
+and one Dask LocalCluster (2 single-thread worker processes) for the whole test session,
+started on first use and closed when the session ends."""
+
+import logging
+import multiprocessing
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_started = {}
+
+
+def process_pool(request):
+    """A ProcessPoolExecutor of 2 spawn workers (safe next to the cluster's threads)."""
+    if "pool" not in _started:
+        pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+        _started["pool"] = pool
+        request.session.config.add_cleanup(pool.shutdown)
+    return _started["pool"]
+
+
+def dask_client(request):
+    """A Client of a LocalCluster(n_workers=2, threads_per_worker=1, processes=True)."""
+    distributed = pytest.importorskip("distributed")
+    if "client" not in _started:
+        # workers import the test modules by name: make the repository importable in them
+        path = os.environ.get("PYTHONPATH", "")
+        os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
+        with warnings.catch_warnings():
+            # a LocalCluster on a small machine may warn about its port or memory settings
+            warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
+            cluster = distributed.LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            client = distributed.Client(cluster)
+        _started["client"] = client
+
+        def close():
+            client.close()
+            cluster.close()
+            if path:
+                os.environ["PYTHONPATH"] = path
+            else:
+                os.environ.pop("PYTHONPATH", None)
+
+        request.session.config.add_cleanup(close)
+    return _started["client"]
