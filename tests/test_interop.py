@@ -146,3 +146,16 @@ def test_inla_result_draws_integrate_over_theta(poisson_panel):
     beta = data.posterior["beta"].values.reshape(400, 2)
     fixed = result.fixed
     np.testing.assert_allclose(beta.mean(axis=0), fixed["mean"], atol=5 * fixed["sd"].max() / 20)
+
+
+def test_inla_result_methods_label_terms_and_export(poisson_panel):
+    _, model, _ = poisson_panel
+    result = gm.inla(model, progress=False, rng=8, compute=())
+    table = result.latent("group")
+    assert list(table.index) == ["u", "v", "w", "z"]
+    np.testing.assert_allclose(table["mean"], result.latent_mean[:4])
+    np.testing.assert_allclose(table["sd"], result.latent_sd[:4])
+    np.testing.assert_allclose(table["q0.975"], result.latent_quantiles([0.975])[0, :4])
+    assert list(result.fixed.index) == ["Intercept", "x"]
+    data = result.to_inference_data(draws=200, chains=2, rng=9)
+    assert data.posterior["t"].shape == (2, 100, 7)

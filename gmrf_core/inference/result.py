@@ -322,6 +322,20 @@ class InlaResult:
         """log of :attr:`weights` (for users combining results)."""
         return np.log(self.weights) - logsumexp(np.log(self.weights))
 
+    def latent(self, name, part=None):
+        """Posterior summaries of the f() term ``name`` of a :func:`gmrf_core.formula` model,
+        a table indexed by the term's levels (see :func:`gmrf_core.formula.latent_table`)."""
+        from ..formula import latent_table
+
+        return latent_table(self, self.model, name, part=part)
+
+    def to_inference_data(self, draws=1000, chains=4, rng=None):
+        """ArviZ InferenceData of joint posterior draws (see
+        :func:`gmrf_core.interop.to_inference_data`)."""
+        from ..interop import to_inference_data
+
+        return to_inference_data(self, self.model, draws=draws, chains=chains, rng=rng)
+
 
 def _format(frame, columns):
     try:
