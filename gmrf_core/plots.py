@@ -39,6 +39,8 @@ def plot_hyperparameters(result, path=None, columns=None, dpi=90):
     -------
     matplotlib.figure.Figure
     """
+    import numpy as np
+
     plt = _pyplot()
     names = list(result.natural_names)
     d = len(names)
@@ -55,6 +57,11 @@ def plot_hyperparameters(result, path=None, columns=None, dpi=90):
         inside = (values >= low) & (values <= high)
         ax.fill_between(values[inside], density[inside], color="C0", alpha=0.25)
         ax.axvline(float(row["mean"]), color="C3", lw=1, label="mean")
+        # show the central 99.9 % (the density is computed far into the tails)
+        steps = 0.5 * (density[1:] + density[:-1]) * np.diff(values)
+        mass = np.concatenate([[0.0], np.cumsum(steps)])
+        lo, hi = np.interp([5e-4, 1 - 5e-4], mass / mass[-1], values)
+        ax.set_xlim(lo, hi)
         ax.set_title(name)
         ax.set_ylim(bottom=0)
         ax.set_xlabel("value")
