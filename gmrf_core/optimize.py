@@ -432,9 +432,10 @@ def fit(
     Returns
     -------
     FitResult
-        ``success`` is True only when L-BFGS-B converged and θ̂ is stationary: the
-        Newton decrement gᵀH⁻¹g of the projected gradient is at most 1e-2 (θ̂ within
-        about 0.1 standard errors of the optimum); otherwise ``message`` says why.
+        ``success`` is True only when L-BFGS-B converged, moved from θ0 and θ̂ is
+        stationary: the Newton decrement gᵀH⁻¹g of the projected gradient is at most
+        1e-2 (θ̂ within about 0.1 standard errors of the optimum); otherwise
+        ``message`` says why.
 
     Raises
     ------
@@ -518,6 +519,12 @@ def fit_verdict(driver, bounds, hessian):
     message = driver.message
     if not driver.success:
         return False, message
+    if driver.nit == 0:
+        return False, (
+            f"{message}; but the optimizer did not move from theta0 (|grad| = "
+            f"{np.linalg.norm(driver.grad):.3g}): theta0 may lie on a plateau of the objective; "
+            "try another theta0 (if theta0 is already the optimum, this is expected)"
+        )
     if not small:
         return False, (
             f"{message}; but θ̂ is not a stationary point: the Newton decrement of the "

@@ -65,3 +65,78 @@ def test_bounds_and_quiet(capsys):
 def test_bad_theta0():
     with pytest.raises(gm.InputError, match="theta0"):
         gm.fit(tutorial_model(), theta0=np.zeros(3))
+
+
+def matern_poisson_model():
+    rng = np.random.default_rng(0)
+    prior = models.Matern2D((8, 8))
+    x = gm.cholesky(prior.precision(prior.theta0)).sample(rng=rng)
+    y = rng.poisson(np.exp(0.5 + x))
+    return gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
+
+
+def test_a_fit_that_does_not_move_is_not_a_success():
+    """From θ0 = (−5, −5) (range and σ tiny) the objective is flat to ~1e-6: L-BFGS-B stops
+    at once; that is reported, not called a success."""
+    model = matern_poisson_model()
+    result = gm.fit(model, theta0=[-5.0, -5.0], progress=False, std_err=False)
+    assert not result.success
+    assert "did not move" in result.message
+    assert "NOT CONVERGED" in result.summary()
+    good = gm.fit(model, progress=False, std_err=False)
+    assert good.success and good.fun < result.fun - 10.0
+
+
+def test_failed_evaluations_are_backtracked_from():
+    """With max_newton = 5 the inner problem fails far from the optimum: the line search's
+    failed trial points are backed off from (trust region), and the fit reaches the same
+    optimum as with the default Newton, reporting the failures; with max_newton = 3 it cannot
+    and says so (success False)."""
+    reference = gm.fit(tutorial_model(), progress=False, std_err=False)
+    model = tutorial_model()
+    model.max_newton = 5
+    with pytest.raises(gm.ConvergenceError):
+        model.objective(np.array([-5.0, -5.0]))  # the region where evaluations fail
+    result = gm.fit(model, theta0=[6.0, 2.0], progress=False, std_err=False)
+    assert "failed evaluations" in result.message
+    assert result.success
+    np.testing.assert_allclose(result.theta, reference.theta, atol=1e-3)
+    assert result.fun == pytest.approx(reference.fun, rel=1e-9)
+    hopeless = tutorial_model()
+    hopeless.max_newton = 3
+    result = gm.fit(hopeless, theta0=[6.0, 2.0], progress=False, std_err=False)
+    assert not result.success
+    assert result.fun > reference.fun + 1.0
+
+
+def test_the_approximation_at_the_optimum_is_reused(monkeypatch):
+    model = tutorial_model()
+
+    def no_extra_newton(theta):
+        raise AssertionError("fit recomputed the Laplace approximation at the optimum")
+
+    monkeypatch.setattr(model, "laplace", no_extra_newton)
+    result = gm.fit(model, progress=False)
+    approx = result.approximation
+    np.testing.assert_array_equal(approx.theta, result.theta)
+    np.testing.assert_array_equal(approx.mode, result.mode)
+    assert approx.objective == result.fun
+    np.testing.assert_allclose(result.marginal_sd, approx.marginal_sd())
+    monkeypatch.undo()
+    fresh = model.laplace(result.theta)
+    np.testing.assert_allclose(fresh.mode, result.mode, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fresh.marginal_sd(), result.marginal_sd, rtol=1e-9)
+
+
+def test_bad_bounds_and_models():
+    model = tutorial_model()
+    with pytest.raises(gm.InputError, match="not an interval"):
+        gm.fit(model, bounds=[(1.0, 0.0), (None, None)], progress=False)
+    with pytest.raises(gm.InputError, match="one"):
+        gm.fit(model, bounds=[(0.0, 1.0)], progress=False)
+    with pytest.raises(gm.InputError, match="outside the bounds"):
+        gm.fit(model, theta0=[2.0, 5.0], bounds=[(0.0, 1.0), (None, None)], progress=False)
+    with pytest.raises(gm.InputError, match="LatentGaussianModel"):
+        gm.fit(object())
+    with pytest.raises(gm.InputError, match="theta0"):
+        gm.fit(model, theta0=["a", "b"])
