@@ -159,6 +159,16 @@ def test_issue_formula_builds_the_hand_built_structure(frame):
     np.testing.assert_array_equal(model.prior.constraints[0], reference.constraints[0])
     np.testing.assert_array_equal(model.offset, 0.0)
     np.testing.assert_array_equal(model.likelihood.exposure, frame["expected"])
+    # two intrinsic blocks and an intercept: the same objective and gradient as by hand
+    lik = likelihoods.Poisson(frame["cases"].to_numpy(), exposure=frame["expected"].to_numpy())
+    X = np.column_stack([np.ones(len(frame)), frame["income"]])
+    by_hand = gm.LatentGaussianModel(
+        models.Stack([models.BYM2(grid_graph(3, 3)), models.RW1(6)], labels=["county", "year"]),
+        lik,
+        A=sp.csr_matrix(A),
+        X=X,
+    )
+    compare_models(model, by_hand, np.random.default_rng(9), points=2)
 
 
 def test_gaussian_iid_ar1_with_offset_and_weights():
