@@ -10,6 +10,33 @@ from .base import Likelihood
 __all__ = ["Binomial", "Bernoulli"]
 
 
+def _scaled_softplus(count, log_count, eta):
+    """count · softplus(η) = count · log1p(e^η), from log count (−inf for a count of 0).
+
+    For η < −36, softplus(η) = e^η to double precision and count · e^η = exp(log count + η)
+    stays representable where e^η alone underflows (e.g. count 1e300, η = −800).
+    """
+    out = np.zeros(eta.shape)
+    positive = np.isfinite(log_count)
+    deep = positive & (eta < -36.0)
+    out[deep] = np.exp(log_count[deep] + eta[deep])
+    rest = positive & ~deep
+    out[rest] = count[rest] * np.logaddexp(0.0, eta[rest])
+    return out
+
+
+def _count_times(count, log_count, probability, log_probability):
+    """count · probability, from logs where the probability is subnormal or 0 (|η| ≳ 690)
+    but the product is not (e.g. 1e300 trials at η = −800)."""
+    out = count * probability
+    tiny = (probability < _SMALLEST_NORMAL) & (count > 0)
+    out[tiny] = np.exp(log_count[tiny] + log_probability[tiny])
+    return out
+
+
+_SMALLEST_NORMAL = np.finfo(float).tiny
+
+
 class Binomial(Likelihood):
     """y_i | η_i ~ Binomial(N_i, p_i) with logit p_i = η_i.
 
@@ -67,6 +94,9 @@ class Binomial(Likelihood):
                 f"trials = {self.trials[index]!r} at index {index} "
                 f"({int(too_many.sum())} such observation(s))."
             )
+        with np.errstate(divide="ignore"):  # log 0 = −inf: a count of zero
+            self._log_y_or_zero = np.log(self._y)
+            self._log_failures_or_zero = np.log(self._trials - self._y)
         # 0 < y < N: the terms of Loader's form that depend on neither η nor θ
         self._interior = (self._y > 0) & (self._y < self._trials)
         successes = self._y[self._interior]
@@ -86,8 +116,10 @@ class Binomial(Likelihood):
     def _log_density_terms(self, eta, theta):
         log_p = -np.logaddexp(0.0, -eta)
         log_q = -np.logaddexp(0.0, eta)
-        # y = 0 or y = N (one of the two terms vanishes): −y softplus(−η) − (N−y) softplus(η)
-        out = self._y * log_p + (self._trials - self._y) * log_q
+        # y = 0 or y = N (one of the two terms vanishes): −y softplus(−η) − (N−y) softplus(η),
+        # with N softplus(η) = exp(log N + η) where softplus(η) = e^η underflows
+        out = -_scaled_softplus(self._y, self._log_y_or_zero, -eta)
+        out -= _scaled_softplus(self._trials - self._y, self._log_failures_or_zero, eta)
         interior = self._interior
         if not interior.any():
             return out
@@ -113,12 +145,22 @@ class Binomial(Likelihood):
     def _eta_derivatives(self, eta, theta):
         probability = expit(eta)
         complement = expit(-eta)
-        variance = probability * complement
+        log_p = -np.logaddexp(0.0, -eta)
+        log_q = -np.logaddexp(0.0, eta)
+        failures = self._trials - self._y
+        log_trials = np.log(np.maximum(self._trials, 1.0))
+        # N p q from the smaller of p, q (the other is ≈ 1)
+        curvature = np.where(
+            eta < 0.0,
+            _count_times(self._trials, log_trials, probability, log_p) * complement,
+            _count_times(self._trials, log_trials, complement, log_q) * probability,
+        )
         return (
-            # y - N p written so that it keeps full relative accuracy when p is near 1
-            self._y * complement - (self._trials - self._y) * probability,
-            -self._trials * variance,
-            self._trials * variance * np.tanh(0.5 * eta),
+            # y (1 − p) − (N − y) p keeps full relative accuracy when p is near 0 or 1
+            _count_times(self._y, self._log_y_or_zero, complement, log_q)
+            - _count_times(failures, self._log_failures_or_zero, probability, log_p),
+            -curvature,
+            curvature * np.tanh(0.5 * eta),
         )
 
     def _mean(self, eta, theta):

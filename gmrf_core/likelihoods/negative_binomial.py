@@ -111,15 +111,16 @@ class NegativeBinomial(Likelihood):
         log_total = np.logaddexp(log_mean, log_size)
         difference = log_mean - log_size
         p, q = expit(-difference), expit(difference)
-        # μ p = r q = μ r / (r + μ), formed in logs: neither μ nor r need be finite
-        mean_p = np.exp(log_mean + log_size - log_total)
+        # μ p = r q = μ r / (r + μ) = exp(a − softplus(a − b)), formed in logs (neither μ nor
+        # r need be finite) and without a + b − L, which would carry the rounding of b
+        mean_p = np.exp(np.minimum(log_mean, log_size) - np.logaddexp(0.0, -np.abs(difference)))
         return log_mean, log_size, size, log_total, p, q, mean_p
 
     def _size_deviance(self, log_size, size, log_total, p, q, mean_p):
         """bd0(r, (y+r) p) = r h(t), t = (y − μ)/(r + μ), and (y − μ) p, elementwise."""
         y = self._y
         excess = y * p - mean_p  # (y − μ) p = r t
-        t = y * np.exp(-log_total) - q
+        t = np.exp(self._log_y - log_total) - q  # y/(r + μ) − q, 0 − q at y = 0
         # log1p(t) = log((r + y)/(r + μ)) from logs, used where (r + y)/(r + μ) < 0.1
         log_ratio = np.logaddexp(log_size, self._log_y) - log_total
         return deviance(size, t, log_ratio, excess), excess
@@ -131,12 +132,10 @@ class NegativeBinomial(Likelihood):
         # y = 0: −r log1p(μ/r) = −r softplus(a − b); μ log1p(u)/u (u = μ/r ≤ 1) where μ < r
         # keeps r·(tiny) from becoming inf·0 for a huge size
         difference = log_mean - log_size
-        ratio = np.exp(np.minimum(difference, 0.0))
-        out = np.where(
-            difference < 0.0,
-            -np.exp(log_mean) * _log1p_over(ratio),
-            -size * np.logaddexp(0.0, difference),
-        )
+        below = difference < 0.0
+        out = np.empty(self.n)
+        out[below] = -np.exp(log_mean[below]) * _log1p_over(np.exp(difference[below]))
+        out[~below] = -size * np.logaddexp(0.0, difference[~below])
         positive = self._positive
         if positive.any():
             yp = y[positive]
