@@ -18,10 +18,12 @@ RNG_SEED = 20240611
 
 
 # ------------------------------------------------------------------ references
-def dense_lattice_mass_stiffness(m, n, h0, h1):
-    """C = h0 h1 I and the weighted Neumann graph Laplacian, node (i, j) -> i*n + j."""
-    size = m * n
-    stiffness = np.zeros((size, size))
+def add_lattice_laplacian(stiffness, m, n, h0, h1):
+    """Add the weighted Neumann graph Laplacian to ``stiffness`` (any [k, l]-indexable).
+
+    Weights h1/h0 along axis 0 and h0/h1 along axis 1, node (i, j) -> i*n + j; the
+    arithmetic is that of the entries (floats, or mpmath numbers in a mpmath matrix).
+    """
     for i in range(m):
         for j in range(n):
             k = i * n + j
@@ -32,7 +34,13 @@ def dense_lattice_mass_stiffness(m, n, h0, h1):
                     stiffness[ell, k] -= weight
                     stiffness[k, k] += weight
                     stiffness[ell, ell] += weight
-    return h0 * h1 * np.eye(size), stiffness
+    return stiffness
+
+
+def dense_lattice_mass_stiffness(m, n, h0, h1):
+    """C = h0 h1 I and the weighted Neumann graph Laplacian, node (i, j) -> i*n + j."""
+    size = m * n
+    return h0 * h1 * np.eye(size), add_lattice_laplacian(np.zeros((size, size)), m, n, h0, h1)
 
 
 def dense_mesh_mass_stiffness(points, triangles):
@@ -373,16 +381,7 @@ def mpmath_lattice_logdet_and_grad(shape, spacing, theta):
         m, n = shape
         h0, h1 = (mpmath.mpf(h) for h in spacing)
         c = mpmath.eye(m * n) * (h0 * h1)
-        g = mpmath.zeros(m * n, m * n)
-        for i in range(m):
-            for j in range(n):
-                for di, dj, weight in ((1, 0, h1 / h0), (0, 1, h0 / h1)):
-                    if i + di < m and j + dj < n:
-                        k, ell = i * n + j, (i + di) * n + (j + dj)
-                        g[k, ell] -= weight
-                        g[ell, k] -= weight
-                        g[k, k] += weight
-                        g[ell, ell] += weight
+        g = add_lattice_laplacian(mpmath.zeros(m * n, m * n), m, n, h0, h1)
         c_inverse = mpmath.eye(m * n) / (h0 * h1)
         kappa = mpmath.sqrt(8) * mpmath.exp(-mpmath.mpf(theta[0]))
         sigma = mpmath.exp(mpmath.mpf(theta[1]))

@@ -6,6 +6,7 @@ test uses symmetric directions.
 """
 
 import numpy as np
+import pytest
 
 from gmrf_core import testing
 
@@ -50,6 +51,25 @@ def primal_inputs(n):
         "stable_a": stable(rng, n),
         "contractive_a": contractive(rng, n),
     }
+
+
+def rule_tests(cases):
+    """The two generic tests over ``cases`` (name -> case), for a test module to bind.
+
+    ``test_jvp_matches_finite_differences, test_vjp_dot_product_test = rule_tests(CASES)``
+    """
+
+    @pytest.mark.parametrize("n", SIZES)
+    @pytest.mark.parametrize("name", sorted(cases))
+    def test_jvp_matches_finite_differences(name, n):
+        assert_jvp_matches_finite_differences(cases[name], n)
+
+    @pytest.mark.parametrize("n", SIZES)
+    @pytest.mark.parametrize("name", sorted(cases))
+    def test_vjp_dot_product_test(name, n):
+        assert_vjp_dot_product_test(cases[name], n)
+
+    return test_jvp_matches_finite_differences, test_vjp_dot_product_test
 
 
 def assert_jvp_matches_finite_differences(case, n):

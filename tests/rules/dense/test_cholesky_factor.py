@@ -6,10 +6,8 @@ import pytest
 from gmrf_core.errors import NotPositiveDefiniteError, NotSymmetricError
 from gmrf_core.rules import dense
 from tests.rules.dense.cases import (
-    SIZES,
-    assert_jvp_matches_finite_differences,
-    assert_vjp_dot_product_test,
     primal_inputs,
+    rule_tests,
     spd,
     symmetric,
 )
@@ -25,17 +23,7 @@ CASES = {
     ),
 }
 
-
-@pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_jvp_matches_finite_differences(name, n):
-    assert_jvp_matches_finite_differences(CASES[name], n)
-
-
-@pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_vjp_dot_product_test(name, n):
-    assert_vjp_dot_product_test(CASES[name], n)
+test_jvp_matches_finite_differences, test_vjp_dot_product_test = rule_tests(CASES)
 
 
 @pytest.mark.parametrize("n", [1, 3, 12])
