@@ -94,6 +94,15 @@ class FitResult:
     def __str__(self):
         return self.summary()
 
+    def latent(self, name, model=None, part=None):
+        """Summaries of the f() term ``name`` of a :func:`gmrf_core.formula` model at θ̂,
+        indexed by the term's levels (see :func:`gmrf_core.formula.latent_table`); the
+        model defaults to the one this fit's approximation belongs to."""
+        from .formula import latent_table
+
+        model = model if model is not None else getattr(self.approximation, "_model", None)
+        return latent_table(self, model, name, part=part)
+
 
 def estimates_table(theta_names, theta, std_err, theta_natural):
     """Lines of a table of estimates and standard errors, then the natural-scale values."""

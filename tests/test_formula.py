@@ -328,6 +328,11 @@ def test_latent_and_fixed_tables_are_labelled(frame):
         latent_table(approximation, model, "nope")
     with pytest.raises(InputError, match="no part"):
         latent_table(approximation, model, "year", part="u")
+    fit = gm.fit(model, progress=False, std_err=False)
+    by_method = fit.latent("year")
+    np.testing.assert_allclose(by_method["mean"], fit.mode[18:24])
+    np.testing.assert_allclose(by_method["sd"], fit.marginal_sd[18:24])
+    assert list(by_method.index) == list(range(2001, 2007))
     plain = gm.LatentGaussianModel(models.IID(3), likelihoods.Gaussian(np.zeros(3)))
     with pytest.raises(InputError, match="not built by gm.formula"):
         latent_table(plain.laplace(plain.theta0), plain, "x")
