@@ -1,0 +1,332 @@
+"""Scale-out of θ-level work: serial vs a LocalCluster of single-thread workers.
+
+1. ``gm.fit_many`` on independent data sets (default 8 of 100² Matérn–Poisson): serial vs
+   a Dask LocalCluster with 2 single-thread worker processes (target ≥ 1.8×).
+2. The Hessian of a Matérn–Poisson model (default 300²) at its mode, 2·dim θ gradient
+   evaluations: serial single-thread vs 2 single-thread Dask workers (target ≥ 1.7× for
+   the parallel part), and the model's shipping cost (once per worker) reported apart.
+3. ``gm.inla`` (CCD) on the same model, when it exists: serial single-thread vs the cluster
+   vs serial with threads=2 — whole run and the parallel part.
+4. Per-task overhead of ``map_model`` on the warm cluster (trivial tasks): ms and bytes.
+5. The serial fraction (mode finding) measured here and, from it, an Amdahl prediction of
+   the 10⁶-latent INLA run on 1, 4, 16 and 64 nodes, printed as a prediction.
+
+Timings are medians of runs taken in turns (serial, cluster, serial, cluster, ...) on a
+shared machine: read the ratios.
+
+Usage: python bench/compare_distributed.py [--fits 8] [--fit-size 100] [--size 300]
+       [--repeat 3] [--skip-inla]
+"""
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import gmrf_core as gm
+from gmrf_core import likelihoods, models, parallel
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def matern_poisson(side, seed, threads=1):
+    """Counts from exp(1 + a smooth Matérn-like field) on a side × side lattice."""
+    rng = np.random.default_rng(seed)
+    prior = models.Matern2D((side, side))
+    theta_true = np.array([np.log(side / 10.0), np.log(0.8)])
+    x = gm.cholesky(prior.precision(theta_true)).sample(rng=rng)
+    y = rng.poisson(np.exp(1.0 + x)).astype(float)
+    n = side * side
+    return gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((n, 1)), threads=threads)
+
+
+def echo(model, item):
+    return item
+
+
+def turns(candidates, repeat):
+    """Median wall time of each candidate, the candidates timed in turns."""
+    times = {label: [] for label in candidates}
+    for _ in range(repeat):
+        for label, func in candidates.items():
+            t0 = time.perf_counter()
+            func()
+            times[label].append(time.perf_counter() - t0)
+    return {label: statistics.median(v) for label, v in times.items()}, times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fits", type=int, default=8)
+    parser.add_argument("--fit-size", type=int, default=100)
+    parser.add_argument("--size", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--inla-repeat", type=int, default=1)
+    parser.add_argument("--skip-inla", action="store_true")
+    parser.add_argument("--skip-fits", action="store_true")
+    args = parser.parse_args()
+
+    from distributed import Client, LocalCluster
+    from threadpoolctl import threadpool_limits
+
+    os.environ["PYTHONPATH"] = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
+    threadpool_limits(limits=1)  # serial single-thread baseline in this process
+    t0 = time.perf_counter()
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    client = Client(cluster)
+    print(f"LocalCluster(2 workers × 1 thread) up in {time.perf_counter() - t0:.1f} s")
+
+    # first task on a fresh worker: Numba kernels from the on-disk cache, not compiled
+    small = matern_poisson(40, seed=0)
+    small.gradient(small.theta0)
+    stats = {}
+    t0 = time.perf_counter()
+    parallel.hessian(small, small.theta0, executor=client, stats=stats)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    parallel.hessian(small, small.theta0, executor=client)
+    again = time.perf_counter() - t0
+    print(
+        f"first map on fresh workers (40² Hessian, imports + cache loads): {first:.2f} s, "
+        f"the same again: {again:.2f} s"
+    )
+
+    rows = []
+    if not args.skip_fits:
+        data = [matern_poisson(args.fit_size, seed=s) for s in range(args.fits)]
+        print(f"\n1. fit_many: {args.fits} × {args.fit_size}² Matérn–Poisson")
+        gm.fit(matern_poisson(30, seed=99), progress=False)  # warm this process
+        results = {}
+
+        def serial_fits():
+            results["serial"] = gm.fit_many(data, progress=False)
+
+        def cluster_fits():
+            results["cluster"] = gm.fit_many(data, executor=client, progress=False)
+
+        med, _ = turns({"serial": serial_fits, "cluster": cluster_fits}, args.repeat)
+        diff = max(
+            float(np.max(np.abs(a.theta - b.theta)))
+            for a, b in zip(results["serial"], results["cluster"])
+        )
+        print(
+            f"   serial {med['serial']:.2f} s, 2 workers {med['cluster']:.2f} s: "
+            f"{med['serial'] / med['cluster']:.2f}× (max |Δθ̂| {diff:.1e})"
+        )
+        rows.append(
+            (
+                f"fit_many, {args.fits} × {args.fit_size}²",
+                med["serial"],
+                med["cluster"],
+                med["serial"] / med["cluster"],
+            )
+        )
+
+    print(f"\n2. Hessian at the mode, {args.size}² Matérn–Poisson (threads=1)")
+    model = matern_poisson(args.size, seed=7)
+    t0 = time.perf_counter()
+    fitted = gm.fit(model, progress=False, std_err=False)
+    t_mode = time.perf_counter() - t0
+    theta = fitted.theta
+    print(f"   mode finding (gm.fit, no std. errors): {t_mode:.1f} s, {fitted.nfev} evaluations")
+    hess = {}
+
+    def serial_hessian():
+        hess["serial"] = parallel.hessian(model, theta)
+
+    def cluster_hessian():
+        st = {}
+        t0 = time.perf_counter()
+        hess["cluster"] = parallel.hessian(model, theta, executor=client, stats=st)
+        hess["stats"] = st
+        hess["wall"] = time.perf_counter() - t0
+
+    med, _ = turns({"serial": serial_hessian, "cluster": cluster_hessian}, args.repeat)
+    st = hessian_stats = hess["stats"]
+    # what shipping costs: one scatter of the model to both workers, timed on its own
+    t0 = time.perf_counter()
+    future = client.scatter(model, broadcast=True, hash=False)
+    t_ship = time.perf_counter() - t0
+    client.cancel(future)
+    rel = np.max(np.abs(hess["serial"] - hess["cluster"])) / np.max(np.abs(hess["serial"]))
+    print(
+        f"   serial {med['serial']:.2f} s, 2 workers {med['cluster']:.2f} s: "
+        f"{med['serial'] / med['cluster']:.2f}× (incl. shipping), "
+        f"{med['serial'] / max(med['cluster'] - t_ship, 1e-9):.2f}× without the "
+        f"{t_ship:.2f} s broadcast; rel. diff {rel:.1e}"
+    )
+    print(
+        f"   model {st['model_bytes'] / 2**20:.1f} MiB sent once per worker, "
+        f"{st['task_bytes']:.0f} B per task"
+    )
+    rows.append(
+        (
+            f"Hessian {args.size}² ({st['tasks']} gradients)",
+            med["serial"],
+            med["cluster"],
+            med["serial"] / med["cluster"],
+        )
+    )
+    t_task = med["serial"] / st["tasks"]
+
+    runs_inla = {}
+    if not args.skip_inla and hasattr(gm, "inla"):
+        print(f"\n3. gm.inla(integration='ccd') on {args.size}²")
+        threaded = matern_poisson(args.size, seed=7, threads=2)
+        runs = {}
+        # warm-up of every code path (threaded factorizations included) on a small model
+        with threadpool_limits(limits=2):
+            gm.inla(matern_poisson(40, seed=1, threads=2), integration="ccd", progress=False)
+        gm.inla(matern_poisson(40, seed=1), integration="ccd", progress=False, executor=client)
+
+        def inla_serial():
+            runs["serial"] = gm.inla(model, integration="ccd", progress=False)
+
+        def inla_cluster():
+            runs["cluster"] = gm.inla(model, integration="ccd", progress=False, executor=client)
+
+        def inla_threads():
+            with threadpool_limits(limits=2):
+                runs["threads2"] = gm.inla(threaded, integration="ccd", progress=False)
+
+        whole = {"serial": [], "cluster": [], "threads2": []}
+        part = {"serial": [], "cluster": [], "threads2": []}
+        for _ in range(args.inla_repeat):
+            for label, func in (
+                ("serial", inla_serial),
+                ("cluster", inla_cluster),
+                ("threads2", inla_threads),
+            ):
+                t0 = time.perf_counter()
+                func()
+                whole[label].append(time.perf_counter() - t0)
+                timings = runs[label].timings
+                part[label].append(timings["hessian"] + timings["points"])
+        w = {k: statistics.median(v) for k, v in whole.items()}
+        q = {k: statistics.median(v) for k, v in part.items()}
+        print(
+            f"   whole run: serial 1 thread {w['serial']:.1f} s, 2 workers {w['cluster']:.1f} s "
+            f"({w['serial'] / w['cluster']:.2f}×), serial threads=2 {w['threads2']:.1f} s "
+            f"({w['serial'] / w['threads2']:.2f}×)"
+        )
+        print(
+            f"   parallel part (Hessian + points): serial {q['serial']:.1f} s, 2 workers "
+            f"{q['cluster']:.1f} s ({q['serial'] / q['cluster']:.2f}×), threads=2 "
+            f"{q['threads2']:.1f} s ({q['serial'] / q['threads2']:.2f}×)"
+        )
+        runs_inla.update(runs)
+        runs_inla["n_points"] = len(np.atleast_1d(runs["serial"].weights))
+        a, b = runs["serial"], runs["cluster"]
+        print(
+            f"   log p(y): serial {a.log_marginal_likelihood:.10g}, "
+            f"cluster {b.log_marginal_likelihood:.10g}; stages "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in runs["serial"].timings.items())
+        )
+        rows.append(
+            (
+                f"gm.inla CCD {args.size}², whole run",
+                w["serial"],
+                w["cluster"],
+                w["serial"] / w["cluster"],
+            )
+        )
+        rows.append(
+            (
+                f"gm.inla CCD {args.size}², Hessian + points",
+                q["serial"],
+                q["cluster"],
+                q["serial"] / q["cluster"],
+            )
+        )
+        rows.append(
+            (
+                f"gm.inla CCD {args.size}², whole run, threads=2 instead of 2 workers",
+                w["serial"],
+                w["threads2"],
+                w["serial"] / w["threads2"],
+            )
+        )
+
+    print("\n4. per-task overhead on the warm cluster (trivial tasks)")
+    tiny = np.zeros(2)
+    n_tasks = 200
+    st = {}
+    parallel.map_model(echo, tiny, [np.zeros(2)] * 20, executor=client)
+    t0 = time.perf_counter()
+    parallel.map_model(echo, tiny, [np.zeros(2)] * n_tasks, executor=client, stats=st)
+    per_task = (time.perf_counter() - t0) / n_tasks
+    print(
+        f"   {1e3 * per_task:.2f} ms per task wall on 2 workers ({n_tasks} tasks), "
+        f"{st['task_bytes']:.0f} B per task (function reference, token, θ)"
+    )
+
+    print("\n5. Amdahl PREDICTION for the 10⁶-latent INLA run (a prediction, not a measurement)")
+    # from this run: the serial part (mode finding, marginals, criteria) and the parallel
+    # part (Hessian gradients + CCD points, one task each) of the serial single-thread run;
+    # every part costs about one factorization per evaluation, scaled to 10⁶ by the exponent
+    # measured between two lattice sizes; the model (its pickled bytes scale with n) is sent
+    # to every node once per map_model call (2 calls: Hessian, points)
+    small_side = max(args.size // 2, 20)
+    small_model = matern_poisson(small_side, seed=7)
+    t0 = time.perf_counter()
+    small_fit = gm.fit(small_model, progress=False, std_err=False)
+    t_small = (time.perf_counter() - t0) / max(small_fit.nfev, 1)
+    t_eval = t_mode / max(fitted.nfev, 1)
+    exponent = np.log(t_eval / t_small) / np.log((args.size / small_side) ** 2)
+    scale = (1e6 / args.size**2) ** exponent
+    d = theta.size
+    if "serial" in runs_inla:
+        timings = runs_inla["serial"].timings
+        n_points = runs_inla["n_points"]
+        t_serial = sum(v for k, v in timings.items() if k not in ("hessian", "points"))
+        t_parallel = timings["hessian"] + timings["points"]
+        source = "gm.inla CCD stages"
+    else:
+        n_points = 2**d + 2 * d + 1  # CCD: full factorial (d ≤ 2), axial points, centre
+        t_serial = t_mode
+        t_parallel = t_task * (2 * d + 1.5 * n_points)  # a point ≈ 1.5 gradients (assumed)
+        source = "fit + Hessian (INLA points assumed 1.5 gradients each)"
+    n_tasks = 2 * d + n_points
+    t_one = t_parallel / n_tasks * scale
+    serial_big = t_serial * scale
+    fraction = serial_big / (serial_big + t_parallel * scale)
+    bytes_big = hessian_stats["model_bytes"] * 1e6 / args.size**2
+    bandwidth = 1e9  # bytes/s from the client to a node: an assumption, not measured
+    print(
+        f"   from {source} at {args.size}²: serial part {t_serial:.1f} s, parallel part "
+        f"{t_parallel:.1f} s ({n_tasks} tasks); cost per evaluation ∝ n^{exponent:.2f} "
+        f"({t_small:.3f} s at {small_side}², {t_eval:.3f} s at {args.size}²)"
+    )
+    print(
+        f"   at 10⁶: serial {serial_big:.0f} s, {t_one:.1f} s per task, serial fraction "
+        f"{fraction:.2f}; model ≈ {bytes_big / 2**30:.2f} GiB per node and map call "
+        f"(at an assumed {bandwidth / 1e9:.0f} GB/s)"
+    )
+    print("   nodes  predicted wall (s)   ideal Amdahl (s)")
+    for nodes in (1, 4, 16, 64):
+        rounds = -(-2 * d // nodes) + -(-n_points // nodes)
+        ship = 0.0 if nodes == 1 else 2 * nodes * bytes_big / bandwidth
+        predicted = serial_big + rounds * t_one + ship + n_tasks * per_task
+        amdahl = (serial_big + n_tasks * t_one) * (fraction + (1 - fraction) / nodes)
+        print(f"   {nodes:5d}  {predicted:12.0f}  {amdahl:16.0f}")
+
+    print("\n| run | serial (s) | 2 workers (s) | speed-up |")
+    print("|---|---:|---:|---:|")
+    for label, a, b, ratio in rows:
+        print(f"| {label} | {a:.2f} | {b:.2f} | **{ratio:.2f}×** |")
+    client.close()
+    cluster.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
