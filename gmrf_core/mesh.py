@@ -35,6 +35,7 @@ __all__ = [
     "Mesh",
     "mesh_from_points",
     "check_mesh",
+    "checked_copy",
     "projection_matrix",
     "lattice_projection",
 ]
@@ -143,7 +144,7 @@ def check_mesh(mesh, owner):
         )
     # the overlap test costs about one point location of N + T points: once per Mesh
     # object and content (a digest of its arrays, so a mutated mesh is checked again)
-    digest = hashlib.blake2b(points.tobytes() + triangles.tobytes(), digest_size=16).digest()
+    digest = _digest(points, triangles)
     if not isinstance(mesh, Mesh) or _CHECKED_MESHES.get(mesh) != digest:
         _check_no_overlap(points, triangles, doubled_area, owner)
         if isinstance(mesh, Mesh):
@@ -153,6 +154,30 @@ def check_mesh(mesh, owner):
 
 # Mesh objects that passed _check_no_overlap -> digest of (points, triangles) then
 _CHECKED_MESHES = weakref.WeakKeyDictionary()
+
+
+def _digest(points, triangles):
+    return hashlib.blake2b(points.tobytes() + triangles.tobytes(), digest_size=16).digest()
+
+
+def checked_copy(mesh, owner):
+    """A validated copy of a mesh-like object, as a :class:`Mesh` already marked checked.
+
+    Models keep such a copy (e.g. ``MaternSPDE.mesh``), so that projecting onto it later
+    does not repeat the overlap test.
+
+    Raises
+    ------
+    InputError
+        As :func:`check_mesh`.
+    """
+    points, triangles = check_mesh(mesh, owner)
+    input_nodes = getattr(mesh, "input_nodes", None)
+    if input_nodes is not None:
+        input_nodes = np.array(input_nodes, dtype=np.int64)
+    copy = Mesh(points.copy(), triangles.copy(), input_nodes)
+    _CHECKED_MESHES[copy] = _digest(copy.points, copy.triangles)
+    return copy
 
 
 def _check_no_overlap(points, triangles, doubled_area, owner):

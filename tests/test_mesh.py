@@ -207,3 +207,24 @@ def test_overlap_check_runs_again_when_a_checked_mesh_is_mutated(small_mesh):
     mesh.triangles[1] = mesh.triangles[0]  # the arrays of a frozen Mesh stay mutable
     with pytest.raises(InputError, match="same nodes"):
         projection_matrix(mesh, mesh.points[:3])
+
+
+def test_checked_copy_is_not_checked_again(small_mesh, monkeypatch):
+    import gmrf_core.mesh as mesh_module
+
+    calls = []
+    original = mesh_module._check_no_overlap
+    monkeypatch.setattr(
+        mesh_module, "_check_no_overlap", lambda *args: calls.append(1) or original(*args)
+    )
+    plain = Mesh(small_mesh.points.copy(), small_mesh.triangles.copy())
+    copy = mesh_module.checked_copy(plain, "test")
+    assert len(calls) == 1
+    projection_matrix(copy, copy.points[:3])
+    projection_matrix(copy, copy.points[3:6])
+    assert len(calls) == 1
+    # a copy: changing the original does not change the checked mesh
+    plain.points[:] *= 2.0  # still a valid mesh
+    assert not np.array_equal(plain.points[0], copy.points[0])
+    projection_matrix(plain, 2.0 * copy.points[:3])  # the mutated original is checked again
+    assert len(calls) == 2

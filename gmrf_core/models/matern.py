@@ -56,7 +56,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from ..lattice import lattice_shape, lattice_spacing, spde_lattice_parts
-from ..mesh import Mesh, check_mesh, doubled_areas
+from ..mesh import checked_copy, doubled_areas
 from ..priors import PCMaternPrior
 from ..validation import check_positive
 from .base import LatentModel
@@ -412,9 +412,8 @@ class MaternSPDE(_MaternBase):
     """
 
     def __init__(self, mesh, prior=None):
-        points, triangles = check_mesh(mesh, "MaternSPDE")
-        input_nodes = getattr(mesh, "input_nodes", None)
-        self.mesh = Mesh(points.copy(), triangles, input_nodes)
+        self.mesh = checked_copy(mesh, "MaternSPDE")
+        points, triangles = self.mesh.points, self.mesh.triangles
         self.n = points.shape[0]
         mass, stiffness = _fem_matrices(points, triangles)
         # structural pattern from mesh connectivity (no numerical cancellation)

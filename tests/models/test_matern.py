@@ -396,6 +396,23 @@ def mpmath_lattice_logdet_and_grad(shape, spacing, theta):
         return float(logdet), float(trace)
 
 
+def test_lattice_theta0_is_capped_below_max_range(monkeypatch):
+    """On lattices wider than ~5000 spacings D/5 exceeds max_range: theta0 stays usable.
+
+    Such a lattice is too large for a test, so the ratio limit is lowered instead.
+    """
+    import gmrf_core.models.matern as matern
+
+    monkeypatch.setattr(matern, "_LATTICE_RATIO_LIMIT", 10.0)
+    model = Matern2D((30, 30))
+    diameter = math.hypot(29.0, 29.0)
+    assert model.max_range < diameter / 5
+    assert model.theta0[0] == pytest.approx(math.log(0.5 * model.max_range))
+    model.logdet(model.theta0)  # accepted
+    with pytest.raises(InputError, match="too long"):
+        model.logdet([math.log(diameter / 5), 0.0])
+
+
 def test_lattice_max_range_is_about_a_thousand_spacings():
     assert 900.0 < Matern2D((8, 7)).max_range < 1100.0
     # it scales with the spacing and is capped into theta0
