@@ -83,6 +83,7 @@ class FitResult:
     def summary(self):
         """A readable table of the estimates and standard errors."""
         lines = estimates_table(self.theta_names, self.theta, self.std_err, self.theta_natural)
+        lines += self._fixed_effect_lines()
         if not self.success:
             lines.append(f"NOT CONVERGED: {self.message}")
         lines.append(
@@ -93,6 +94,23 @@ class FitResult:
 
     def __str__(self):
         return self.summary()
+
+    def _fixed_effect_lines(self):
+        """Posterior mode and sd of the fixed effects at θ̂, named when the model names them."""
+        model = getattr(self.approximation, "_model", None)
+        p = 0 if model is None else int(model.n_fixed)
+        if p == 0:
+            return []
+        names = list(getattr(model, "fixed_names", None) or [])
+        if len(names) != p:
+            names = [f"beta[{j}]" for j in range(p)]
+        width = max([len(n) for n in names] + [12])
+        lines = [f"{'fixed effect':<{width}}  {'mode':>12}  {'sd':>10}"]
+        start = model.n_latent
+        for j, name in enumerate(names):
+            mode, sd = self.mode[start + j], self.marginal_sd[start + j]
+            lines.append(f"{name:<{width}}  {mode:>12.5f}  {sd:>10.5f}")
+        return lines + ["-" * (width + 26)]
 
     def latent(self, name, model=None, part=None):
         """Summaries of the f() term ``name`` of a :func:`gmrf_core.formula` model at θ̂,

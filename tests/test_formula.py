@@ -333,6 +333,8 @@ def test_latent_and_fixed_tables_are_labelled(frame):
     np.testing.assert_allclose(by_method["mean"], fit.mode[18:24])
     np.testing.assert_allclose(by_method["sd"], fit.marginal_sd[18:24])
     assert list(by_method.index) == list(range(2001, 2007))
+    summary = fit.summary()  # fixed effects by name, with their mode and sd
+    assert f"{'income':<12}  {fit.mode[-1]:>12.5f}  {fit.marginal_sd[-1]:>10.5f}" in summary
     plain = gm.LatentGaussianModel(models.IID(3), likelihoods.Gaussian(np.zeros(3)))
     with pytest.raises(InputError, match="not built by gm.formula"):
         latent_table(plain.laplace(plain.theta0), plain, "x")
