@@ -94,37 +94,28 @@ def relative_risk(result, model, draws=4000, rng=0):
 
 def draw_maps(counties, risk, path):
     """Two choropleths: posterior mean relative risk and P(RR > 1)."""
-    import matplotlib
+    from gmrf_core.plots import _pyplot, plot_latent_map
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = counties.assign(rr=risk["mean"], exceedance=risk["exceedance"])
+    plt = _pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(9, 7.5))
-    frame.plot(
-        column="rr",
+    plot_latent_map(
+        risk["mean"],
+        geometry=counties,
+        ax=axes[0],
         cmap="RdBu_r",
         vmin=0.0,
         vmax=2.0,
-        legend=True,
-        ax=axes[0],
-        edgecolor="0.4",
-        linewidth=0.3,
+        title="posterior mean relative risk of SIDS, 1974–78",
     )
-    axes[0].set_title("posterior mean relative risk of SIDS, 1974–78")
-    frame.plot(
-        column="exceedance",
+    plot_latent_map(
+        risk["exceedance"],
+        geometry=counties,
+        ax=axes[1],
         cmap="viridis",
         vmin=0.0,
         vmax=1.0,
-        legend=True,
-        ax=axes[1],
-        edgecolor="0.4",
-        linewidth=0.3,
+        title="P(RR > 1)",
     )
-    axes[1].set_title("P(RR > 1)")
-    for ax in axes:
-        ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -147,7 +147,16 @@ def plot_fixed_effects(result, model=None, path=None, ax=None, dpi=90):
 
 
 def plot_latent_map(
-    values, *, geometry=None, mesh=None, shape=None, spacing=1.0, ax=None, title=None, cmap=None
+    values,
+    *,
+    geometry=None,
+    mesh=None,
+    shape=None,
+    spacing=1.0,
+    ax=None,
+    title=None,
+    cmap=None,
+    **style,
 ):
     """Map of one value per area (polygons), per mesh node, or per lattice node.
 
@@ -155,7 +164,8 @@ def plot_latent_map(
     the values' order), ``mesh`` (a :class:`gmrf_core.models.Mesh`: values at its
     nodes, linearly interpolated on the triangles) or ``shape`` (``(m, n)`` lattice of
     :class:`~gmrf_core.models.Matern2D`: node ``(i, j)`` is value ``i*n + j`` at
-    ``(i*h0, j*h1)``) says where the values live.
+    ``(i*h0, j*h1)``) says where the values live. ``style`` goes to the drawing call
+    (e.g. ``vmin``, ``vmax``).
 
     Returns
     -------
@@ -186,7 +196,8 @@ def plot_latent_map(
             raise InputError(f"plot_latent_map: {values.size} values for {len(geometry)} polygons.")
         frame = geometry if hasattr(geometry, "assign") else geometry.to_frame("geometry")
         frame = frame.assign(_value=values)
-        frame.plot(column="_value", ax=ax, cmap=cmap, legend=True, edgecolor="0.4", linewidth=0.3)
+        options = {"edgecolor": "0.4", "linewidth": 0.3, **style}
+        frame.plot(column="_value", ax=ax, cmap=cmap, legend=True, **options)
         ax.set_axis_off()
     elif mesh is not None:
         points = np.asarray(mesh.points, float)
@@ -201,6 +212,7 @@ def plot_latent_map(
             values,
             shading="gouraud",
             cmap=cmap,
+            **style,
         )
         ax.set_aspect("equal")
         ax.figure.colorbar(artist, ax=ax)
@@ -214,6 +226,7 @@ def plot_latent_map(
             origin="lower",
             extent=(-h1 / 2, (n - 0.5) * h1, -h0 / 2, (m - 0.5) * h0),
             cmap=cmap,
+            **style,
         )
         ax.set_xlabel("axis 1")
         ax.set_ylabel("axis 0")
