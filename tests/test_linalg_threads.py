@@ -232,3 +232,140 @@ def _child_logdet(Q):
     linalg._PARALLEL_MIN_FLOPS = 0.0
     linalg._PARALLEL_GAIN = 1.0
     return gm.cholesky(Q, ordering="nd", threads=2).logdet()
+
+
+# -- threading contract: concurrent use of one Factor / SelectedInverse -----------------------
+# Every future is awaited with a timeout, so a deadlock fails the test instead of hanging CI.
+_TIMEOUT = 120
+
+
+def _pool_map(func, items, workers=4):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = [pool.submit(func, item) for item in items]
+        return [future.result(timeout=_TIMEOUT) for future in futures]
+    finally:
+        # on a timeout, report the failure instead of waiting for stuck threads
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_selected_inverse_from_many_threads_matches_serial(always_parallel, threads):
+    Q = spde_like(14, kappa=0.4)
+    factor = gm.cholesky(Q, ordering="nd", threads=threads)
+    reference = np.diag(np.linalg.inv(Q.toarray()))
+    serial = factor.selected_inverse().diag()
+    np.testing.assert_allclose(serial, reference, rtol=1e-10)
+    diagonals = _pool_map(lambda _: factor.selected_inverse().diag(), range(40))
+    for diag in diagonals:
+        # to rounding: the BLAS thread count of the ancestors' blocks may differ
+        np.testing.assert_allclose(diag, serial, rtol=1e-13)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_queries_during_refactorizations_see_one_whole_factor(always_parallel, threads):
+    """Solves, log-determinants and selected inversions running while other threads
+    refactorize between two matrices give the results of one of the two, never a mix."""
+    Q1 = spde_like(12, kappa=0.3)
+    Q2 = Q1.copy()
+    Q2.data = Q2.data * 3.0 + 0.0
+    Q2 = sp.csc_matrix(Q2 + sp.eye_array(Q2.shape[0]))
+    factor = gm.cholesky(Q1, ordering="nd", threads=threads)
+    b = np.random.default_rng(0).standard_normal(Q1.shape[0])
+    dense = [Q1.toarray(), Q2.toarray()]
+    solutions = [np.linalg.solve(d, b) for d in dense]
+    logdets = [np.linalg.slogdet(d)[1] for d in dense]
+    variances = [np.diag(np.linalg.inv(d)) for d in dense]
+
+    def work(k):
+        if k % 4 == 0:
+            factor.refactorize(Q2 if k % 8 == 0 else Q1)
+            return None
+        if k % 4 == 1:
+            return ("solve", factor.solve(b))
+        if k % 4 == 2:
+            return ("logdet", factor.logdet())
+        return ("diag", factor.selected_inverse().diag())
+
+    results = _pool_map(work, range(160), workers=6)
+    seen = set()
+    for result in results:
+        if result is None:
+            continue
+        kind, value = result
+        references = {"solve": solutions, "logdet": logdets, "diag": variances}[kind]
+        matches = [np.allclose(value, ref, rtol=1e-9, atol=1e-12) for ref in references]
+        assert any(matches), f"{kind} matches neither matrix"
+        seen.add(matches.index(True))
+    assert factor.factorizations == 1 + 40
+
+
+def test_refactorizations_from_many_threads_do_not_hang(always_parallel):
+    # concurrent refactorizations of one factor used to corrupt its shared update lists
+    # (an endless loop inside the kernel); they now take turns
+    Q = spde_like(12, kappa=0.3)
+    factor = gm.cholesky(Q, ordering="nd", threads=2)
+    scales = [1.0 + 0.1 * k for k in range(24)]
+
+    def refactorize_and_read(scale):
+        Qs = Q.copy()
+        Qs.data = Qs.data * scale
+        factor.refactorize(Qs)
+        return factor.logdet()
+
+    logdets = _pool_map(refactorize_and_read, scales, workers=4)
+    reference = np.linalg.slogdet(Q.toarray())[1]
+    n = Q.shape[0]
+    # each read sees some completed factorization: log det(sQ) = n log s + log det Q
+    allowed = [reference + n * np.log(s) for s in scales]
+    for value in logdets:
+        assert min(abs(value - a) for a in allowed) < 1e-8 * abs(reference)
+    assert factor.factorizations == 1 + len(scales)
+
+
+def test_a_selected_inverse_is_read_from_many_threads():
+    Q = spde_like(10)
+    Z = gm.cholesky(Q).selected_inverse()
+    inverse = np.linalg.inv(Q.toarray())
+    values = _pool_map(lambda _: Z.values_at(Q).toarray(), range(24))
+    mask = Q.toarray() != 0
+    for value in values:
+        np.testing.assert_allclose(value[mask], inverse[mask], rtol=1e-9, atol=1e-13)
+
+
+def test_copies_are_independent():
+    import copy
+
+    Q = grid_laplacian(6)
+    factor = gm.cholesky(Q)
+    logdet = factor.logdet()
+    for duplicate in (copy.copy(factor), copy.deepcopy(factor), factor.copy()):
+        assert duplicate._lx is not factor._lx
+        duplicate.refactorize(Q * 4.0)
+        assert duplicate.logdet() == pytest.approx(logdet + 36 * np.log(4.0), rel=1e-12)
+        assert factor.logdet() == logdet
+
+
+def test_blas_thread_limits_from_several_threads_restore_the_original():
+    import threading
+
+    from gmrf_core.bindings import blas
+
+    library = blas._scipy_openblas()
+    if library is None:
+        pytest.skip("SciPy's OpenBLAS is not visible to threadpoolctl")
+    original = library.get_num_threads()
+    barrier = threading.Barrier(3)
+
+    def hold(limit):
+        with blas.blas_threads(limit):
+            barrier.wait(timeout=_TIMEOUT)  # all three contexts open at once
+            inside = library.get_num_threads()
+            barrier.wait(timeout=_TIMEOUT)
+        return inside
+
+    insides = _pool_map(hold, [1, 2, 1], workers=3)
+    assert insides == [1, 1, 1]  # the smallest open limit applies
+    assert library.get_num_threads() == original
