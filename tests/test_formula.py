@@ -527,3 +527,34 @@ def test_latent_maps_on_polygons_meshes_and_lattices(tmp_path):
     with pytest.raises(InputError, match="12 values for a 3 × 5 lattice"):
         plot_latent_map(values, shape=(3, 5))
     plt.close("all")
+
+
+def test_values_islands_and_gaussian_scale():
+    df = pd.DataFrame(
+        {
+            "y": [0.3, -1.2, 0.8, 0.1, 2.0],
+            "k": ["b", "a", "b", "d", "a"],
+            "t": [1, 2, 2, 5, 4],
+            "s": [1.0, 2.0, 0.5, 1.0, 3.0],
+        }
+    )
+    # values= adds a level without data ('c') and fixes the order
+    model = formula("y ~ 1 + f(k, model='iid', values=['d', 'c', 'b', 'a'])", data=df, scale="s")
+    assert list(model.terms["k"].levels) == ["d", "c", "b", "a"]
+    np.testing.assert_array_equal(model.A.toarray(), one_hot(np.array([2, 3, 2, 0, 3]), 4))
+    np.testing.assert_array_equal(model.likelihood.scale, df["s"])
+    with pytest.raises(InputError, match=r"values \['a'\] that are not levels"):
+        formula("y ~ 1 + f(k, model='iid', values=['b', 'd'])", data=df)
+    # a graph with an island and two components: one constraint per component of 2+ areas
+    adjacency = np.zeros((5, 5))
+    adjacency[0, 1] = adjacency[1, 0] = adjacency[2, 3] = adjacency[3, 2] = 1.0
+    graph = sp.csr_matrix(adjacency)
+    besag = formula(
+        "y ~ 1 + f(t, model='besag', graph=G, values=[1, 2, 3, 4, 5])",
+        data=df,
+        context={"G": graph},
+    )
+    term = besag.terms["t"]
+    assert term.info["graph"].islands.tolist() == [4]
+    np.testing.assert_array_equal(besag.prior.constraints[0], [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0]])
+    np.testing.assert_array_equal(besag.A.toarray(), one_hot(np.array([0, 1, 1, 4, 3]), 5))
