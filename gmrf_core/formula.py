@@ -64,6 +64,7 @@ NaN responses are missing: they contribute nothing and are predicted.
 """
 
 import ast
+import inspect
 import re
 import sys
 from dataclasses import dataclass, field
@@ -943,6 +944,20 @@ def formula(
         design = None
     else:
         raise InputError(f"formula: {formula!r} has no terms (no fixed effects and no f()).")
+    known = set(inspect.signature(LatentGaussianModel).parameters) - {
+        "prior",
+        "likelihood",
+        "A",
+        "X",
+        "offset",
+        "fixed_precision",
+    }
+    unknown = sorted(set(model_options) - known)
+    if unknown:
+        raise InputError(
+            f"formula: unknown keyword argument(s) {unknown}; besides the formula's own it "
+            f"takes the model options {sorted(known)}."
+        )
     model = LatentGaussianModel(
         prior,
         likelihood,

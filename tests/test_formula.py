@@ -377,6 +377,7 @@ def test_missing_response_is_predicted(frame):
         ("cases ~ 1", {"exposure": "nope"}, "exposure='nope' is not a column"),
         ("cases ~ 1", {"family": "gaussian", "exposure": "expected"}, "exposure= applies"),
         ("cases ~ 1", {"family": "binomial"}, "needs trials="),
+        ("cases ~ 1", {"exposures": "expected"}, r"unknown keyword argument\(s\) \['exposures'\]"),
     ],
 )
 def test_formula_errors_name_the_problem(frame, text, kwargs, message):
