@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gmrf_core as gm
 
@@ -378,3 +380,84 @@ def test_larger_spde_against_cholmod():
     b = np.random.default_rng(4).standard_normal(Q.shape[0])
     x = factor.solve(b)
     assert np.linalg.norm(Q @ x - b) / np.linalg.norm(b) < 1e-10
+
+
+# -- a failed refactorize leaves the factor refusing ------------------------------------------
+
+
+def _queries(factor):
+    b = np.ones(factor.n)
+    return {
+        "logdet": factor.logdet,
+        "solve": lambda: factor.solve(b),
+        "solve_L": lambda: factor.solve_L(b),
+        "solve_Lt": lambda: factor.solve_Lt(b),
+        "sample": lambda: factor.sample(rng=0),
+        "L": factor.L,
+        "selected_inverse": factor.selected_inverse,
+    }
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_failed_refactorize_refuses_every_query_until_a_success(threads):
+    Q = grid_laplacian(5)
+    factor = gm.cholesky(Q, threads=threads)
+    good = {name: query() for name, query in _queries(factor).items() if name != "L"}
+    bad = Q.copy()
+    bad.data = -bad.data
+    with pytest.raises(gm.NotPositiveDefiniteError):
+        factor.refactorize(bad)
+    assert not factor.valid
+    for query in _queries(factor).values():
+        with pytest.raises(gm.InputError, match="no valid factorization.*NotPositiveDefinite"):
+            query()
+    # rejected input (before any kernel ran) also leaves it refusing
+    factor.refactorize(Q)
+    with pytest.raises(gm.PatternMismatchError):
+        factor.refactorize(grid_laplacian(4))
+    with pytest.raises(gm.InputError, match="no valid factorization.*PatternMismatch"):
+        factor.logdet()
+    factor.refactorize(Q)
+    assert factor.valid
+    assert factor.logdet() == good["logdet"]
+    np.testing.assert_array_equal(factor.solve(np.ones(25)), good["solve"])
+    np.testing.assert_array_equal(factor.sample(rng=0), good["sample"])
+
+
+def test_a_never_factorized_factor_refuses():
+    symbolic = gm.analyze(grid_laplacian(3))
+    factor = gm.Factor(symbolic)
+    with pytest.raises(gm.InputError, match="no numeric factorization"):
+        factor.logdet()
+    with pytest.raises(gm.InputError, match="Symbolic"):
+        gm.Factor(grid_laplacian(3))
+
+
+# -- property-based: random SPD matrices against dense NumPy ----------------------------------
+
+
+@st.composite
+def sparse_spd(draw):
+    n = draw(st.integers(1, 40))
+    density = draw(st.floats(0.0, 0.4))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    a = sp.random(n, n, density=density, random_state=rng, format="csc")
+    a = a + a.T
+    shift = draw(st.floats(1e-3, 10.0))
+    diag = np.asarray(abs(a).sum(axis=1)).ravel() + shift
+    return sp.csc_matrix(a + sp.diags_array(diag)), seed
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(sparse_spd(), st.sampled_from(["natural", "amd", "nd"]), st.sampled_from([1, 2]))
+def test_property_logdet_solve_and_selected_inverse(case, ordering, threads):
+    Q, seed = case
+    dense = Q.toarray()
+    factor = gm.cholesky(Q, ordering=ordering, threads=threads)
+    assert factor.logdet() == pytest.approx(np.linalg.slogdet(dense)[1], rel=1e-10, abs=1e-10)
+    b = np.random.default_rng(seed).standard_normal(Q.shape[0])
+    np.testing.assert_allclose(dense @ factor.solve(b), b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        factor.selected_inverse().diag(), np.diag(np.linalg.inv(dense)), rtol=1e-9
+    )

@@ -131,3 +131,37 @@ def test_wide_supernodes_match_dense(threads):
     np.testing.assert_allclose(Z.diag(), np.diag(inverse), rtol=1e-10)
     mask = Q.toarray() != 0
     np.testing.assert_allclose(Z.values_at(Q).toarray()[mask], inverse[mask], rtol=1e-9, atol=1e-12)
+
+
+def test_ownership_checks():
+    import pickle
+
+    Q = grid_laplacian(5)
+    symbolic = gm.analyze(Q)
+    factor = symbolic.factorize(Q)
+    Z = factor.selected_inverse()
+    assert Z.factor is factor and Z.symbolic is symbolic
+    assert Z.belongs_to(factor) and Z.belongs_to(symbolic)
+    Z.check_belongs_to(factor)
+    Z.check_belongs_to(symbolic)
+    # another factor of the same analysis: same positions, other values
+    other = symbolic.factorize(Q * 2.0)
+    assert not Z.belongs_to(other) and Z.belongs_to(other.symbolic)
+    with pytest.raises(gm.PatternMismatchError, match="another factorization"):
+        Z.check_belongs_to(other)
+    # another analysis of the same pattern: other positions
+    with pytest.raises(gm.PatternMismatchError, match="another factorization"):
+        Z.check_belongs_to(gm.analyze(Q, ordering="natural"))
+    # the factor refactorized since: stale
+    factor.refactorize(Q * 3.0)
+    with pytest.raises(gm.PatternMismatchError, match="stale"):
+        Z.check_belongs_to(factor, name="Sigma")
+    Z.check_belongs_to(symbolic)
+    fresh = factor.selected_inverse()
+    fresh.check_belongs_to(factor)
+    # pickled together, the copies keep their relation; the token survives alone
+    factor_copy, fresh_copy = pickle.loads(pickle.dumps((factor, fresh)))
+    fresh_copy.check_belongs_to(factor_copy)
+    assert pickle.loads(pickle.dumps(symbolic)).pattern_token == symbolic.pattern_token
+    with pytest.raises(gm.InputError):
+        Z.check_belongs_to(Q)
