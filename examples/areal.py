@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 import gmrf_core as gm
-from gmrf_core.formula import fixed_table, formula, latent_table
+from gmrf_core.formula import formula, latent_table
 
 FORMULA = "SID74 ~ 1 + nonwhite + f(NAME, model='bym2', graph=counties)"
 
@@ -134,9 +134,7 @@ def run(output="sids_map.png", method="auto", draws=4000, progress=False, stream
     print(f"graph: {model.terms['NAME'].info['graph'].describe()}", file=stream)
     print(f"model: {FORMULA}  (family poisson, exposure = expected)", file=stream)
     result = posterior_fit(model, method=method, progress=progress)
-    print(result.summary(), file=stream)
-    print("\nfixed effects:", file=stream)
-    print(fixed_table(result, model).to_string(float_format=lambda v: f"{v:.4f}"), file=stream)
+    print(result.summary(), file=stream)  # θ and the fixed effects, by name
     risk = relative_risk(result, model, draws=draws)
     effects = latent_table(result, model, "NAME")
     table = effects[["mean", "sd"]].rename(columns={"mean": "b mean", "sd": "b sd"})
