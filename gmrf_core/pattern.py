@@ -13,23 +13,18 @@ import scipy.sparse as sp
 
 from .errors import InputError, NotSymmetricError, PatternError
 from .kernels import assemble as _kasm
+from .linalg import as_csc
 
 __all__ = ["FixedPattern"]
 
 
 def _canonical_csc(matrix, name):
-    """``matrix`` as CSC with sorted, unique row indices (a copy only when needed)."""
+    """``matrix`` as validated CSC with sorted, unique row indices (a copy only when needed)."""
     if not (sp.issparse(matrix) or isinstance(matrix, np.ndarray)):
         raise InputError(
             f"{name} must be a scipy.sparse matrix or a numpy array, got {type(matrix).__name__}."
         )
-    out = sp.csc_matrix(matrix)
-    if out.ndim != 2:
-        raise InputError(f"{name} must be 2-D, got shape {out.shape}.")
-    if not out.has_canonical_format:
-        out = out.copy()  # never sort or sum the caller's arrays in place
-        out.sum_duplicates()
-    return out
+    return as_csc(matrix, name)  # the one validator: index structure, canonical form
 
 
 class FixedPattern:

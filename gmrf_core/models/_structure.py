@@ -4,10 +4,10 @@
   dQ/dθ_k = Σ_j (∂c_j/∂θ_k) B_j.
 - :func:`adjacency_matrix`: validation of graphs given as sparse/dense adjacency
   matrices or neighbour lists.
-- :func:`intrinsic_structure`: exact marginal variances of the constrained model
-  and generalised log-determinant of an intrinsic structure matrix R with a known
-  null space (for Sørbye & Rue 2014 scaling), densely for small n and by a banded
-  Cholesky factorization with Takahashi selected inversion for large sparse R.
+- :func:`intrinsic_structure`, :func:`graph_scaling`: exact marginal variances of
+  the constrained model and generalised log-determinant of an intrinsic structure
+  matrix R with a known null space (for Sørbye & Rue 2014 scaling), from the
+  library's sparse Cholesky factorization and selected inversion of a grounded R.
 """
 
 import math
@@ -15,19 +15,12 @@ import math
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
-from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
+from scipy.sparse.csgraph import connected_components
 
-from gmrf_core.kernels._jit import jit
-
-from ..errors import InputError, NotSymmetricError
+from ..errors import InputError, NotPositiveDefiniteError, NotSymmetricError
+from ..linalg import analyze, as_csc
 from ..pattern import FixedPattern
 from .base import LatentModel
-
-# Largest structure handled by dense linear algebra (O(n^3) flops, O(n^2) memory).
-DENSE_LIMIT = 2000
-# Largest work n * bandwidth^2 accepted by the banded selected inversion (~10-20 s).
-BAND_WORK_LIMIT = 2.0e10
 
 
 class LinearPrecision:
@@ -92,8 +85,9 @@ def adjacency_matrix(adjacency, owner):
     Raises
     ------
     InputError
-        Not square, entries other than 0/1, self-loops, neighbours out of range or
-        repeated, NaN/inf.
+        Not square, malformed sparse index arrays (through
+        :func:`gmrf_core.linalg.as_csc`), entries other than 0/1, self-loops,
+        neighbours out of range or repeated, NaN/inf.
     NotSymmetricError
         Edge i–j present without j–i.
     """
@@ -102,8 +96,8 @@ def adjacency_matrix(adjacency, owner):
             raise InputError(
                 f"{owner}: the adjacency matrix must be square, got shape {adjacency.shape}."
             )
-        matrix = sp.csr_matrix(adjacency, dtype=float)
-        matrix.sum_duplicates()
+        # index structure validated before scipy or a kernel reads it
+        matrix = as_csc(adjacency, f"{owner}: the adjacency matrix").tocsr()
         matrix.eliminate_zeros()
         if not np.all(np.isfinite(matrix.data)):
             raise InputError(f"{owner}: the adjacency matrix has NaN or inf entries.")
@@ -177,60 +171,73 @@ def laplacian(adjacency):
 
 
 # -- intrinsic structures ----------------------------------------------------------------------
+#
+# An intrinsic structure R (symmetric positive semidefinite, null space spanned exactly by the
+# columns of V, n × k) is handled through a grounded matrix: fix a set S of k nodes with V_S
+# nonsingular; G = R_{-S,-S} is then positive definite. The Gaussian x_g with x_S = 0 and
+# x_{-S} ~ N(0, G⁻¹) differs from the constrained model x ~ N(0, R⁻) | Vᵀx = 0 by a shift in the
+# null space, so the constrained model is the projection x = P x_g, P = I - V̂V̂ᵀ (V̂ an
+# orthonormal basis of span V), with covariance R⁺ = P Σ_g P (Σ_g = G⁻¹ padded with zeros; Rue
+# & Held 2005, Sections 2.3.3 and 3.2). Hence
+#
+#     diag(R⁺) = diag(Σ_g) - 2 rowsum(V̂ ⊙ Σ_g V̂) + rowsum((V̂ V̂ᵀΣ_gV̂) ⊙ V̂),
+#
+# with diag(Σ_g) from the library's selected inversion of G and Σ_g V̂ from k solves, and
+#
+#     |R|* = det(G) det(VᵀV) / det(V_S)²
+#
+# (the Jacobian between the two parameterisations of R^n / span V; for a connected graph
+# Laplacian, V = 1 and any single grounded node, this is Kirchhoff's matrix-tree theorem
+# |R|* = n · #spanning trees). The geometric mean of diag(R⁺) is the Sørbye & Rue (2014)
+# generalised variance used for scaling.
 
 
-def intrinsic_structure(structure, null_space, owner, method="auto", grounded=None):
+def _grounded_factor(grounded_matrix, owner, k, ordering="auto"):
+    """Cholesky factor of the grounded matrix G, or InputError when G is not positive definite."""
+    try:
+        return analyze(grounded_matrix, ordering=ordering).factorize(grounded_matrix)
+    except NotPositiveDefiniteError as exc:
+        raise InputError(
+            f"{owner}: the structure matrix is not positive semidefinite with the expected null "
+            f"space of dimension {k}."
+        ) from exc
+
+
+def intrinsic_structure(structure, null_space, owner, grounded=None, variances=True):
     """Marginal variances of the constrained model and log|R|* of an intrinsic structure R.
 
-    For a symmetric positive semidefinite R whose null space is spanned exactly by
-    the columns of ``null_space`` (V, shape (n, k)), the constrained model
-    x ~ N(0, R⁻) | Vᵀx = 0 has covariance R⁺ (the Moore–Penrose inverse), whose
-    diagonal is returned together with the generalised log-determinant
+    For a symmetric positive semidefinite R whose null space is spanned exactly by the
+    columns of ``null_space`` (V, shape (n, k)), the constrained model
+    x ~ N(0, R⁻) | Vᵀx = 0 has covariance R⁺ (the Moore–Penrose inverse), whose diagonal
+    is returned together with the generalised log-determinant
     log|R|* = Σ log λ_i over the nonzero eigenvalues (Rue & Held 2005, Chapter 3).
 
-    Two exact algorithms:
-
-    - dense (up to DENSE_LIMIT nodes): with V̂ an orthonormal basis of the null space,
-      R + V̂V̂ᵀ is positive definite, (R + V̂V̂ᵀ)⁻¹ = R⁺ + V̂V̂ᵀ and
-      det(R + V̂V̂ᵀ) = |R|*; one dense Cholesky gives both.
-    - banded (large sparse R): fix a set S of k nodes with V_S nonsingular. The
-      grounded matrix G = R_{-S,-S} is positive definite, and x_g (x_S = 0,
-      x_{-S} ~ N(0, G⁻¹)) differs from the constrained model by a null-space shift,
-      so the constrained covariance is P Σ_g P with P = I - V̂V̂ᵀ and Σ_g = G⁻¹
-      padded with zeros. diag(Σ_g) comes from a banded Cholesky factorization of G
-      after a reverse Cuthill–McKee ordering and the Takahashi recursion restricted
-      to the band (Takahashi, Fagan & Chen 1973), Σ_g V̂ from k banded solves. The
-      determinant follows from |R|* = det(G) det(VᵀV) / det(V_S)² (the Jacobian
-      between the two parameterisations of the quotient space R^n / span(V)). Cost
-      O(n b²) with b the bandwidth after reordering (about 1 s for a 100 × 100
-      lattice). Accuracy is that of a backward-stable factorization of G, fine for
-      graph Laplacians (condition number O(n²)); for RW2 chains (condition O(n⁴))
-      the recursion is exact only while Σ_g holds integers below 2⁵³ (n ≲ 2·10⁵),
-      which is why :mod:`gmrf_core.models.random_walk` uses exact closed forms.
+    Both come from one sparse Cholesky factorization of the grounded matrix
+    G = R_{-S,-S} (:func:`gmrf_core.analyze`), its selected inverse (the diagonal of
+    G⁻¹) and k solves: diag(R⁺) = diag(P Σ_g P) with P = I - V̂V̂ᵀ, and
+    |R|* = det(G) det(VᵀV) / det(V_S)² (see the comment above this function).
 
     Parameters
     ----------
     structure : scipy.sparse matrix, shape (n, n)
         R, symmetric positive semidefinite.
     null_space : numpy.ndarray, shape (n, k)
-        Basis of the null space of R (k >= 1).
+        Basis of the null space of R (k >= 1, k < n).
     owner : str
         Model name for error messages.
     grounded : array_like of int, optional
-        The k nodes S to ground in the banded method, used in the given order without
-        reordering (for chains already banded: grounding the last k nodes of a
-        random walk makes the Cholesky factor of G the transposed integer difference
-        operator, computed without rounding, and diag(Σ_g) exact integers; the only
-        rounding left is in the projection, relative error about 2e-10 at n = 3000
-        for RW2). Default: chosen by pivoted QR of V, then a reverse Cuthill–McKee
-        ordering of the rest.
-    method : {"auto", "dense", "banded"}
-        "auto": dense for n <= 30; otherwise banded unless n <= DENSE_LIMIT and the
-        bandwidth b after reordering is large (30 b² > n²), where dense is cheaper.
+        The k nodes S, factorized in the natural order (for chains already banded:
+        grounding the last k nodes of a random walk makes the factor of G the
+        transposed integer difference operator, computed without rounding). Default:
+        the nodes where V̂ is best conditioned (pivoted QR), with a fill-reducing
+        ordering.
+    variances : bool
+        Compute diag(R⁺) (default); False returns ``(None, log_pdet)`` after the
+        factorization alone.
 
     Returns
     -------
-    marginal_variances : numpy.ndarray, shape (n,)
+    marginal_variances : numpy.ndarray of shape (n,), or None
         diag(R⁺).
     log_pdet : float
         log|R|*.
@@ -238,65 +245,34 @@ def intrinsic_structure(structure, null_space, owner, method="auto", grounded=No
     Raises
     ------
     InputError
-        If the structure is too large for both algorithms (n > DENSE_LIMIT and
-        n b² > BAND_WORK_LIMIT) or if R is not positive semidefinite with exactly
-        that null space.
+        If the null-space basis is not in the null space of R, or R is not positive
+        semidefinite with exactly that null space.
     """
     structure, basis, orthonormal = _null_basis(structure, null_space, owner)
     n, k = basis.shape
-    if method == "dense" or (method == "auto" and n <= 30):
-        return _intrinsic_dense(structure, orthonormal, owner)
+    if not 1 <= k < n:
+        raise InputError(f"{owner}: the null space must have dimension in [1, {n - 1}], got {k}.")
     if grounded is None:
-        grounded = _grounded_nodes(orthonormal)
-        keep = np.setdiff1d(np.arange(n), grounded)
-        reduced = sp.csr_matrix(structure[keep][:, keep])
-        order = reverse_cuthill_mckee(reduced, symmetric_mode=True)
+        grounded, ordering = _grounded_nodes(orthonormal), "auto"
     else:
-        grounded = np.asarray(grounded, dtype=np.int64)
-        keep = np.setdiff1d(np.arange(n), grounded)
-        reduced = sp.csr_matrix(structure[keep][:, keep])
-        order = np.arange(keep.size)
-    reduced = sp.coo_matrix(reduced[order][:, order])
-    bandwidth = int(np.max(np.abs(reduced.row - reduced.col))) if reduced.nnz else 0
-    m = keep.size
-    if method == "auto" and n <= DENSE_LIMIT and 30.0 * bandwidth**2 > float(n) ** 2:
-        return _intrinsic_dense(structure, orthonormal, owner)
-    if float(m) * (bandwidth + 1) ** 2 > BAND_WORK_LIMIT:
-        raise InputError(
-            f"{owner}: the structure (n = {n}, bandwidth {bandwidth} after reordering) is too "
-            f"large for the exact scaling computation (limit n·b² <= {BAND_WORK_LIMIT:.0e}, or "
-            f"n <= {DENSE_LIMIT} for the dense method); use scale=False."
-        )
-    band = np.zeros((bandwidth + 1, m))
-    lower = reduced.row >= reduced.col
-    band[reduced.row[lower] - reduced.col[lower], reduced.col[lower]] = reduced.data[lower]
-    try:
-        factor = sla.cholesky_banded(band, lower=True)
-    except np.linalg.LinAlgError as exc:
-        raise InputError(
-            f"{owner}: the structure matrix is not positive semidefinite with the expected "
-            f"null space of dimension {k}."
-        ) from exc
-    selected = np.zeros_like(factor)
-    _band_selected_inverse(np.ascontiguousarray(factor), selected)
+        grounded, ordering = np.asarray(grounded, dtype=np.int64).reshape(-1), "natural"
+    keep = np.setdiff1d(np.arange(n), grounded)
+    factor = _grounded_factor(sp.csc_matrix(structure[keep][:, keep]), owner, k, ordering)
+    log_pdet = _pdet_from_grounded(factor.logdet(), basis, grounded)
+    if not variances:
+        return None, log_pdet
     grounded_variances = np.zeros(n)
-    grounded_variances[keep[order]] = selected[0]
-    # Σ_g V̂ by banded solves; rows in S stay zero
-    rhs = orthonormal[keep[order]]
-    solved = sla.cho_solve_banded((factor, True), rhs)
+    grounded_variances[keep] = factor.selected_inverse().diag()
     sigma_v = np.zeros((n, k))
-    sigma_v[keep[order]] = solved
+    sigma_v[keep] = factor.solve(orthonormal[keep]).reshape(keep.size, k)
     vt_sigma_v = orthonormal.T @ sigma_v
-    variances = (
+    result = (
         grounded_variances
         - 2.0 * np.sum(orthonormal * sigma_v, axis=1)
         + np.sum((orthonormal @ vt_sigma_v) * orthonormal, axis=1)
     )
-    # |R|* = det(G) det(VᵀV) / det(V_S)², evaluated with the basis as given (for random
-    # walks integer-valued, so V_S and VᵀV are exact) rather than the orthonormalised one
-    log_pdet = _pdet_from_grounded(2.0 * float(np.sum(np.log(factor[0]))), basis, grounded)
-    _check_variances(variances, owner, k)
-    return variances, log_pdet
+    _check_variances(result, owner, k)
+    return result, log_pdet
 
 
 def _null_basis(structure, null_space, owner):
@@ -329,77 +305,16 @@ def _pdet_from_grounded(log_det_grounded, basis, grounded):
 
 
 def structure_log_pdet(structure, null_space, owner, grounded=None):
-    """log|R|* only (no marginal variances), for unscaled intrinsic structures of any size.
+    """log|R|* only (no marginal variances): one factorization of the grounded matrix.
 
-    Same identity as :func:`intrinsic_structure`, |R|* = det(G) det(VᵀV)/det(V_S)², with
-    det(G) of the grounded matrix from a sparse LU factorization (SuperLU, minimum-degree
-    ordering, symmetric mode without pivoting: for a positive definite G the diagonal of
-    U holds the pivots, all positive) — or, when ``grounded`` is given, from a banded
-    Cholesky factorization in the natural order (exact for random walks). Dense for
-    n <= 30.
+    Same identity as :func:`intrinsic_structure`, |R|* = det(G) det(VᵀV)/det(V_S)².
 
     Raises
     ------
     InputError
         If R is not positive semidefinite with exactly that null space.
     """
-    structure, basis, orthonormal = _null_basis(structure, null_space, owner)
-    n, k = basis.shape
-    if n <= 30:
-        return _intrinsic_dense(structure, orthonormal, owner)[1]
-    failure = InputError(
-        f"{owner}: the structure matrix is not positive semidefinite with the expected null "
-        f"space of dimension {k}."
-    )
-    if grounded is not None:
-        grounded = np.asarray(grounded, dtype=np.int64)
-        keep = np.setdiff1d(np.arange(n), grounded)
-        reduced = sp.coo_matrix(structure[keep][:, keep])
-        bandwidth = int(np.max(np.abs(reduced.row - reduced.col))) if reduced.nnz else 0
-        band = np.zeros((bandwidth + 1, keep.size))
-        lower = reduced.row >= reduced.col
-        band[reduced.row[lower] - reduced.col[lower], reduced.col[lower]] = reduced.data[lower]
-        try:
-            factor = sla.cholesky_banded(band, lower=True)
-        except np.linalg.LinAlgError as exc:
-            raise failure from exc
-        log_det_grounded = 2.0 * float(np.sum(np.log(factor[0])))
-    else:
-        grounded = _grounded_nodes(orthonormal)
-        keep = np.setdiff1d(np.arange(n), grounded)
-        reduced = sp.csc_matrix(structure[keep][:, keep])
-        try:
-            lu = spla.splu(
-                reduced,
-                permc_spec="MMD_AT_PLUS_A",
-                diag_pivot_thresh=0.0,
-                options=dict(SymmetricMode=True),
-            )
-        except RuntimeError as exc:
-            raise failure from exc
-        pivots = lu.U.diagonal()
-        if not (np.all(lu.perm_r == lu.perm_c) and np.all(pivots > 0)):
-            raise failure
-        log_det_grounded = float(np.sum(np.log(pivots)))
-    return _pdet_from_grounded(log_det_grounded, basis, grounded)
-
-
-def _intrinsic_dense(structure, orthonormal, owner):
-    """Dense version of :func:`intrinsic_structure` via R + V̂V̂ᵀ."""
-    k = orthonormal.shape[1]
-    augmented = structure.toarray() + orthonormal @ orthonormal.T
-    try:
-        factor = sla.cholesky(augmented, lower=True)
-    except np.linalg.LinAlgError as exc:
-        raise InputError(
-            f"{owner}: the structure matrix is not positive semidefinite with the expected "
-            f"null space of dimension {k}."
-        ) from exc
-    inverse_factor = sla.solve_triangular(factor, np.eye(structure.shape[0]), lower=True)
-    variances = np.sum(inverse_factor**2, axis=0) - np.sum(orthonormal**2, axis=1)
-    log_pdet = 2.0 * float(np.sum(np.log(np.diag(factor))))
-    _check_variances(variances, owner, k)
-    return variances, log_pdet
+    return intrinsic_structure(structure, null_space, owner, grounded, variances=False)[1]
 
 
 def _check_variances(variances, owner, k):
@@ -410,49 +325,75 @@ def _check_variances(variances, owner, k):
         )
 
 
-@jit
-def _band_selected_inverse(factor, selected):
-    """Band of Σ = (L Lᵀ)⁻¹ from the banded Cholesky factor L (Takahashi recursion).
+def graph_scaling(laplacian_matrix, components, owner, scale):
+    """Sørbye–Rue scaling of a graph Laplacian, every connected component at once.
 
-    ``factor[d, j] = L[j + d, j]`` (LAPACK lower band storage, bandwidth b =
-    factor.shape[0] - 1); on return ``selected[d, j] = Σ[j + d, j]``. From
-    Σ = L⁻ᵀ L⁻¹ (Takahashi, Fagan & Chen 1973):
-    Σ_ij = δ_ij / L_jj² - (1/L_jj) Σ_{k>j} L_kj Σ_ki for i >= j, computed for
-    j = n-1, ..., 0, every Σ_ki needed lying inside the band. O(n b²), no allocation.
-    Returns 0 (status; it cannot fail for a valid factor).
+    The Laplacian R = D - W of a graph whose connected components (of two or more
+    nodes each) are ``components`` has null space spanned by their indicator vectors.
+    Grounding the first node of every component gives a block-diagonal positive
+    definite G, factorized once; since V_c = 1_c, the formula of
+    :func:`intrinsic_structure` becomes, for node i of component c with n_c nodes and
+    w = Σ_g 1 (one solve),
+
+        diag(R⁺)_i = (Σ_g)_ii - 2 w_i / n_c + (Σ_{j∈c} w_j) / n_c²,
+
+    and |R_c|* = n_c det(G_c). With c_c the geometric mean of diag(R⁺) on component c
+    (Sørbye & Rue 2014), R*_c = c_c R_c and log|R*_c|* = log|R_c|* + (n_c - 1) log c_c.
+
+    Parameters
+    ----------
+    laplacian_matrix : scipy.sparse matrix, shape (n, n)
+        D - W (rows of nodes outside ``components`` are ignored).
+    components : list of numpy.ndarray
+        Node indices of each component (two or more nodes each).
+    owner : str
+        Model name for error messages.
+    scale : bool
+        Compute the scaling factors (needs the selected inverse); else only log|R|*.
+
+    Returns
+    -------
+    factors : numpy.ndarray, shape (len(components),)
+        c_c (ones when ``scale`` is False).
+    log_pdet : float
+        Σ_c log|R*_c|* (unscaled: Σ_c log|R_c|*).
     """
-    b = factor.shape[0] - 1
-    n = factor.shape[1]
-    for j in range(n - 1, -1, -1):
-        m = min(b, n - 1 - j)
-        ljj = factor[0, j]
-        for di in range(m, 0, -1):
-            i = j + di
-            total = 0.0
-            for dk in range(1, m + 1):
-                k = j + dk
-                if k >= i:
-                    total += factor[dk, j] * selected[k - i, i]
-                else:
-                    total += factor[dk, j] * selected[i - k, k]
-            selected[di, j] = -total / ljj
-        total = 0.0
-        for dk in range(1, m + 1):
-            total += factor[dk, j] * selected[dk, j]
-        selected[0, j] = 1.0 / (ljj * ljj) - total / ljj
-    return 0
+    count = len(components)
+    if count == 0:
+        return np.ones(0), 0.0
+    sizes = np.array([nodes.size for nodes in components], dtype=np.int64)
+    nodes = np.concatenate(components)
+    labels = np.repeat(np.arange(count), sizes)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    free = np.ones(nodes.size, dtype=bool)
+    free[first] = False  # the grounded node of each component
+    keep, keep_labels = nodes[free], labels[free]
+    laplacian_matrix = sp.csc_matrix(laplacian_matrix)
+    grounded = sp.csc_matrix(laplacian_matrix[keep][:, keep])
+    factor = _grounded_factor(grounded, owner, count)
+    log_pdet = factor.logdet() + float(np.sum(np.log(sizes)))
+    if not scale:
+        return np.ones(count), log_pdet
+    diagonal = factor.selected_inverse().diag()
+    w = factor.solve(np.ones(keep.size))
+    sums = np.bincount(keep_labels, weights=w, minlength=count)
+    variances = np.full(nodes.size, 0.0)
+    variances[free] = diagonal - 2.0 * w / sizes[keep_labels]
+    variances += sums[labels] / sizes[labels] ** 2.0
+    _check_variances(variances, owner, count)
+    log_factors = np.bincount(labels, weights=np.log(variances), minlength=count) / sizes
+    log_pdet += float(np.sum((sizes - 1) * log_factors))
+    return np.exp(log_factors), log_pdet
 
 
-def scaled_structure(structure, null_space, owner, scale, method="auto", grounded=None):
+def scaled_structure(structure, null_space, owner, scale, grounded=None):
     """Optionally Sørbye–Rue scale an intrinsic structure; return (R*, log|R*|*, factor).
 
     With c = exp(mean(log diag(R⁺))) (geometric mean of the constrained marginal
     variances), R* = c R has constrained marginal variances with geometric mean 1
     (Sørbye & Rue 2014, Spatial Statistics 8, 39-51), and
-    log|R*|* = (n - k) log c + log|R|*.
-
-    ``method`` and ``grounded`` are passed to :func:`intrinsic_structure`; without
-    scaling only log|R|* is needed, from :func:`structure_log_pdet` (no size limit).
+    log|R*|* = (n - k) log c + log|R|*. ``grounded`` is passed to
+    :func:`intrinsic_structure`; without scaling only log|R|* is computed.
 
     Returns
     -------
@@ -463,12 +404,11 @@ def scaled_structure(structure, null_space, owner, scale, method="auto", grounde
     """
     n = structure.shape[0]
     k = np.asarray(null_space).reshape(n, -1).shape[1]
-    if not scale:
-        log_pdet = structure_log_pdet(structure, null_space, owner, grounded=grounded)
-        return sp.csc_matrix(structure), log_pdet, 1.0
     variances, log_pdet = intrinsic_structure(
-        structure, null_space, owner, method=method, grounded=grounded
+        structure, null_space, owner, grounded=grounded, variances=scale
     )
+    if not scale:
+        return sp.csc_matrix(structure), log_pdet, 1.0
     log_factor = float(np.mean(np.log(variances)))
     factor = math.exp(log_factor)
     return sp.csc_matrix(structure * factor), log_pdet + (n - k) * log_factor, factor

@@ -15,8 +15,8 @@ from ._structure import (
     check_finite_matrix,
     checked_exp,
     graph_components,
+    graph_scaling,
     laplacian,
-    scaled_structure,
 )
 from .base import LatentModel
 
@@ -32,7 +32,9 @@ def besag_structure(adjacency, scale, owner):
     Components of two or more nodes get the graph Laplacian D - W (Rue & Held 2005,
     Section 3.3, first-order IGMRF on an irregular lattice), each scaled separately to
     unit generalised variance when ``scale`` (Sørbye & Rue 2014; R-INLA's
-    ``scale.model`` with ``adjust.for.con.comp``), with one sum-to-zero constraint.
+    ``scale.model`` with ``adjust.for.con.comp``), with one sum-to-zero constraint;
+    all components are handled by one factorization
+    (:func:`gmrf_core.models._structure.graph_scaling`).
     Isolated nodes (islands) get structure 1 and no constraint: with precision τ they
     are iid N(0, 1/τ), as in R-INLA.
 
@@ -56,44 +58,33 @@ def besag_structure(adjacency, scale, owner):
     adjacency = adjacency_matrix(adjacency, owner)
     n = adjacency.shape[0]
     components = graph_components(adjacency)
-    rows, cols, values = [], [], []
-    log_pdet = 0.0
-    constraint_rows = []
-    factors = np.ones(len(components))
-    islands = []
-    for index, nodes in enumerate(components):
-        if nodes.size == 1:
-            islands.append(int(nodes[0]))
-            rows.append(nodes)
-            cols.append(nodes)
-            values.append(np.ones(1))
-            continue
-        local = laplacian(adjacency[nodes][:, nodes])
-        local, local_log_pdet, factor = scaled_structure(
-            local, np.ones((nodes.size, 1)), owner, scale
-        )
-        local = local.tocoo()
-        rows.append(nodes[local.row])
-        cols.append(nodes[local.col])
-        values.append(local.data)
-        log_pdet += local_log_pdet
-        factors[index] = factor
-        row = np.zeros(n)
-        row[nodes] = 1.0
-        constraint_rows.append(row)
-    structure = sp.csc_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
-    structure.sum_duplicates()
+    connected = [nodes for nodes in components if nodes.size > 1]
+    islands = np.array([int(nodes[0]) for nodes in components if nodes.size == 1], np.int64)
+    graph_laplacian = laplacian(adjacency)
+    connected_factors, log_pdet = graph_scaling(graph_laplacian, connected, owner, scale)
+    # R* = c_c (D - W) on component c, 1 on islands (whose Laplacian rows are empty)
+    node_factor = np.ones(n)
+    for nodes, factor in zip(connected, connected_factors):
+        node_factor[nodes] = factor
+    structure = sp.csc_matrix(graph_laplacian.multiply(node_factor[:, None]))
+    if islands.size:
+        island_diagonal = np.zeros(n)
+        island_diagonal[islands] = 1.0
+        structure = sp.csc_matrix(structure + sp.diags(island_diagonal))
+    structure.eliminate_zeros()
     structure.sort_indices()
-    constraint = np.array(constraint_rows).reshape(len(constraint_rows), n)
+    constraint = np.zeros((len(connected), n))
+    for row, nodes in zip(constraint, connected):
+        row[nodes] = 1.0
+    factors = np.ones(len(components))
+    factors[[k for k, nodes in enumerate(components) if nodes.size > 1]] = connected_factors
     return {
         "adjacency": adjacency,
         "structure": structure,
         "log_pdet": log_pdet,
         "constraint": constraint,
         "components": components,
-        "islands": np.asarray(islands, dtype=np.int64),
+        "islands": islands,
         "scale_factors": factors,
     }
 
@@ -116,13 +107,11 @@ class Besag(IntrinsicStructureModel):
     log|R*|* computed once at construction.
 
     Scaling is exact, per component, by
-    :func:`gmrf_core.models._structure.intrinsic_structure`: dense linear algebra
-    for components of up to 30 nodes, or up to 2000 nodes when the bandwidth after
-    reverse Cuthill–McKee reordering is large; otherwise a banded Cholesky
-    factorization with Takahashi selected inversion, O(n b²) (a 100 × 100 lattice
-    takes about a second). A component too large for both raises a clear
-    InputError; ``scale=False`` then still works (log|R|* from a sparse LU
-    factorization, no size limit).
+    :func:`gmrf_core.models._structure.graph_scaling`: one sparse Cholesky
+    factorization (:func:`gmrf_core.analyze`) of the Laplacian grounded at one node
+    per component, its selected inverse and one solve give the constrained marginal
+    variances and log|R|* of every component at once (the 10⁶-node lattice takes a
+    few seconds). Without scaling only the factorization is needed.
 
     Parameters
     ----------

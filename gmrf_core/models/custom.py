@@ -5,6 +5,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError, NotSymmetricError
 from ..kernels import assemble as _kasm
+from ..linalg import as_csc
 from ..pattern import FixedPattern
 from ..validation import check_count
 from .base import LatentModel
@@ -153,7 +154,7 @@ class Custom(LatentModel):
             raise InputError(
                 f"Custom: {what} has shape {matrix.shape}, expected ({self.n}, {self.n})."
             )
-        matrix = sp.csc_matrix(matrix, dtype=float)
+        matrix = as_csc(matrix, f"Custom: {what}")  # index structure validated first
         if not np.all(np.isfinite(matrix.data)):
             raise InputError(f"Custom: {what} has NaN or inf entries.")
         return matrix

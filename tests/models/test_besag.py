@@ -7,7 +7,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from gmrf_core.errors import InputError, NotSymmetricError
-from gmrf_core.models import BYM2, Besag, PCBYM2Phi, PCPrecision, _structure, besag
+from gmrf_core.models import BYM2, Besag, PCBYM2Phi, PCPrecision, besag
 from gmrf_core.models._structure import intrinsic_structure
 
 
@@ -114,20 +114,69 @@ def test_only_islands_is_iid():
     assert model.logdet([np.log(3.0)]) == pytest.approx(4 * np.log(3.0))
 
 
-def test_lattice_scaling_banded_matches_dense(grid, monkeypatch):
-    """A 30 × 35 lattice scaled by the banded algorithm (forced above the dense limit)."""
-    monkeypatch.setattr(_structure, "DENSE_LIMIT", 100)
+def test_lattice_scaling_against_dense_pseudo_inverse(grid):
+    """A 30 × 35 lattice (fill-in in the grounded factor) against dense pinv and eigenvalues."""
     adjacency = grid(30, 35)
     n = adjacency.shape[0]
     model = Besag(adjacency)
     w = adjacency.toarray()
     structure = np.diag(w.sum(axis=1)) - w
-    variances, log_pdet = intrinsic_structure(structure, np.ones((n, 1)), "t", method="dense")
-    assert model.scale_factors[0] == pytest.approx(np.exp(np.mean(np.log(variances))), rel=1e-9)
+    variances = np.diag(sla.pinvh(structure))
+    log_pdet = np.sum(np.log(np.sort(sla.eigvalsh(structure))[1:]))
+    assert model.scale_factors[0] == pytest.approx(np.exp(np.mean(np.log(variances))), rel=1e-10)
     expected_log_pdet = log_pdet + (n - 1) * np.log(model.scale_factors[0])
     assert model.structure_log_pdet == pytest.approx(expected_log_pdet, rel=1e-10)
-    unscaled = Besag(adjacency, scale=False)  # sparse LU for log|R|*
+    unscaled = Besag(adjacency, scale=False)
     assert unscaled.structure_log_pdet == pytest.approx(log_pdet, rel=1e-10)
+    generic, generic_log_pdet = intrinsic_structure(structure, np.ones((n, 1)), "t")
+    np.testing.assert_allclose(generic, variances, rtol=1e-10)
+    assert generic_log_pdet == pytest.approx(log_pdet, rel=1e-10)
+
+
+def test_many_components_and_islands_against_dense_pseudo_inverse(grid, rng):
+    """Lattices, paths, pairs and islands in one graph, nodes shuffled: per-component pinv."""
+    blocks = [grid(6, 8), np.zeros((1, 1)), grid(1, 12), grid(1, 2), grid(3, 3), np.zeros((1, 1))]
+    blocks = [sp.csr_matrix(b) for b in blocks]
+    adjacency = sp.csr_matrix(sp.block_diag(blocks))
+    n = adjacency.shape[0]
+    shuffle = rng.permutation(n)
+    adjacency = sp.csr_matrix(adjacency[shuffle][:, shuffle])
+    model = Besag(adjacency)
+    w = adjacency.toarray()
+    laplacian = np.diag(w.sum(axis=1)) - w
+    assert model.rank_deficiency == 4 and model.islands.size == 2
+    covariance = sla.pinvh(model.precision([0.0]).toarray())
+    expected_log_pdet = 0.0
+    for nodes, factor in zip(model.components, model.scale_factors):
+        if nodes.size == 1:
+            assert factor == 1.0 and covariance[nodes[0], nodes[0]] == pytest.approx(1.0)
+            continue
+        block = laplacian[np.ix_(nodes, nodes)]
+        variances = np.diag(sla.pinvh(block))
+        assert factor == pytest.approx(np.exp(np.mean(np.log(variances))), rel=1e-10)
+        values = np.sort(sla.eigvalsh(factor * block))[1:]
+        expected_log_pdet += np.sum(np.log(values))
+        # scaled: geometric mean of the constrained marginal variances is 1
+        local = np.diag(covariance)[nodes]
+        assert np.exp(np.mean(np.log(local))) == pytest.approx(1.0, rel=1e-10)
+    assert model.structure_log_pdet == pytest.approx(expected_log_pdet, rel=1e-10)
+    bym2 = BYM2(adjacency)
+    assert bym2.structure_log_pdet == pytest.approx(expected_log_pdet, rel=1e-10)
+
+
+def test_malformed_sparse_adjacency_is_an_input_error():
+    good = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    out_of_range = good.copy()
+    out_of_range.indices = np.array([1, 7], dtype=out_of_range.indices.dtype)
+    negative = good.copy()
+    negative.indices = np.array([1, -1], dtype=negative.indices.dtype)
+    not_monotone = sp.csr_matrix(np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    not_monotone.indptr = np.array([0, 2, 1, 4], dtype=not_monotone.indptr.dtype)
+    for bad in (out_of_range, negative, not_monotone):
+        with pytest.raises(InputError, match="adjacency"):
+            Besag(bad)
+        with pytest.raises(InputError, match="adjacency"):
+            BYM2(bad)
 
 
 def test_bad_graphs():

@@ -6,12 +6,11 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from gmrf_core.errors import InputError
-from gmrf_core.models import Besag, _structure
 from gmrf_core.models._structure import (
     LinearPrecision,
-    _band_selected_inverse,
     adjacency_matrix,
     graph_components,
+    graph_scaling,
     intrinsic_structure,
     laplacian,
     structure_log_pdet,
@@ -35,28 +34,6 @@ def test_linear_precision():
         )
 
 
-@pytest.mark.parametrize("bandwidth", [0, 1, 3])
-def test_band_selected_inverse(bandwidth):
-    rng = np.random.default_rng(bandwidth)
-    n = 30
-    dense = np.zeros((n, n))
-    for d in range(1, bandwidth + 1):
-        values = rng.uniform(-1, 1, n - d)
-        dense += np.diag(values, d) + np.diag(values, -d)
-    dense += np.diag(2.0 * bandwidth + 1.0 + rng.uniform(0, 1, n))
-    band = np.zeros((bandwidth + 1, n))
-    for d in range(bandwidth + 1):
-        band[d, : n - d] = np.diag(dense, -d)
-    factor = sla.cholesky_banded(band, lower=True)
-    selected = np.zeros_like(factor)
-    assert _band_selected_inverse(np.ascontiguousarray(factor), selected) == 0
-    inverse = np.linalg.inv(dense)
-    for d in range(bandwidth + 1):
-        np.testing.assert_allclose(
-            selected[d, : n - d], np.diag(inverse, -d), rtol=1e-12, atol=1e-14
-        )
-
-
 def random_connected_laplacian(n, seed):
     rng = np.random.default_rng(seed)
     edges = {(i, int(rng.integers(0, i))) for i in range(1, n)}  # spanning tree
@@ -70,14 +47,18 @@ def random_connected_laplacian(n, seed):
     return laplacian(adjacency)
 
 
-@pytest.mark.parametrize("method", ["dense", "banded"])
-def test_intrinsic_structure_against_pseudo_inverse(method):
-    structure = random_connected_laplacian(60, 3)
-    variances, log_pdet = intrinsic_structure(structure, np.ones((60, 1)), "t", method=method)
+@pytest.mark.parametrize("seed", [3, 4])
+def test_intrinsic_structure_against_pseudo_inverse(seed):
+    structure = random_connected_laplacian(60, seed)
+    variances, log_pdet = intrinsic_structure(structure, np.ones((60, 1)), "t")
     dense = structure.toarray()
     np.testing.assert_allclose(variances, np.diag(sla.pinvh(dense)), rtol=1e-10)
     values = np.sort(sla.eigvalsh(dense))
     assert log_pdet == pytest.approx(np.sum(np.log(values[1:])), rel=1e-11)
+    # any grounded node gives the same numbers
+    again, log_again = intrinsic_structure(structure, np.ones((60, 1)), "t", grounded=[17])
+    np.testing.assert_allclose(again, variances, rtol=1e-10)
+    assert log_again == pytest.approx(log_pdet, rel=1e-12)
 
 
 def test_intrinsic_structure_two_dimensional_null_space():
@@ -86,32 +67,40 @@ def test_intrinsic_structure_two_dimensional_null_space():
     structure = sp.csc_matrix(d.T @ d)
     null = np.column_stack([np.ones(n), np.arange(n)])
     reference = np.diag(sla.pinvh(d.T @ d))
-    for kwargs in (
-        dict(method="dense"),
-        dict(method="banded"),
-        dict(method="banded", grounded=[n - 2, n - 1]),
-    ):
-        variances, log_pdet = intrinsic_structure(structure, null, "t", **kwargs)
+    for grounded in (None, [n - 2, n - 1], [0, 1], [3, 30]):
+        variances, log_pdet = intrinsic_structure(structure, null, "t", grounded=grounded)
         np.testing.assert_allclose(variances, reference, rtol=1e-9)
         assert log_pdet == pytest.approx(np.log(n**2 * (n**2 - 1) / 12), rel=1e-11)
 
 
-def test_intrinsic_structure_errors(monkeypatch):
+def test_smallest_structures():
+    """Two nodes (a 1 × 1 grounded matrix) and an RW2 on three nodes."""
+    structure = sp.csc_matrix(np.array([[1.0, -1.0], [-1.0, 1.0]]))
+    variances, log_pdet = intrinsic_structure(structure, np.ones((2, 1)), "t")
+    np.testing.assert_allclose(variances, np.diag(sla.pinvh(structure.toarray())), rtol=1e-14)
+    assert log_pdet == pytest.approx(np.log(2.0), rel=1e-14)
+    d = np.diff(np.eye(3), n=2, axis=0)
+    null = np.column_stack([np.ones(3), np.arange(3)])
+    variances, log_pdet = intrinsic_structure(sp.csc_matrix(d.T @ d), null, "t")
+    np.testing.assert_allclose(variances, np.diag(sla.pinvh(d.T @ d)), rtol=1e-12)
+    assert log_pdet == pytest.approx(np.log(6.0), rel=1e-12)
+
+
+def test_intrinsic_structure_errors():
     structure = random_connected_laplacian(40, 1)
     with pytest.raises(InputError, match="null-space"):
         intrinsic_structure(structure + sp.identity(40), np.ones((40, 1)), "t")
-    monkeypatch.setattr(_structure, "DENSE_LIMIT", 10)
-    monkeypatch.setattr(_structure, "BAND_WORK_LIMIT", 10.0)
-    path = [[j for j in (i - 1, i + 1) if 0 <= j < 50] for i in range(50)]
-    with pytest.raises(InputError, match="scale=False"):
-        Besag(path)
-    # without scaling only log|R|* is needed (sparse LU), which has no size limit
-    assert Besag(path, scale=False).logdet([0.0]) == pytest.approx(np.log(50))
     with pytest.raises(InputError, match="positive semidefinite"):
         structure_log_pdet(-structure, np.ones((40, 1)), "t")
+    # a second null direction not declared: the grounded matrix is singular
+    two = sp.csc_matrix(sp.block_diag([structure, structure]))
+    with pytest.raises(InputError, match="positive semidefinite"):
+        intrinsic_structure(two, np.ones((80, 1)), "t")
+    with pytest.raises(InputError, match="dimension"):
+        intrinsic_structure(sp.csc_matrix((3, 3)), np.eye(3), "t")
 
 
-def test_structure_log_pdet_sparse_lu():
+def test_structure_log_pdet():
     for seed in range(3):
         structure = random_connected_laplacian(80, seed)
         values = np.sort(sla.eigvalsh(structure.toarray()))
@@ -126,6 +115,29 @@ def test_structure_log_pdet_sparse_lu():
     for grounded in (None, [n - 2, n - 1]):
         value = structure_log_pdet(sp.csc_matrix(d.T @ d), null, "t", grounded=grounded)
         assert value == pytest.approx(expected, rel=1e-10)
+
+
+def test_graph_scaling_several_components_against_pseudo_inverse():
+    """One factorization for all components: per-component pinv and eigenvalue references."""
+    pair = sp.csc_matrix(np.array([[1.0, -1.0], [-1.0, 1.0]]))
+    blocks = [random_connected_laplacian(30, 0), pair, random_connected_laplacian(45, 1)]
+    full = sp.csc_matrix(sp.block_diag(blocks + [sp.csc_matrix((1, 1))]))  # and an island
+    offsets = np.cumsum([0] + [b.shape[0] for b in blocks])
+    components = [np.arange(offsets[i], offsets[i + 1]) for i in range(len(blocks))]
+    factors, log_pdet = graph_scaling(full, components, "t", True)
+    expected_log_pdet = 0.0
+    for block, factor in zip(blocks, factors):
+        dense = block.toarray()
+        variances = np.diag(sla.pinvh(dense))
+        assert factor == pytest.approx(np.exp(np.mean(np.log(variances))), rel=1e-11)
+        values = np.sort(sla.eigvalsh(factor * dense))
+        expected_log_pdet += np.sum(np.log(values[1:]))
+    assert log_pdet == pytest.approx(expected_log_pdet, rel=1e-11)
+    unscaled_factors, unscaled = graph_scaling(full, components, "t", False)
+    np.testing.assert_array_equal(unscaled_factors, 1.0)
+    reference = sum(np.sum(np.log(np.sort(sla.eigvalsh(b.toarray()))[1:])) for b in blocks)
+    assert unscaled == pytest.approx(reference, rel=1e-11)
+    assert graph_scaling(full, [], "t", True)[1] == 0.0
 
 
 def test_graph_helpers():
