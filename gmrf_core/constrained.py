@@ -316,6 +316,19 @@ class ConstrainedFactor:
             var = var - self.lowrank_diag(A)
         return var
 
+    def lowrank_pairs(self, indptr, indices):
+        """(M⁻¹ − Σ_c)_ij at every stored (i, j) of a CSC pattern (zeros without
+        constraints or grounding): Σ_c on the pattern is the selected inverse minus this."""
+        pair = np.zeros(indices.size)
+        if not self._lowrank:
+            return pair
+        cols = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+        if self._constraints is not None:
+            pair += np.einsum("ij,ij->i", self.U[indices], self.V[cols])
+        if self.R is not None:
+            pair -= np.einsum("ij,ij->i", self.R[indices], self.R[cols])
+        return pair
+
     def lowrank_traces(self, indptr, indices, values):
         """tr((M⁻¹ − Σ_c) D_k) for symmetric D_k stored on one CSC pattern (indptr, indices).
 
@@ -325,13 +338,7 @@ class ConstrainedFactor:
         values = list(values)
         if not self._lowrank or not values:
             return np.zeros(len(values))
-        cols = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
-        # (M⁻¹ − Σ_c)_ij at every stored (i, j)
-        pair = np.zeros(indices.size)
-        if self._constraints is not None:
-            pair += np.einsum("ij,ij->i", self.U[indices], self.V[cols])
-        if self.R is not None:
-            pair -= np.einsum("ij,ij->i", self.R[indices], self.R[cols])
+        pair = self.lowrank_pairs(indptr, indices)
         return np.array([float(pair @ d) for d in values])
 
     # -- densities and draws -----------------------------------------------------------------

@@ -93,6 +93,8 @@ class _Evaluation:
         self.mu = s.prior_mean(self.theta.prior)
         self._held = None  # (pool, item) of H's work factor
         self.prior_logdet = None
+        self.sensitivities = None  # (diag(Ã Σ_c Ãᵀ), v), for the derivatives
+        self.dQ = self.dmu = None  # dQ̃/dθ_k values and dμ̃/dθ_k, for the derivatives
         try:
             item = s.hessian_pool.acquire()
             self._held = (s.hessian_pool, item)
@@ -408,33 +410,40 @@ class LatentGaussianModel:
         v = 0.5 * (self.structure.A_obs.T @ (dvec * -d3))
         return dvec, v
 
-    def _direct_partials(self, ev, dvec):
-        """∂f/∂θ_k at fixed z, and the vectors b_k = ∂(∇_z g)/∂θ_k."""
+    def _likelihood_partials(self, ev, dvec):
+        """∂f/∂θ_j at fixed z for the likelihood's θ_j, and b_j = ∂(∇_z g)/∂θ_j."""
+        g, g_eta, g_eta2 = self.likelihood.theta_derivatives(ev.mode.eta, ev.theta.likelihood)
+        partial = np.array(
+            [-float(g[j]) - 0.5 * float(dvec @ g_eta2[j]) for j in range(self.n_theta_lik)]
+        )
+        rhs = np.array([-(self.A_full.T @ g_eta[j]) for j in range(self.n_theta_lik)])
+        return partial, rhs.reshape(self.n_theta_lik, self.n_total)
+
+    def _gradient(self, ev, adjoint=None):
+        """∂f/∂θ at fixed z (adjoint None), or the total gradient with the implicit
+        dependence of z* through ``adjoint`` λ = Σ_c v (then the likelihood's b_j are
+        also returned, for the forward mode)."""
         s = self.structure
-        p = len(self.theta0)
-        partial = np.zeros(p)
-        rhs = np.zeros((p, self.n_total))
-        if self.n_theta_prior:
-            dQ = s.prior_precision_grad(ev.theta.prior)
-            dmu = s.prior_mean_grad(ev.theta.prior)
-            k = self.n_theta_prior
-            partial[:k], rhs[:k] = prior_partials(
-                s, ev.theta, ev.Q_tilde, ev.r, ev.mode.constrained, dQ, dmu, ev.prior_logdet
+        dvec, _v = ev.sensitivities
+        grad = np.zeros(len(self.theta0))
+        k = self.n_theta_prior
+        if k:
+            ev.dQ = s.prior_precision_grad(ev.theta.prior)
+            ev.dmu = s.prior_mean_grad(ev.theta.prior)
+            grad[:k] = prior_partials(
+                s, ev.Q_tilde, ev.r, ev.mode.constrained, ev.dQ, ev.dmu, ev.prior_logdet, adjoint
             )
+        rhs = None
         if self.n_theta_lik:
-            g, g_eta, g_eta2 = self.likelihood.theta_derivatives(ev.mode.eta, ev.theta.likelihood)
-            for j in range(self.n_theta_lik):
-                k = self.n_theta_prior + j
-                partial[k] = -float(g[j]) - 0.5 * float(dvec @ g_eta2[j])
-                rhs[k] = -(self.A_full.T @ g_eta[j])
-        partial -= self.log_prior_grad(ev.theta)
-        return partial, rhs
+            partial, rhs = self._likelihood_partials(ev, dvec)
+            grad[k:] = partial if adjoint is None else partial - rhs @ adjoint
+        grad -= self.log_prior_grad(ev.theta)
+        return grad, rhs
 
     def _value_and_grad(self, ev):
-        dvec, v = self._sensitivities(ev)
-        partial, rhs = self._direct_partials(ev, dvec)
-        adjoint = ev.mode.constrained.solve(v)
-        return ev.value, partial - rhs @ adjoint
+        ev.sensitivities = self._sensitivities(ev)
+        adjoint = ev.mode.constrained.solve(ev.sensitivities[1])
+        return ev.value, self._gradient(ev, adjoint)[0]
 
     def _approximation(self, ev, *, copy=True):
         constrained = ev.mode.constrained
@@ -496,9 +505,19 @@ class LatentGaussianModel:
             raise InputError(f"theta_dot must be a finite vector of length {self.theta0.size}.")
         ev = self._evaluate(theta)
         try:
-            dvec, v = self._sensitivities(ev)
-            partial, rhs = self._direct_partials(ev, dvec)
-            z_dot = -ev.mode.constrained.solve(theta_dot @ rhs)
+            ev.sensitivities = self._sensitivities(ev)
+            v = ev.sensitivities[1]
+            partial, rhs_lik = self._gradient(ev)
+            # the tangent b(θ̇) = Σ_k θ̇_k ∂(∇_z g)/∂θ_k: (Σ θ̇_k dQ̃_k) r − Q̃ (Σ θ̇_k dμ̃_k)
+            k = self.n_theta_prior
+            tangent = np.zeros(self.n_total)
+            if k:
+                s = self.structure
+                dQ_dot = sum(t * d for t, d in zip(theta_dot[:k], ev.dQ))
+                tangent += s.q_pattern.matrix(dQ_dot) @ ev.r - ev.Q_tilde @ (theta_dot[:k] @ ev.dmu)
+            if rhs_lik is not None:
+                tangent += theta_dot[k:] @ rhs_lik
+            z_dot = -ev.mode.constrained.solve(tangent)
             return ev.value, float(partial @ theta_dot + v @ z_dot)
         finally:
             ev.close()

@@ -32,8 +32,16 @@ from .errors import InputError, NotPositiveDefiniteError
 from .kernels import assemble as _kasm
 from .linalg import analyze, as_csc
 from .pattern import FixedPattern
+from .rules import sparse as sparse_rules
 
-__all__ = ["LatentStructure", "Theta", "PriorLogdet", "FactorPool", "prior_partials"]
+__all__ = [
+    "LatentStructure",
+    "Theta",
+    "PriorLogdet",
+    "FactorPool",
+    "prior_cotangent",
+    "prior_partials",
+]
 
 
 def _append_diagonal(M, diagonal):
@@ -152,60 +160,81 @@ class PriorLogdet:
             self._structure.prior_pool.release(self._item)
             self._item = None
 
+    @property
+    def analytic(self):
+        return self._structure._analytic_logdet is not None
+
+    def cotangent(self):
+        """Σ_Q = (BᵀQ̃B)⁻¹ in z's coordinates, on Q̃'s pattern: the cotangent of
+        log det(BᵀQ̃B) in the values of Q̃ (factorized priors only; None when analytic)."""
+        if self.analytic:
+            return None
+        if self._item is None:  # pragma: no cover - a misuse inside the library
+            raise RuntimeError("PriorLogdet.cotangent after close(): the factor is gone.")
+        s, cf = self._structure, self._constrained
+        inverse = sparse_rules.inverse_at_positions(
+            cf.selected_inverse(), cf.factor.symbolic.q_positions
+        )
+        return inverse - cf.lowrank_pairs(s.q_pattern.indptr, s.q_pattern.indices)
+
+    def analytic_grad(self):
+        """∂ log det(BᵀQ̃B)/∂θ from the model (analytic priors only)."""
+        grad = self._structure._analytic_logdet_grad(self._theta_prior)
+        if grad is None:
+            raise InputError("the prior gives an analytic log-determinant but no gradient.")
+        return np.asarray(grad, dtype=float)
+
     def grad(self, dQ):
         """∂/∂θ_k log det(BᵀQ̃B) for the dQ̃_k value arrays ``dQ``."""
         if self._grad is None:
-            s = self._structure
-            if s._analytic_logdet is not None:
-                grad = s._analytic_logdet_grad(self._theta_prior)
-                if grad is None:
-                    raise InputError("the prior gives an analytic log-determinant but no gradient.")
-                self._grad = np.asarray(grad, dtype=float)
+            if self.analytic:
+                self._grad = self.analytic_grad()
             else:
-                if self._item is None:  # pragma: no cover - a misuse inside the library
-                    raise RuntimeError("PriorLogdet.grad after close(): the factor is gone.")
-                cf = self._constrained
-                inv_on_q = cf.selected_inverse().values_at_positions(cf.factor.symbolic.q_positions)
-                grad = np.array([float(inv_on_q @ d) for d in dQ])
-                grad -= cf.lowrank_traces(s.q_pattern.indptr, s.q_pattern.indices, dQ)
-                self._grad = grad
+                cotangent = self.cotangent()
+                self._grad = np.array([float(cotangent @ d) for d in dQ])
         return self._grad
 
 
-def prior_partials(structure, theta, Q_tilde, r, constrained, dQ, dmu, prior_logdet):
-    """θ-partials at fixed (z, Σ_c) of the prior terms shared by both objectives.
+def prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint=None):
+    """Cotangents (Q̄, μ̄) of the prior terms in the values of Q̃ (on its pattern) and in μ̃.
 
-    For the prior's hyperparameters θ_k::
+    The prior terms shared by the Laplace objective (at fixed z*, Σ_c its covariance)
+    and by −ELBO (at fixed q, Σ_c q's covariance) are::
 
-        ∂/∂θ_k [ ½ rᵀQ̃r + ½ tr(Σ_c Q̃) − ½ log det(BᵀQ̃B) ]
-          = ½ rᵀ dQ̃_k r − rᵀQ̃ dμ̃_k + ½ tr(Σ_c dQ̃_k) − ½ ∂ log det(BᵀQ̃B)/∂θ_k
+        F = ½ rᵀQ̃r + ½ tr(Σ_c Q̃) − ½ log det(BᵀQ̃B)      (r = z − μ̃)
 
-    (r = z − μ̃): the Laplace objective's direct partials (Σ_c the covariance of the
-    Gaussian approximation, its ½ log|H| term gives the trace) and minus the ELBO's
-    (Σ_c the covariance of q, the trace from the KL term) are this same expression.
-
-    Returns
-    -------
-    partial : numpy.ndarray, shape (n_theta_prior,)
-    rhs : numpy.ndarray, shape (n_theta_prior, n_total)
-        b_k = ∂(∇_z ½ rᵀQ̃r)/∂θ_k = dQ̃_k r − Q̃ dμ̃_k, for the implicit dependence of z*.
+    with, by the rules of :mod:`gmrf_core.rules.sparse` (quad, logdet; values by stored
+    position), Q̄ = ½ r rᵀ + ½ Σ_c − ½ Σ_Q on Q̃'s pattern (Σ_Q = (BᵀQ̃B)⁻¹ in z's
+    coordinates; left out for an analytic log-determinant, whose gradient the model
+    gives) and μ̄ = −Q̃ r. With ``adjoint`` λ the implicit term −λᵀ ∂(∇_z g)/∂θ of the
+    Laplace gradient is folded in: Q̄ −= sym(r λᵀ), μ̄ += Q̃ λ. Then
+    ∂F/∂θ_k = Q̄ · dQ̃_k + μ̄ · dμ̃_k (plain dot products of stored values).
     """
-    s = structure
-    k = len(dQ)
-    partial = np.zeros(k)
-    rhs = np.zeros((k, s.n_total))
-    if not k:
-        return partial, rhs
-    logdet_grad = prior_logdet.grad(dQ)
-    traces = s.prior_traces(constrained, dQ)
-    Qr = Q_tilde @ r
-    for j, d in enumerate(dQ):
-        dQr = s.q_pattern.matrix(d) @ r
-        partial[j] = (
-            0.5 * float(r @ dQr) - float(Qr @ dmu[j]) + 0.5 * traces[j] - 0.5 * logdet_grad[j]
-        )
-        rhs[j] = dQr - Q_tilde @ dmu[j]
-    return partial, rhs
+    qp = structure.q_pattern
+    Q_bar = structure.covariance_on_prior_pattern(constrained)
+    Q_bar *= 0.5
+    Q_bar += sparse_rules.outer_on_pattern(qp.indptr, qp.indices, r, r, 0.5)
+    cotangent = prior_logdet.cotangent()
+    if cotangent is not None:
+        Q_bar -= 0.5 * cotangent
+    mu_bar = -(Q_tilde @ r)
+    if adjoint is not None:
+        Q_bar -= sparse_rules.outer_on_pattern(qp.indptr, qp.indices, r, adjoint)
+        mu_bar += Q_tilde @ adjoint
+    return Q_bar, mu_bar
+
+
+def prior_partials(structure, Q_tilde, r, constrained, dQ, dmu, prior_logdet, adjoint=None):
+    """∂F/∂θ_k of the prior terms of :func:`prior_cotangent` for the prior's θ_k at fixed
+    (z, Σ_c) (with the Laplace gradient's implicit term when ``adjoint`` is given): one
+    O(nnz) dot product per hyperparameter."""
+    if not len(dQ):
+        return np.zeros(0)
+    Q_bar, mu_bar = prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint)
+    partial = np.array([float(Q_bar @ d) for d in dQ]) + dmu @ mu_bar
+    if prior_logdet.analytic:
+        partial -= 0.5 * prior_logdet.analytic_grad()
+    return partial
 
 
 class LatentStructure:
@@ -583,16 +612,21 @@ class LatentStructure:
         _kasm._row_quadratic(self._trip_obs, self._trip_val, sigma, out)
         return out - constrained.lowrank_diag(self.A_obs)
 
+    def covariance_on_prior_pattern(self, constrained):
+        """Σ_c at the stored entries of Q̃'s pattern (gathers from the selected inverse at
+        positions found at set-up, less the low-rank part of the constraints)."""
+        self._check_own(constrained)
+        values = sparse_rules.inverse_at_positions(constrained.selected_inverse(), self._q_store)
+        if constrained._lowrank:
+            values -= constrained.lowrank_pairs(self.q_pattern.indptr, self.q_pattern.indices)
+        return values
+
     def prior_traces(self, constrained, dQ):
         """tr(Σ_c dQ̃_k) for each value array dQ̃_k on Q̃'s pattern."""
-        self._check_own(constrained)
         if not len(dQ):
             return np.zeros(0)
-        sigma_q = constrained.selected_inverse().values_at_positions(self._q_store)
-        traces = np.array([float(sigma_q @ d) for d in dQ])
-        return traces - constrained.lowrank_traces(
-            self.q_pattern.indptr, self.q_pattern.indices, dQ
-        )
+        sigma_q = self.covariance_on_prior_pattern(constrained)
+        return np.array([float(sigma_q @ d) for d in dQ])
 
     def _check_own(self, constrained):
         if constrained.factor.symbolic is not self.symbolic:

@@ -537,15 +537,8 @@ def elbo_and_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
             # fixed (z*, Σ_c): one function for both
             dQ = structure.prior_precision_grad(theta.prior)
             dmu = structure.prior_mean_grad(theta.prior)
-            partial, _rhs = prior_partials(
-                structure,
-                theta,
-                state["Qt"],
-                state["r"],
-                q.constrained,
-                dQ,
-                dmu,
-                state["prior_logdet"],
+            partial = prior_partials(
+                structure, state["Qt"], state["r"], q.constrained, dQ, dmu, state["prior_logdet"]
             )
             grad[: model.n_theta_prior] = -partial
     finally:

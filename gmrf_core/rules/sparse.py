@@ -27,6 +27,14 @@ Held (2005) for the GMRF log-density.
 
 Every function accepts an optional ``factor`` (a :class:`gmrf_core.Factor` of Q)
 to reuse an existing factorization.
+
+By-stored-position fast path: the cotangents' values are built by
+:func:`inverse_at_positions` (ȳ Q⁻¹ gathered from a selected inverse at factor-storage
+positions looked up once, :meth:`gmrf_core.Symbolic.positions`) and
+:func:`outer_on_pattern` (½ȳ(u_i v_j + u_j v_i) at the stored entries of a fixed
+pattern). The rules below use them on Q's own pattern; the library's Laplace and ELBO
+gradients use them on the fixed pattern of Q̃ inside H, with positions computed at
+set-up, so the tests of these rules protect those gradients.
 """
 
 import numpy as np
@@ -36,6 +44,8 @@ from ..errors import InputError
 from ..linalg import as_csc, cholesky
 
 __all__ = [
+    "inverse_at_positions",
+    "outer_on_pattern",
     "logdet_jvp",
     "logdet_vjp",
     "solve_jvp",
@@ -55,6 +65,10 @@ def _prepare(Q, factor):
         factor = cholesky(Q)
     elif factor.n != Q.shape[0]:
         raise InputError(f"factor is of order {factor.n} but Q has shape {Q.shape}.")
+    elif not factor.symbolic.same_pattern(Q):
+        raise InputError(
+            "factor was not computed for a matrix with Q's pattern; pass the factor of Q."
+        )
     return Q, factor
 
 
@@ -83,17 +97,55 @@ def _pattern_like(Q, data):
     return sp.csc_matrix((data, Q.indices.copy(), Q.indptr.copy()), shape=Q.shape)
 
 
+def inverse_at_positions(selinv, positions, y_bar=1.0):
+    """ȳ Q⁻¹ at factor-storage positions: the values of the log-determinant cotangent.
+
+    Parameters
+    ----------
+    selinv : SelectedInverse
+        Selected inverse of Q.
+    positions : numpy.ndarray of int
+        Positions in the factor's storage (:meth:`gmrf_core.Symbolic.positions`; Q's own
+        pattern is ``symbolic.q_positions``), looked up once per pattern.
+    y_bar : float
+
+    Returns
+    -------
+    numpy.ndarray
+        ȳ (Q⁻¹)_ij for every position, in the positions' order.
+    """
+    values = selinv.values_at_positions(positions)
+    if y_bar != 1.0:
+        values *= y_bar
+    return values
+
+
+def outer_on_pattern(indptr, indices, u, v, y_bar=1.0):
+    """ȳ ½(u_i v_j + u_j v_i) at the stored entries (i, j) of a CSC pattern.
+
+    The symmetrized cotangent of xᵀ Q y on a fixed pattern: with the plain-dot-product
+    convention of this module, Σ_p out[p] Q̇.data[p] = ȳ ½(uᵀQ̇v + vᵀQ̇u) for any
+    symmetric Q̇ on the pattern.
+    """
+    cols = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    rows = indices
+    out = u[rows] * v[cols]
+    out += u[cols] * v[rows]
+    out *= 0.5 * y_bar
+    return out
+
+
 def _outer_on_pattern(Q, u, v):
     """Entries ½(u_i v_j + u_j v_i) at the stored positions (i, j) of Q."""
-    cols = np.repeat(np.arange(Q.shape[1]), np.diff(Q.indptr))
-    rows = Q.indices
-    return _pattern_like(Q, 0.5 * (u[rows] * v[cols] + u[cols] * v[rows]))
+    return _pattern_like(Q, outer_on_pattern(Q.indptr, Q.indices, u, v))
 
 
 def _inverse_on_pattern(Q, factor, scale):
     """scale · Q⁻¹ restricted to Q's pattern, from the selected inverse."""
-    values = factor.selected_inverse().values_at(Q)
-    return _pattern_like(Q, scale * values.data)
+    if not factor.symbolic.same_pattern(Q):
+        raise InputError("factor was not computed for a matrix with Q's pattern.")
+    positions = factor.symbolic.q_positions
+    return _pattern_like(Q, inverse_at_positions(factor.selected_inverse(), positions, scale))
 
 
 def _scalar_bar(y_bar):

@@ -162,3 +162,37 @@ def test_bad_input():
     _y, pullback = rules.logdet_vjp(Q)
     with pytest.raises(gm.InputError, match="finite"):
         pullback(np.inf)
+
+
+def test_by_position_fast_path_against_dense():
+    """inverse_at_positions and outer_on_pattern (the values the Laplace and ELBO gradients
+    are built from) on a pattern inside the factor's: dense references."""
+    Q = MATRICES["grid9x7"]
+    factor = gm.cholesky(Q)
+    inverse = np.linalg.inv(Q.toarray())
+    # a sub-pattern of Q's (its lower band only, both triangles), looked up once
+    B = sp.csc_matrix(sp.triu(sp.tril(Q, 1), -1))
+    B.sort_indices()
+    cols = np.repeat(np.arange(B.shape[1]), np.diff(B.indptr))
+    positions = factor.symbolic.positions(B.indices, cols)
+    values = rules.inverse_at_positions(factor.selected_inverse(), positions, 0.5)
+    np.testing.assert_allclose(values, 0.5 * inverse[B.indices, cols], rtol=1e-10)
+    rng = np.random.default_rng(4)
+    u, v = rng.standard_normal((2, Q.shape[0]))
+    outer = rules.outer_on_pattern(B.indptr, B.indices, u, v, 2.0)
+    dense = np.outer(u, v) + np.outer(v, u)
+    np.testing.assert_allclose(outer, dense[B.indices, cols], rtol=1e-12)
+    # the dot-product convention: <outer, Q̇> = ȳ ½ (uᵀQ̇v + vᵀQ̇u) for a symmetric Q̇
+    Q_dot = sp.csc_matrix((rng.standard_normal(B.nnz), B.indices, B.indptr), shape=B.shape)
+    Q_dot = sp.csc_matrix(Q_dot + Q_dot.T)
+    Q_dot.sort_indices()
+    assert np.array_equal(Q_dot.indices, B.indices)
+    assert outer @ Q_dot.data == pytest.approx(u @ Q_dot @ v + v @ Q_dot @ u, rel=1e-12)
+
+
+def test_a_factor_of_another_pattern_is_refused():
+    Q = MATRICES["grid9x7"]
+    other = gm.cholesky(sp.csc_matrix(sp.diags_array(np.arange(1.0, Q.shape[0] + 1))))
+    for rule in (rules.logdet_vjp, rules.logdet_jvp):
+        with pytest.raises(gm.InputError, match="pattern"):
+            rule(Q, *([Q] if rule is rules.logdet_jvp else []), factor=other)
