@@ -12,14 +12,18 @@ fits — goes through :func:`map_model`, which takes one keyword for where it ru
 How the model travels
 ---------------------
 The model (matrices, symbolic analysis, data) goes to each worker once, never once per
-task; a task carries only a token naming the model and its item (θ):
+task; a task carries only a token naming the model and its item (θ). The token is a digest
+of the pickled model, so a model sent again unchanged (the Hessian and then the integration
+points of one ``gm.inla`` run) finds the workers' cached copy, while a changed one is sent
+anew; workers keep the last two models (:func:`release` frees them).
 
-* Dask: the pickled model is sent to every worker once with ``client.run`` and unpickled
-  into a per-process cache keyed by the token; tasks carry the token only. (Not
-  ``scatter(broadcast=True)``: the Active Memory Manager's ReduceReplicas policy, on by
-  default, may drop such replicas between tasks, and each drop would send the model
-  again.) A worker that joins, or is restarted, later gets the model once as a Dask
-  dependency of its first task.
+* Dask: one install task pinned to each worker unpickles the model into a per-process
+  cache keyed by the token — from a file when the worker sees the client's file system (a
+  LocalCluster, a cluster on a shared file system: no network copy), else from the bytes
+  scattered to the workers that need them. The tasks carry the token only and depend on no
+  Dask data, so the Active Memory Manager dropping replicas (ReduceReplicas, on by default,
+  which ``scatter(broadcast=True)`` copies are subject to) costs nothing. A worker that
+  joins, or is restarted, later gets the bytes once as a dependency of its first task.
 * concurrent.futures: the pickled model is written once to a file in a directory the
   workers can read (``tempfile.gettempdir()`` or ``$GMRF_CORE_SHARED_DIR``); each worker
   process reads and unpickles it on its first task and keeps it in a per-process cache
@@ -53,6 +57,7 @@ is cold compiles.
 
 import collections
 import concurrent.futures
+import hashlib
 import os
 import pickle
 import sys
@@ -66,12 +71,12 @@ import numpy as np
 
 from .errors import InputError, TaskError
 
-__all__ = ["map_model", "hessian", "is_dask_client", "worker_cache_info"]
+__all__ = ["map_model", "hessian", "release", "is_dask_client", "worker_cache_info"]
 
 # -- worker side -----------------------------------------------------------------------------
 # Per process: token -> {"free": [model copies not in use], "blob": pickled bytes or None,
 # "loads": copies made}; the last few tokens only (one map_model call at a time needs one).
-_CACHE_SIZE = 4
+_CACHE_SIZE = 2
 _cache = collections.OrderedDict()
 _cache_lock = threading.Lock()
 _threads_configured = None  # the thread limit this process applied, once
@@ -184,14 +189,14 @@ def _worker_threads():
         return 1
 
 
-def _dask_task(function, token, model, item, threads):
-    """What a Dask worker runs when the model came as a task dependency (resolved by Dask)."""
+def _dask_task(function, token, blob, item, threads):
+    """What a Dask worker runs when the pickled model came as a task dependency (a worker
+    that joined late): unpickled once, then cached like an installed one."""
     nthreads = _worker_threads()
 
     def load():
         # with several worker threads, copies for the others come from these bytes
-        blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL) if nthreads > 1 else None
-        return model, blob
+        return pickle.loads(blob), (blob if nthreads > 1 else None)
 
     return _run(function, token, load, item, nthreads if threads is None else threads)
 
@@ -212,9 +217,19 @@ def _dask_cached_task(function, token, item, threads):
     return _run(function, token, load, item, nthreads if threads is None else threads)
 
 
-def _install(token, blob, dask_worker=None):
-    """Unpickle the model once on this Dask worker and cache it under ``token``."""
-    nthreads = getattr(getattr(dask_worker, "state", None), "nthreads", 1)
+def _install(token, path, blob):
+    """Unpickle the model once on this Dask worker and cache it under ``token`` (a task
+    pinned to the worker): from the file ``path`` where this worker sees it, else from
+    ``blob`` (the scattered bytes). Returns False when neither is available."""
+    nthreads = _worker_threads()
+    with _cache_lock:
+        if token in _cache:
+            return True
+    if blob is None:
+        if path is None or not os.path.exists(path):
+            return False
+        with open(path, "rb") as handle:
+            blob = handle.read()
     model = pickle.loads(blob)
     entry = {
         "free": [model],
@@ -232,10 +247,10 @@ def _install(token, blob, dask_worker=None):
     return True
 
 
-def _drop(token, dask_worker=None):
-    """Forget the model ``token`` on this worker (the end of a map_model call)."""
+def _drop_all():
+    """Forget every cached model in this process."""
     with _cache_lock:
-        _cache.pop(token, None)
+        _cache.clear()
     return True
 
 
@@ -411,18 +426,38 @@ def _default_pool_threads(executor):
     return max(1, (cores or 1) // int(workers))
 
 
+def _write_shared(blob, token):
+    """Write the pickled model where workers on this machine (or a shared file system) can
+    read it: ``$GMRF_CORE_SHARED_DIR`` or the temporary directory. Returns the path."""
+    directory = os.environ.get("GMRF_CORE_SHARED_DIR") or tempfile.gettempdir()
+    handle, path = tempfile.mkstemp(prefix=f"gmrf_core-{token}-", suffix=".pkl", dir=directory)
+    with os.fdopen(handle, "wb") as out:
+        out.write(blob)
+    return path
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:  # pragma: no cover - already gone
+        pass
+
+
+def _content_token(blob):
+    """The model's token: a digest of its pickled bytes, so the same bytes shipped again (the
+    stages of one gm.inla run) find the workers' cached copy, and a changed model never does."""
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
 def _map_futures(function, model, items, executor, label, tracker, record, threads):
     if threads is None:
         threads = _default_pool_threads(executor)
-    token = uuid.uuid4().hex
-    directory = os.environ.get("GMRF_CORE_SHARED_DIR") or tempfile.gettempdir()
     blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL)
+    token = _content_token(blob)
     record["model_bytes"] = len(blob)
-    handle, path = tempfile.mkstemp(prefix=f"gmrf_core-{token}-", suffix=".pkl", dir=directory)
+    path = _write_shared(blob, token)
+    del blob
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(blob)
-        del blob
         if items:
             record["task_bytes"] = float(
                 np.mean(
@@ -446,10 +481,7 @@ def _map_futures(function, model, items, executor, label, tracker, record, threa
             lambda futures: concurrent.futures.as_completed(futures),
         )
     finally:
-        try:
-            os.remove(path)
-        except OSError:  # pragma: no cover - already gone
-            pass
+        _remove(path)
 
 
 def _collect(submit, count, items, label, tracker, record, as_completed, missing=None):
@@ -490,62 +522,104 @@ def _collect(submit, count, items, label, tracker, record, as_completed, missing
     return results
 
 
-# Dask: install the model on every worker with client.run (one message per worker) rather
-# than scatter(broadcast=True), whose replicas the Active Memory Manager's ReduceReplicas
-# policy may drop between tasks (each drop would send the model again)
+# Dask: the pickled model goes to every worker once. One install task pinned to each worker
+# unpickles it into the per-process cache: from a file when the worker sees the client's file
+# system (a LocalCluster, a cluster on a shared file system: no network copy), else from the
+# bytes scattered to the workers that need them. The tasks then carry the token only and do
+# not depend on any Dask data, so the Active Memory Manager dropping replicas costs nothing.
 _INSTALL_ON_WORKERS = True
+
+
+def _install_everywhere(client, token, path, blob, label):
+    from distributed import wait
+
+    def install(addresses, path, data):
+        futures = [
+            client.submit(
+                _install,
+                token,
+                path,
+                data,
+                workers=[address],
+                allow_other_workers=False,
+                pure=False,
+                key=f"install-{token[:12]}-{uuid.uuid4().hex[:8]}",
+            )
+            for address in addresses
+        ]
+        wait(futures)
+        done = {}
+        for address, future in zip(addresses, futures):
+            if future.status == "error":
+                error = future.exception()
+                raise TaskError(
+                    f"{label}: the model could not be unpickled on the Dask worker {address} "
+                    f"({type(error).__name__}: {error}); is gmrf_core installed there?",
+                    original=error,
+                ) from error
+            done[address] = future.result()
+        client.cancel(futures)
+        return done
+
+    workers = list(client.scheduler_info()["workers"])
+    done = install(workers, path, None)
+    remote = [address for address, ok in done.items() if not ok]
+    if remote:
+        data = client.scatter(blob, workers=remote, broadcast=True, direct=True, hash=False)
+        install(remote, None, data)
+        client.cancel([data])
+    return len(remote)
 
 
 def _map_dask(function, model, items, client, label, tracker, record, threads, scatter_items):
     from distributed import as_completed
 
-    token = uuid.uuid4().hex
     blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL)
+    token = _content_token(blob)
     record["model_bytes"] = len(blob)
-    if _INSTALL_ON_WORKERS:
-        client.run(_install, token, blob)
-    del blob
-    payload = client.scatter(items, hash=False) if scatter_items and items else items
-    if items:
-        record["task_bytes"] = float(
-            np.mean(
-                [
-                    len(pickle.dumps((function, token, item, threads), -1))
-                    for item in (items if not scatter_items else [token] * len(items))
-                ]
-            )
-        )
-    fallback = []  # the model as a Dask future, for workers that do not hold it
-
-    def key(index):
-        return f"{label}-{token[:12]}-{index}-{uuid.uuid4().hex[:8]}"
-
-    def submit(index):
-        return client.submit(
-            _dask_cached_task,
-            function,
-            token,
-            payload[index],
-            threads,
-            pure=False,
-            key=key(index),
-        )
-
-    def missing(index):
-        if not fallback:
-            fallback.append(client.scatter(model, hash=False))
-        return client.submit(
-            _dask_task,
-            function,
-            token,
-            fallback[0],
-            payload[index],
-            threads,
-            pure=False,
-            key=key(index),
-        )
-
+    path = _write_shared(blob, token)
+    late = []  # the bytes as Dask data, made only for a worker that joins after the install
+    payload = items
     try:
+        if _INSTALL_ON_WORKERS:
+            record["network_copies"] = _install_everywhere(client, token, path, blob, label)
+        if scatter_items and items:
+            payload = client.scatter(items, hash=False)
+        if items:
+            sent = items if not scatter_items else [token] * len(items)
+            record["task_bytes"] = float(
+                np.mean([len(pickle.dumps((function, token, i, threads), -1)) for i in sent])
+            )
+
+        def key(index):
+            return f"{label}-{token[:12]}-{index}-{uuid.uuid4().hex[:8]}"
+
+        def submit(index):
+            return client.submit(
+                _dask_cached_task,
+                function,
+                token,
+                payload[index],
+                threads,
+                pure=False,
+                key=key(index),
+            )
+
+        def missing(index):
+            record["late_installs"] = record.get("late_installs", 0) + 1
+            if not late:
+                late.append(client.scatter(blob, hash=False))
+            return client.submit(
+                _dask_task,
+                function,
+                token,
+                late[0],
+                payload[index],
+                threads,
+                pure=False,
+                key=key(index),
+            )
+
         return _collect(
             submit,
             len(items),
@@ -557,11 +631,26 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
             missing=missing,
         )
     finally:
-        client.cancel(fallback + (list(payload) if scatter_items and items else []))
-        try:
-            client.run(_drop, token)
-        except Exception:  # pragma: no cover - a worker gone while closing: nothing to free
-            pass
+        _remove(path)
+        client.cancel(late + (list(payload) if payload is not items else []))
+
+
+def release(executor=None):
+    """Free the models cached for :func:`map_model` tasks.
+
+    Workers keep the last two models they were sent (so the stages of one ``gm.inla`` run
+    ship the model once); this drops them on every worker of a Dask client, or in this
+    process for ``executor=None`` or a ``ThreadPoolExecutor``. A ``ProcessPoolExecutor``'s
+    workers free theirs when it shuts down.
+
+    Parameters
+    ----------
+    executor : None, concurrent.futures.Executor or dask.distributed.Client
+    """
+    if executor is not None and is_dask_client(executor):
+        executor.run(_drop_all)
+    else:
+        _drop_all()
 
 
 # -- the Hessian -----------------------------------------------------------------------------

@@ -237,10 +237,17 @@ def test_model_is_unpickled_once_per_worker(kind, model, request):
     # every task on a worker saw the same count: the model arrived before its first task only
     for counts in before.values():
         assert len(counts) == 1
+    # the same model again (same pickled bytes, e.g. the next stage of gm.inla): the workers'
+    # cached copy is used, nothing is unpickled
     second = parallel.map_model(probe, wrapped, list(range(6)), executor=executor)
     for o in second:
         if o["pid"] in before:
-            # a new map_model call ships the model once more (one more unpickling), not per task
+            assert o["unpickled"] == next(iter(before[o["pid"]]))
+    # a changed model is sent again, once per worker
+    changed = CountingModel(matern_poisson(seed=1))
+    third = parallel.map_model(probe, changed, list(range(6)), executor=executor)
+    for o in third:
+        if o["pid"] in before:
             assert o["unpickled"] == next(iter(before[o["pid"]])) + 1
     # the model is big, a task is small
     assert stats["model_bytes"] > 100 * stats["task_bytes"]
@@ -253,10 +260,12 @@ def test_dask_worker_without_the_model_gets_it_once(model, client, monkeypatch):
     # as if every worker had joined after the model was installed: each task first finds no
     # model, is sent again with the model as a dependency, and the worker keeps it
     monkeypatch.setattr(parallel, "_INSTALL_ON_WORKERS", False)
+    parallel.release(client)
     stats = {}
     out = parallel.map_model(
-        probe, CountingModel(model), list(range(8)), executor=client, stats=stats
+        probe, CountingModel(matern_poisson(seed=2)), list(range(8)), executor=client, stats=stats
     )
+    assert stats["late_installs"] >= 1
     assert [o["item"] for o in out] == list(range(8))
     counts = {}
     for o in out:
