@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from ..errors import InputError, NotPositiveDefiniteError, NotSymmetricError
 from ..linalg import analyze, as_csc
 from ..pattern import FixedPattern
+from ..validation import check_positive
 from .base import LatentModel
 
 
@@ -432,10 +433,12 @@ class IntrinsicStructureModel(LatentModel):
 
     _constraints_span_null_space = True
 
-    def _init_structure(self, structure, log_pdet, constraint_matrix, rank_deficiency, prior):
+    def _init_structure(
+        self, structure, log_pdet, constraint_matrix, rank_deficiency, prior, tau0=1.0
+    ):
         self.n = structure.shape[0]
         self.theta_names = ("log_tau",)
-        self.theta0 = np.zeros(1)
+        self.theta0 = np.array([math.log(check_positive(tau0, "tau0", type(self).__name__))])
         self.structure = sp.csc_matrix(structure)
         self.structure_log_pdet = float(log_pdet)
         self.rank_deficiency = int(rank_deficiency)

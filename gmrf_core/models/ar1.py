@@ -6,11 +6,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..validation import check_count
+from ..validation import check_count, check_positive
 from ._structure import LinearPrecision, check_finite_matrix, checked_exp
 from .base import LatentModel
 
 __all__ = ["AR1"]
+
+# Largest |atanh ρ| accepted. The precision's entries are of order τ/(1-ρ²) ≈ τ e^{2|u|}/4
+# while its last Cholesky pivot is τ, so a relative rounding ε of the entries costs about
+# ε e^{2|u|}/4 in log|Q| as the factorization sees it: 5e-10 at |u| = 8 (ρ = 1 - 2.3e-7),
+# but 2e-4 at |u| = 15 and a matrix that is no longer positive definite at |u| = 20.
+ATANH_RHO_LIMIT = 8.0
 
 
 class AR1(LatentModel):
@@ -29,7 +35,14 @@ class AR1(LatentModel):
     -τ sinh(2u)/2 (off-diagonal). ``to_natural`` gives ``{"tau": τ, "rho": ρ}``.
 
     log|Q| = n log τ - (n-1) log(1-ρ²) = n θ₁ + 2(n-1) log cosh θ₂ (the determinant of
-    the Kac–Murdock–Szegő correlation matrix is (1-ρ²)^(n-1)).
+    the Kac–Murdock–Szegő correlation matrix is (1-ρ²)^(n-1)), with
+    log cosh u = |u| + log1p(e^{-2|u|}) - log 2 (no overflow, no cancellation).
+
+    Accepted range: |atanh ρ| <= 8 (|ρ| <= 1 - 2.3·10⁻⁷). Closer to a unit root the
+    precision matrix itself, with entries of order τ/(1-ρ²) and a last pivot τ, cannot
+    be stored accurately enough in double precision for any factorization of it to
+    agree with the exact log-determinant (2·10⁻⁴ off at |atanh ρ| = 15); such
+    hyperparameters raise InputError (use RW1 for a near-unit-root series).
 
     Parameters
     ----------
@@ -38,22 +51,29 @@ class AR1(LatentModel):
     prior : None or dict, optional
         Priors by hyperparameter name, e.g. ``{"log_tau": PCPrecision(1.0, 0.01),
         "atanh_rho": NormalPrior(0.0, 1.0)}``.
+    tau0 : float
+        Starting marginal precision τ for :attr:`theta0` (natural scale, default 1).
     rho0 : float
-        Default ρ used in :attr:`theta0` (default 0.5); τ defaults to 1.
+        Starting correlation ρ for :attr:`theta0` (natural scale, default 0.5).
 
     Raises
     ------
     InputError
-        n not a positive integer; rho0 outside (-1, 1); bad prior.
+        n not a positive integer; tau0 not a finite number > 0; rho0 outside the
+        accepted range (|atanh ρ| <= 8); bad prior.
     """
 
-    def __init__(self, n, prior=None, rho0=0.5):
+    def __init__(self, n, prior=None, rho0=0.5, tau0=1.0):
         self.n = check_count(n, "n", "AR1", 1)
         self.theta_names = ("log_tau", "atanh_rho")
+        tau0 = check_positive(tau0, "tau0", "AR1")
         rho0 = float(rho0)
-        if not -1.0 < rho0 < 1.0:
-            raise InputError(f"AR1: rho0 must lie in (-1, 1), got {rho0}.")
-        self.theta0 = np.array([0.0, math.atanh(rho0)])
+        if not -1.0 < rho0 < 1.0 or abs(math.atanh(rho0)) > ATANH_RHO_LIMIT:
+            raise InputError(
+                f"AR1: rho0 must lie in (-1, 1) with |atanh(rho0)| <= {ATANH_RHO_LIMIT:g}, "
+                f"got {rho0}."
+            )
+        self.theta0 = np.array([math.log(tau0), math.atanh(rho0)])
         n = self.n
         ends = np.zeros(n)
         ends[[0, n - 1]] = 1.0
@@ -68,10 +88,13 @@ class AR1(LatentModel):
         theta = self.check_theta(theta)
         tau = checked_exp(theta[0], "AR1", "log_tau")
         u = float(theta[1])
-        if abs(u) > 350.0:
+        if abs(u) > ATANH_RHO_LIMIT:
             raise InputError(
-                f"AR1: atanh_rho = {u} is too large in magnitude (|rho| rounds to 1 and the "
-                "precision overflows); keep |atanh_rho| <= 350."
+                f"AR1: atanh_rho = {u} is outside the accepted range |atanh_rho| <= "
+                f"{ATANH_RHO_LIMIT:g} (|rho| <= {math.tanh(ATANH_RHO_LIMIT):.8f}): closer to a "
+                "unit root the precision matrix, with entries of order 1/(1 - rho^2), cannot be "
+                "stored accurately in double precision (its determinant loses digits in "
+                "proportion); use RW1 for a near-unit-root series."
             )
         return tau, u
 

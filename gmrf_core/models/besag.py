@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from ..priors import PCBYM2Phi
+from ..validation import check_positive, check_probability
 from ._structure import (
     IntrinsicStructureModel,
     LinearPrecision,
@@ -121,6 +122,8 @@ class Besag(IntrinsicStructureModel):
         Scale each component to unit generalised variance (default True).
     prior : None or Prior or dict
         Prior on ``log_tau``.
+    tau0 : float
+        Starting precision τ for :attr:`theta0` (natural scale, default 1).
 
     Attributes
     ----------
@@ -140,7 +143,7 @@ class Besag(IntrinsicStructureModel):
         An edge listed in one direction only.
     """
 
-    def __init__(self, adjacency, scale=True, prior=None):
+    def __init__(self, adjacency, scale=True, prior=None, tau0=1.0):
         graph = besag_structure(adjacency, scale, "Besag")
         self.adjacency = graph["adjacency"]
         self.components = graph["components"]
@@ -149,7 +152,7 @@ class Besag(IntrinsicStructureModel):
         self.scale = bool(scale)
         constraint = graph["constraint"]
         self._init_structure(
-            graph["structure"], graph["log_pdet"], constraint, constraint.shape[0], prior
+            graph["structure"], graph["log_pdet"], constraint, constraint.shape[0], prior, tau0
         )
 
 
@@ -192,7 +195,9 @@ class BYM2(LatentModel):
         R* (computed densely per connected component; components above 4000 nodes
         raise InputError).
     phi0 : float
-        Default φ for :attr:`theta0` (default 0.5); τ defaults to 1.
+        Starting mixing parameter φ for :attr:`theta0` (natural scale, default 0.5).
+    tau0 : float
+        Starting precision τ for :attr:`theta0` (natural scale, default 1).
 
     Attributes
     ----------
@@ -208,15 +213,16 @@ class BYM2(LatentModel):
     Raises
     ------
     InputError
-        Malformed graph; phi0 outside (0, 1); bad prior; a PCBYM2Phi prior on a graph
-        of islands only or with a component above 4000 nodes.
+        Malformed graph; phi0 outside (0, 1); tau0 not a finite number > 0; bad
+        prior; a PCBYM2Phi prior on a graph of islands only or with a component above
+        4000 nodes.
     NotSymmetricError
         An edge listed in one direction only.
     """
 
     _mixing_names = ("logit_phi",)
 
-    def __init__(self, adjacency, prior=None, phi0=0.5):
+    def __init__(self, adjacency, prior=None, phi0=0.5, tau0=1.0):
         graph = besag_structure(adjacency, True, "BYM2")
         self.adjacency = graph["adjacency"]
         self.components = graph["components"]
@@ -227,11 +233,10 @@ class BYM2(LatentModel):
         areas = self.structure.shape[0]
         self.n_areas = areas
         self.n = 2 * areas
-        phi0 = float(phi0)
-        if not 0.0 < phi0 < 1.0:
-            raise InputError(f"BYM2: phi0 must lie in (0, 1), got {phi0}.")
+        phi0 = check_probability(phi0, "phi0", "BYM2")
+        tau0 = check_positive(tau0, "tau0", "BYM2")
         self.theta_names = ("log_tau", "logit_phi")
-        self.theta0 = np.array([0.0, math.log(phi0 / (1.0 - phi0))])
+        self.theta0 = np.array([math.log(tau0), math.log(phi0) - math.log1p(-phi0)])
         constraint = graph["constraint"]
         self.rank_deficiency = constraint.shape[0]
         if constraint.shape[0]:

@@ -1,9 +1,12 @@
 """Independent, identically distributed Gaussian effects."""
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 
-from ..validation import check_count
+from ..errors import InputError
+from ..validation import check_count, check_positive
 from ._structure import LinearPrecision, check_finite_matrix, checked_exp
 from .base import LatentModel
 
@@ -33,18 +36,33 @@ class IID(LatentModel):
         Priors on the hyperparameters (a single Prior applies to ``log_tau`` when it
         is the only one), e.g. ``PCPrecision(1.0, 0.01)``; ``mu`` can take a
         ``NormalPrior``.
+    tau0 : float
+        Starting precision τ for :attr:`theta0` (natural scale, default 1).
+    mu0 : float
+        Starting mean μ for :attr:`theta0` (default 0; only with ``mean_param``).
 
     Raises
     ------
     InputError
-        n not a positive integer; bad prior.
+        n not a positive integer; tau0 not a finite number > 0; mu0 not finite, or
+        given without ``mean_param``; bad prior.
     """
 
-    def __init__(self, n, mean_param=False, prior=None):
+    def __init__(self, n, mean_param=False, prior=None, tau0=1.0, mu0=None):
         self.n = check_count(n, "n", "IID", 1)
         self.has_mean = bool(mean_param)
         self.theta_names = ("log_tau", "mu") if self.has_mean else ("log_tau",)
-        self.theta0 = np.zeros(len(self.theta_names))
+        start = [math.log(check_positive(tau0, "tau0", "IID"))]
+        if mu0 is not None and not self.has_mean:
+            raise InputError(
+                "IID: mu0 is the start of the mean hyperparameter; pass mean_param=True."
+            )
+        if self.has_mean:
+            mu0 = 0.0 if mu0 is None else float(mu0)
+            if not math.isfinite(mu0):
+                raise InputError(f"IID: mu0 must be a finite number, got {mu0}.")
+            start.append(mu0)
+        self.theta0 = np.array(start)
         self._linear = LinearPrecision([sp.identity(self.n, format="csc")], self.n)
         self._set_priors(prior)
 

@@ -91,7 +91,7 @@ class _RandomWalk(IntrinsicStructureModel):
 
     _order = 0
 
-    def __init__(self, n, scale=True, prior=None):
+    def __init__(self, n, scale=True, prior=None, tau0=1.0):
         name = type(self).__name__
         n = check_count(n, "n", name, self._order + 1)
         difference = difference_matrix(n, self._order)
@@ -113,7 +113,7 @@ class _RandomWalk(IntrinsicStructureModel):
         self.scale_factor = factor
         positions = np.arange(n, dtype=float)
         constraint = np.vstack([np.ones(n), positions - positions.mean()])[: self._order]
-        self._init_structure(structure, log_pdet, constraint, self._order, prior)
+        self._init_structure(structure, log_pdet, constraint, self._order, prior, tau0)
 
 
 class RW1(_RandomWalk):
@@ -140,11 +140,13 @@ class RW1(_RandomWalk):
         Scale to unit generalised variance (default True).
     prior : None or Prior or dict
         Prior on ``log_tau``, e.g. ``PCPrecision(1.0, 0.01)``.
+    tau0 : float
+        Starting precision τ for :attr:`theta0` (natural scale, default 1).
 
     Raises
     ------
     InputError
-        n not an integer >= 2; bad prior.
+        n not an integer >= 2; tau0 not a finite number > 0; bad prior.
     """
 
     _order = 1
@@ -171,11 +173,13 @@ class RW2(_RandomWalk):
         Scale to unit generalised variance (default True).
     prior : None or Prior or dict
         Prior on ``log_tau``.
+    tau0 : float
+        Starting precision τ for :attr:`theta0` (natural scale, default 1).
 
     Raises
     ------
     InputError
-        n not an integer >= 3; bad prior.
+        n not an integer >= 3; tau0 not a finite number > 0; bad prior.
     """
 
     _order = 2

@@ -45,12 +45,52 @@ def test_single_point_and_large_rho():
     assert AR1(1).precision([np.log(2.0), 1.3]).toarray() == pytest.approx(np.array([[2.0]]))
     assert AR1(1).logdet([np.log(2.0), 1.3]) == pytest.approx(np.log(2.0))
     model = AR1(4)
-    theta = [0.0, 15.0]  # ρ = tanh 15 ≈ 1 - 2e-13: still finite, positive definite
+    theta = [0.0, 8.0]  # ρ = tanh 8 ≈ 1 - 2.3e-7, the edge of the accepted range
     q = model.precision(theta)
     assert np.all(np.isfinite(q.data))
-    assert model.logdet(theta) == pytest.approx(2 * 3 * (15 - np.log(2)), rel=1e-10)
-    with pytest.raises(InputError, match="atanh_rho"):
-        model.precision([0.0, 400.0])
+    assert model.logdet(theta) == pytest.approx(2 * 3 * np.log(np.cosh(8.0)), rel=1e-12)
+    # beyond it (|ρ| ≈ 1 - 2e-13 at 15, where the stored matrix's log-determinant is 2e-4
+    # off) every method refuses, naming the range
+    for u in (15.0, -8.5, 400.0):
+        for method in (model.precision, model.precision_grad, model.logdet, model.to_natural):
+            with pytest.raises(InputError, match=r"atanh_rho .* accepted range"):
+                method([0.0, u])
+
+
+def exact_ar1_logdet(n, log_tau, u):
+    """log det of the AR(1) precision built entry by entry in 60-digit arithmetic."""
+    mpmath = pytest.importorskip("mpmath")
+    if n == 1:  # x_1 ~ N(0, 1/τ): the tridiagonal form starts at n = 2
+        return log_tau
+    with mpmath.workdps(60):
+        tau, rho = mpmath.exp(mpmath.mpf(log_tau)), mpmath.tanh(mpmath.mpf(u))
+        q = mpmath.zeros(n, n)
+        for i in range(n):
+            q[i, i] = 1 if i in (0, n - 1) else 1 + rho**2
+            if i + 1 < n:
+                q[i, i + 1] = q[i + 1, i] = -rho
+        return float(mpmath.log(mpmath.det(q * tau / (1 - rho**2))))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_logdet_against_mpmath_over_the_accepted_range(n):
+    model = AR1(n)
+    for log_tau in (-30.0, 0.0, 4.5):
+        for u in np.r_[np.linspace(-8.0, 8.0, 17), [-1e-9, 7.999, 0.3]]:
+            expected = exact_ar1_logdet(n, log_tau, u)
+            got = model.logdet([log_tau, u])
+            assert got == pytest.approx(expected, rel=1e-13, abs=1e-12), (log_tau, u)
+
+
+def test_stored_matrix_agrees_with_the_exact_logdet_at_the_edge():
+    """At |atanh ρ| = 8 the factorization of the stored matrix is still accurate (1e-7)."""
+    from gmrf_core import cholesky
+
+    model = AR1(40)
+    for u in (-8.0, 6.0, 8.0):
+        theta = [0.7, u]
+        factor_logdet = cholesky(model.precision(theta)).logdet()
+        assert factor_logdet == pytest.approx(exact_ar1_logdet(40, 0.7, u), abs=1e-7)
 
 
 def test_priors_and_defaults(check):
@@ -58,6 +98,8 @@ def test_priors_and_defaults(check):
     check.scalar_grad(model.log_prior, model.log_prior_grad, [0.3, -0.2])
     assert model.to_natural(model.theta0)["rho"] == pytest.approx(0.5)
     assert AR1(5, rho0=-0.3).to_natural(AR1(5, rho0=-0.3).theta0)["rho"] == pytest.approx(-0.3)
+    start = AR1(5, tau0=4.0, rho0=0.9)
+    assert start.to_natural(start.theta0) == pytest.approx({"tau": 4.0, "rho": 0.9})
     with pytest.raises(InputError, match="log precision"):
         AR1(5, prior={"atanh_rho": PCPrecision(1, 0.01)})
     with pytest.raises(InputError, match="dict"):
@@ -65,7 +107,16 @@ def test_priors_and_defaults(check):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(n=0), dict(n=-2), dict(n=3, rho0=1.0), dict(n=3, rho0=-1.5)]
+    "kwargs",
+    [
+        dict(n=0),
+        dict(n=-2),
+        dict(n=3, rho0=1.0),
+        dict(n=3, rho0=-1.5),
+        dict(n=3, rho0=0.99999999),
+        dict(n=3, tau0=0.0),
+        dict(n=3, tau0=np.inf),
+    ],
 )
 def test_bad_input(kwargs):
     with pytest.raises(InputError):

@@ -73,3 +73,33 @@ def test_prior_specification_errors():
         AR1(3, prior={"atanh_rho": PCBYM2Phi()})
     model = AR1(3, prior={"atanh_rho": NormalPrior(0.0, 2.0), "log_tau": None})
     assert model.priors[0] is None and isinstance(model.priors[1], NormalPrior)
+
+
+def test_start_values_on_the_natural_scale(grid):
+    """Every model takes <natural name>0 start values; theta0 holds them on the internal scale."""
+    from gmrf_core.models import BYM2, RW1, RW2, Besag
+
+    cases = [
+        (IID(3, tau0=2.5), {"tau": 2.5}),
+        (IID(3, mean_param=True, tau0=0.5, mu0=-1.5), {"tau": 0.5, "mu": -1.5}),
+        (AR1(4, tau0=3.0, rho0=-0.25), {"tau": 3.0, "rho": -0.25}),
+        (RW1(5, tau0=7.0), {"tau": 7.0}),
+        (RW2(5, tau0=0.1), {"tau": 0.1}),
+        (Besag(grid(2, 3), tau0=4.0), {"tau": 4.0}),
+        (BYM2(grid(2, 3), tau0=2.0, phi0=0.8), {"tau": 2.0, "phi": 0.8}),
+    ]
+    for model, natural in cases:
+        assert model.to_natural(model.theta0) == pytest.approx(natural, rel=1e-14), model
+    defaults = [IID(3), AR1(4), RW1(5), RW2(5), Besag(grid(2, 3)), BYM2(grid(2, 3))]
+    for model in defaults:
+        assert model.to_natural(model.theta0)["tau"] == 1.0
+    for bad in (0.0, -1.0, np.nan, np.inf, "1"):
+        for make in (lambda t: IID(3, tau0=t), lambda t: RW1(5, tau0=t)):
+            with pytest.raises(InputError, match="tau0"):
+                make(bad)
+    with pytest.raises(InputError, match="mean_param"):
+        IID(3, mu0=1.0)
+    with pytest.raises(InputError, match="mu0"):
+        IID(3, mean_param=True, mu0=np.nan)
+    with pytest.raises(InputError, match="phi0"):
+        BYM2(grid(2, 2), phi0=0.0)
