@@ -48,11 +48,16 @@ data), ``weights`` (a column multiplying the term's contribution) and ``group``
 a separable space–time (Kronecker) block Q = Q_group ⊗ Q_term, latent vector
 ordered group-major, in which the group model's precision is fixed to 1 (R-INLA's
 ``control.group``: only the term's precision scales the product, the group model
-contributes its correlation, e.g. ``group.atanh_rho``).
+contributes its correlation). Not available for ``bym2`` (its Kronecker product has
+no analytic constrained log-determinant): use ``besag`` with a group.
 
 Names: θ is named ``<term>.<hyperparameter>`` (``county.log_tau``,
-``county.logit_phi``, ``year.group.atanh_rho`` with a group), then the likelihood's
-own (``log_noise_precision``, ``log_size``). The returned model carries
+``county.logit_phi``); a group term is called ``<column>:<group>`` and its θ
+``county:year.group.atanh_rho``, ``county:year.main.log_tau``; then come the
+likelihood's own (``log_noise_precision``, ``log_size``).
+
+``gm.formula`` is this module's :func:`formula`; the table helpers are imported from
+the module: ``from gmrf_core.formula import latent_table, fixed_table``. The returned model carries
 ``model.terms`` (:class:`FormulaTerms`): the fixed-effect names and positions and,
 per term, its levels and positions in z = (x, β), which :func:`latent_table` and
 :func:`fixed_table` use to label results.
@@ -652,6 +657,12 @@ def _group(data, options, model, projection, levels, positions, term):
     """Kronecker block Q_group ⊗ Q_term and its projection, x[t * n_term + j]."""
     pd = _pandas()
     group_column = options["group"]
+    if options["model"] == "bym2":
+        raise InputError(
+            f"formula term {term!r}: group= is not available for bym2 (the Kronecker product "
+            "has no analytic constrained log-determinant); use model='besag' with group=, "
+            "plus an iid term for the unstructured part."
+        )
     group_model = str(options.get("group_model", "ar1")).lower()
     if group_model not in GROUP_MODELS:
         raise InputError(

@@ -370,6 +370,7 @@ def test_missing_response_is_predicted(frame):
         ("cases ~ 1 + f(income, model='rw1')", {}, "irregularly spaced"),
         ("cases ~ 1 + f(county, model='iid', group=nope)", {}, "unknown column 'nope'"),
         ("cases ~ 1 + f(county, model='iid', group=year, group_model='x')", {}, "group_model"),
+        ("cases ~ 1 + f(county, model='bym2', graph=W9, group=year)", {}, "not available for bym2"),
         ("cases ~ 1 ~ 2", {}, "one '~'"),
         ("cases ~ 1 + (income", {}, "unbalanced"),
         ("cases ~ 0", {}, "no terms"),
@@ -381,7 +382,7 @@ def test_missing_response_is_predicted(frame):
     ],
 )
 def test_formula_errors_name_the_problem(frame, text, kwargs, message):
-    context = {"W5": path_graph(5)}
+    context = {"W5": path_graph(5), "W9": grid_graph(3, 3)}
     kwargs = {"family": "poisson", **kwargs}
     with pytest.raises(InputError, match=message):
         formula(text, data=frame, context=context, **kwargs)
@@ -559,3 +560,25 @@ def test_values_islands_and_gaussian_scale():
     assert term.info["graph"].islands.tolist() == [4]
     np.testing.assert_array_equal(besag.prior.constraints[0], [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0]])
     np.testing.assert_array_equal(besag.A.toarray(), one_hot(np.array([0, 1, 1, 4, 3]), 5))
+
+
+def test_spatio_temporal_spde_group_projection():
+    rng = np.random.default_rng(6)
+    df = pd.DataFrame({"x": rng.uniform(0, 3, 40), "y": rng.uniform(0, 2, 40)})
+    df["year"] = rng.integers(2010, 2013, 40)
+    df["z"] = rng.normal(size=40)
+    model = formula("z ~ 1 + f(x, y, model='spde', max_area=0.5, group=year)", data=df)
+    term = model.terms["x:year"]
+    mesh = term.info.get("mesh") or model.prior.blocks[0].space_model.mesh
+    n = mesh.points.shape[0]
+    spatial = models.projection_matrix(mesh, df[["x", "y"]].to_numpy()).toarray()
+    expected = np.zeros((40, 3 * n))
+    for i, t in enumerate(df["year"].to_numpy() - 2010):
+        expected[i, t * n : (t + 1) * n] = spatial[i]
+    np.testing.assert_allclose(model.A.toarray(), expected)
+    assert model.prior.theta_names == (
+        "x:year.group.atanh_rho",
+        "x:year.main.log_range",
+        "x:year.main.log_sigma",
+    )
+    assert term.levels.names == ["year", "node"] and len(term.levels) == 3 * n
