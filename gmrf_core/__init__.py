@@ -22,7 +22,6 @@ from . import (
 )
 from .errors import (
     ConvergenceError,
-    DerivativeError,
     GMRFError,
     InputError,
     NotPositiveDefiniteError,
@@ -79,7 +78,6 @@ __all__ = [
     "PatternMismatchError",
     "PatternError",
     "ConvergenceError",
-    "DerivativeError",
     "TaskError",
     "parallel",
 ]

@@ -14,7 +14,6 @@ __all__ = [
     "PatternMismatchError",
     "PatternError",
     "ConvergenceError",
-    "DerivativeError",
     "TaskError",
 ]
 
@@ -56,10 +55,6 @@ class PatternError(InputError):
 
 class ConvergenceError(GMRFError, RuntimeError):
     """An iterative method (e.g. Newton for the Laplace mode) did not converge."""
-
-
-class DerivativeError(GMRFError, ValueError):
-    """A derivative that cannot be computed exactly was asked for."""
 
 
 class TaskError(GMRFError, RuntimeError):

@@ -287,9 +287,9 @@ def _constraint_count(structure):
 
 
 # -- assembling q --------------------------------------------------------------------------------
-def _on_pattern(Qt, data):
-    """A CSC matrix with the prior's pattern (that of ``Qt``) and the given values."""
-    return sp.csc_matrix((data, Qt.indices, Qt.indptr), shape=Qt.shape)
+def _on_pattern(Q_tilde, data):
+    """A CSC matrix with the prior's pattern (that of ``Q_tilde``) and the given values."""
+    return sp.csc_matrix((data, Q_tilde.indices, Q_tilde.indptr), shape=Q_tilde.shape)
 
 
 def _site_matvec(model, lam, z):
@@ -363,7 +363,7 @@ def initial_q(model, theta, init="laplace", *, site_precision=None, site_linear=
     theta, theta_prior, theta_lik = split.full, split.prior, split.likelihood
     if init not in ("laplace", "prior"):
         raise InputError(f"init must be 'laplace' or 'prior'; got {init!r}.")
-    Qt, mu = _prior_parts(structure, theta_prior)
+    Q_tilde, mu = _prior_parts(structure, theta_prior)
     if init == "laplace" and (site_precision is None or site_linear is None):
         approx = model.laplace(theta)
         eta = approx.linear_predictor
@@ -379,12 +379,12 @@ def initial_q(model, theta, init="laplace", *, site_precision=None, site_linear=
         gam = site_linear
     lam = _observation_vector(model, lam, "site_precision", nonnegative=True)
     gam = _observation_vector(model, gam, "site_linear")
-    base_linear = Qt @ mu
+    base_linear = Q_tilde @ mu
     if mean is None:
-        return _assemble(model, theta, Qt, base_linear, lam, gam)
+        return _assemble(model, theta, Q_tilde, base_linear, lam, gam)
     mean = _check_mean(model, mean)
-    base_linear = Qt @ mean + _site_matvec(model, lam, mean) - model.A_full.T @ gam
-    return _assemble(model, theta, Qt, base_linear, lam, gam, mean=mean)
+    base_linear = Q_tilde @ mean + _site_matvec(model, lam, mean) - model.A_full.T @ gam
+    return _assemble(model, theta, Q_tilde, base_linear, lam, gam, mean=mean)
 
 
 def _check_mean(model, mean):
@@ -453,12 +453,12 @@ def _elbo_state(model, theta, q, points, *, keep_prior_logdet=False):
     open :class:`~gmrf_core.latent.PriorLogdet` (for its gradient) and must close it."""
     structure = model.structure
     theta = structure.split_theta(theta)
-    Qt, mu = _prior_parts(structure, theta.prior)
+    Q_tilde, mu = _prior_parts(structure, theta.prior)
     r = q.mean - mu
-    Qr = Qt @ r
-    trace = float(structure.prior_traces(q.constrained, [Qt.data])[0])
+    Qr = Q_tilde @ r
+    trace = float(structure.prior_traces(q.constrained, [Q_tilde.data])[0])
     dim = model.n_total - _constraint_count(structure)
-    prior_logdet = structure.prior_logdet(theta.prior, Qt)
+    prior_logdet = structure.prior_logdet(theta.prior, Q_tilde)
     try:
         kl = 0.5 * (trace + float(r @ Qr) - dim + q.logdet - prior_logdet.value)
         expected = _expected_log_likelihood(model, q, theta.likelihood, points)
@@ -467,7 +467,7 @@ def _elbo_state(model, theta, q, points, *, keep_prior_logdet=False):
             prior_logdet.close()
     return dict(
         theta=theta,
-        Qt=Qt,
+        Q_tilde=Q_tilde,
         mu=mu,
         r=r,
         kl=kl,
@@ -538,7 +538,13 @@ def elbo_and_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
             dQ = structure.prior_precision_grad(theta.prior)
             dmu = structure.prior_mean_grad(theta.prior)
             partial = prior_partials(
-                structure, state["Qt"], state["r"], q.constrained, dQ, dmu, state["prior_logdet"]
+                structure,
+                state["Q_tilde"],
+                state["r"],
+                q.constrained,
+                dQ,
+                dmu,
+                state["prior_logdet"],
             )
             grad[: model.n_theta_prior] = -partial
     finally:
@@ -598,7 +604,7 @@ def natural_gradient_step(model, theta, q, step=1.0, *, quadrature=DEFAULT_QUADR
     structure = model.structure
     split = structure.split_theta(theta)
     theta, theta_lik = split.full, split.likelihood
-    Qt, mu = _prior_parts(structure, split.prior)
+    Q_tilde, mu = _prior_parts(structure, split.prior)
     e1, e2 = _expected_eta_derivatives(model, q, theta_lik, points)
     lam_target = -e2
     scale = max(1.0, float(np.max(np.abs(lam_target))) if lam_target.size else 1.0)
@@ -614,12 +620,12 @@ def natural_gradient_step(model, theta, q, step=1.0, *, quadrature=DEFAULT_QUADR
     lam = (1.0 - rho) * q.site_precision + rho * lam_target
     gam = (1.0 - rho) * q.site_linear + rho * gam_target
     # at an unchanged θ the base part is the prior already: keep it bit for bit
-    if np.array_equal(q.base_precision.data, Qt.data):
+    if np.array_equal(q.base_precision.data, Q_tilde.data):
         base_precision = q.base_precision
     else:
-        base_data = (1.0 - rho) * q.base_precision.data + rho * Qt.data
-        base_precision = _on_pattern(Qt, base_data)
-    prior_linear = Qt @ mu
+        base_data = (1.0 - rho) * q.base_precision.data + rho * Q_tilde.data
+        base_precision = _on_pattern(Q_tilde, base_data)
+    prior_linear = Q_tilde @ mu
     if np.array_equal(q.base_linear, prior_linear):
         base_linear = q.base_linear
     else:
@@ -651,12 +657,12 @@ def elbo_grad_q(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     points = _check_quadrature(quadrature)
     structure = model.structure
     split = structure.split_theta(theta)
-    Qt, mu = _prior_parts(structure, split.prior)
+    Q_tilde, mu = _prior_parts(structure, split.prior)
     e1, e2 = _expected_eta_derivatives(model, q, split.likelihood, points)
-    grad_mean = model.A_full.T @ e1 - Qt @ (q.mean - mu)
+    grad_mean = model.A_full.T @ e1 - Q_tilde @ (q.mean - mu)
     grad_mean = structure.feasible(q.mean + grad_mean) - structure.feasible(q.mean)
     site_direction = e2 + q.site_precision
-    base_direction = q.base_precision.data - Qt.data
+    base_direction = q.base_precision.data - Q_tilde.data
     a_abs = abs(model.A_full)
     direction_size = float(
         np.max(a_abs.T @ (np.abs(site_direction) * np.asarray(a_abs.sum(axis=1)).ravel()))
@@ -669,7 +675,7 @@ def elbo_grad_q(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     t = _FD_RELATIVE_STEP * float(np.max(np.abs(diag_precision))) / direction_size
     variances = []
     for sign in (1.0, -1.0):
-        base = _on_pattern(Qt, q.base_precision.data + sign * t * base_direction)
+        base = _on_pattern(Q_tilde, q.base_precision.data + sign * t * base_direction)
         lam = q.site_precision + sign * t * site_direction
         with structure.hessian_pool.borrow() as item:
             variances.append(structure.predictor_variance(structure.factorize(item, base, lam)))

@@ -47,9 +47,9 @@ def dense_kl(model, theta, q):
     """KL(q ‖ p) in the coordinates u of the constraint null space (z = B u, e = 0)."""
     basis = null_basis(model)
     theta_prior = theta[: model.n_theta_prior]
-    Qt = model.structure.prior_precision(theta_prior).toarray()
+    Q_tilde = model.structure.prior_precision(theta_prior).toarray()
     mu = model.structure.prior_mean(theta_prior)
-    p_prior = basis.T @ Qt @ basis
+    p_prior = basis.T @ Q_tilde @ basis
     p_q = basis.T @ q.precision().toarray() @ basis
     d = basis.T @ (q.mean - mu)
     cov_q = np.linalg.inv(p_q)
@@ -126,10 +126,10 @@ def test_gaussian_single_full_step_gives_the_exact_posterior(name):
 def test_gaussian_posterior_matches_dense_computation():
     model, theta = gaussian_case("projection")
     q = vi.natural_gradient_step(model, theta, random_q(model, theta, np.random.default_rng(1)))
-    Qt = model.structure.prior_precision(theta[:2]).toarray()
+    Q_tilde = model.structure.prior_precision(theta[:2]).toarray()
     a = model.A_full.toarray()
     tau = np.exp(theta[2])
-    precision = Qt + tau * a.T @ a
+    precision = Q_tilde + tau * a.T @ a
     mean = np.linalg.solve(precision, tau * a.T @ (model.likelihood.y - model.offset))
     np.testing.assert_allclose(q.mean, mean, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(q.marginal_variance(), np.diag(np.linalg.inv(precision)), rtol=1e-9)

@@ -1,0 +1,225 @@
+"""LatentStructure: H on its fixed pattern, predictor variances, traces, the prior log-det on the
+constraint surface, the shared θ-partials and grounding, against dense references."""
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.linalg import null_space
+
+import gmrf_core as gm
+from gmrf_core import likelihoods, models
+from gmrf_core.latent import LatentStructure, prior_partials
+
+
+def grid_adjacency(side):
+    path = sp.diags_array([np.ones(side - 1), np.ones(side - 1)], offsets=[-1, 1])
+    return sp.csr_matrix(sp.kron(path, sp.eye_array(side)) + sp.kron(sp.eye_array(side), path))
+
+
+def constrained_custom(side=5):
+    """A Custom prior Q = e^θ₀ R + e^θ₁ I on a grid (fill-in), with a sum-to-zero constraint
+    and no analytic log-determinant: log det(BᵀQB) is factorized."""
+    adjacency = grid_adjacency(side)
+    R = sp.csc_matrix(sp.diags_array(np.asarray(adjacency.sum(axis=1)).ravel()) - adjacency)
+    eye = sp.eye_array(side * side, format="csc")
+    n = side * side
+    return models.Custom(
+        n,
+        lambda t: np.exp(t[0]) * R + np.exp(t[1]) * eye,
+        lambda t: [np.exp(t[0]) * R, np.exp(t[1]) * eye],
+        np.array([0.3, -1.0]),
+        ("log_r", "log_i"),
+        constraints=(np.ones((1, n)), 0.0),
+    )
+
+
+def structure_with_missing(prior):
+    rng = np.random.default_rng(0)
+    m = 18
+    A = sp.random(m, prior.n, density=0.12, random_state=1, format="csr")
+    y = rng.poisson(2.0, m).astype(float)
+    y[[3, 11]] = np.nan
+    X = np.column_stack([np.ones(m), rng.standard_normal(m)])
+    return LatentStructure(prior, likelihoods.Poisson(y), A=A, X=X)
+
+
+def dense_prior(s, theta_prior):
+    n, total = s.n_latent, s.n_total
+    Q = np.zeros((total, total))
+    Q[:n, :n] = s.prior.precision(theta_prior).toarray()
+    Q[n:, n:] = s.fixed_precision * np.eye(total - n)
+    return Q
+
+
+def surface_basis(s):
+    if s.constraints is None:
+        return np.eye(s.n_total)
+    return null_space(s.constraints.A)
+
+
+def test_hessian_assembly_variances_and_traces_against_dense():
+    s = structure_with_missing(constrained_custom())
+    theta = s.split_theta(np.array([0.2, -0.5]))
+    Q_tilde = s.prior_precision(theta.prior)
+    np.testing.assert_allclose(Q_tilde.toarray(), dense_prior(s, theta.prior), rtol=1e-14)
+    weights = np.random.default_rng(2).uniform(0.5, 3.0, s.n_obs)
+    with s.hessian_pool.borrow() as item:
+        cf = s.factorize(item, Q_tilde, weights)
+        H = item[0].toarray()
+        A_obs = s.A_full.toarray() * s.observed[:, None]
+        dense_H = dense_prior(s, theta.prior) + A_obs.T @ np.diag(weights) @ A_obs
+        np.testing.assert_allclose(H, dense_H, rtol=1e-12, atol=1e-14)
+        B = surface_basis(s)
+        cov_c = B @ np.linalg.inv(B.T @ dense_H @ B) @ B.T
+        np.testing.assert_allclose(
+            s.predictor_variance(cf), np.diag(A_obs @ cov_c @ A_obs.T), rtol=1e-9, atol=1e-14
+        )
+        dQ = s.prior_precision_grad(theta.prior)
+        traces = s.prior_traces(cf, dQ)
+        expected = [np.trace(cov_c @ s.q_pattern.matrix(d).toarray()) for d in dQ]
+        np.testing.assert_allclose(traces, expected, rtol=1e-9)
+        assert cf.logdet() == pytest.approx(np.linalg.slogdet(B.T @ dense_H @ B)[1], rel=1e-11)
+
+
+def test_prior_logdet_factorized_once_and_its_gradient():
+    s = structure_with_missing(constrained_custom())
+    assert s.prior_symbolic is not None  # Q̃ analysed at set-up: no analytic log-det
+    B = surface_basis(s)
+
+    def dense_logdet(theta_prior):
+        return np.linalg.slogdet(B.T @ dense_prior(s, theta_prior) @ B)[1]
+
+    theta_prior = np.array([0.2, -0.5])
+    Q_tilde = s.prior_precision(theta_prior)
+    logdet = s.prior_logdet(theta_prior, Q_tilde)
+    try:
+        assert logdet.value == pytest.approx(dense_logdet(theta_prior), rel=1e-11)
+        grad = logdet.grad(s.prior_precision_grad(theta_prior))
+    finally:
+        logdet.close()
+    h = 1e-6
+    fd = [
+        (dense_logdet(theta_prior + h * e) - dense_logdet(theta_prior - h * e)) / (2 * h)
+        for e in np.eye(2)
+    ]
+    np.testing.assert_allclose(grad, fd, rtol=1e-7)
+    # an analytic prior: no factorization of Q̃ at all
+    analytic = structure_with_missing(models.Besag(grid_adjacency(4)))
+    assert analytic.prior_symbolic is None
+
+
+def test_prior_partials_are_the_derivative_of_the_prior_terms():
+    """∂/∂θ_k [½ rᵀQ̃r + ½ tr(Σ_c Q̃) − ½ log det(BᵀQ̃B)] at fixed r and Σ_c, by central
+    differences of the dense expression (the function both objectives share)."""
+    s = structure_with_missing(constrained_custom())
+    B = surface_basis(s)
+    theta_prior = np.array([0.2, -0.5])
+    rng = np.random.default_rng(3)
+    r = B @ rng.standard_normal(B.shape[1])
+    weights = rng.uniform(0.5, 3.0, s.n_obs)
+    Q_tilde = s.prior_precision(theta_prior)
+    with s.hessian_pool.borrow() as item:
+        cf = s.factorize(item, Q_tilde, weights)
+        logdet = s.prior_logdet(theta_prior, Q_tilde)
+        try:
+            partial = prior_partials(
+                s,
+                Q_tilde,
+                r,
+                cf,
+                s.prior_precision_grad(theta_prior),
+                s.prior_mean_grad(theta_prior),
+                logdet,
+            )
+        finally:
+            logdet.close()
+        A_obs = s.A_full.toarray() * s.observed[:, None]
+        H = dense_prior(s, theta_prior) + A_obs.T @ np.diag(weights) @ A_obs
+    sigma = B @ np.linalg.inv(B.T @ H @ B) @ B.T
+
+    def terms(t):
+        Q = dense_prior(s, t)
+        return 0.5 * r @ Q @ r + 0.5 * np.trace(sigma @ Q) - 0.5 * np.linalg.slogdet(B.T @ Q @ B)[1]
+
+    h = 1e-6
+    fd = [(terms(theta_prior + h * e) - terms(theta_prior - h * e)) / (2 * h) for e in np.eye(2)]
+    np.testing.assert_allclose(partial, fd, rtol=1e-7)
+
+
+def test_grounding_of_an_unobserved_constrained_component():
+    """A Besag component no observation touches is grounded; the factorized H' gives the
+    Gaussian of H on the constraint surface exactly."""
+    prior = models.Besag(sp.block_diag([grid_adjacency(3), grid_adjacency(3)]).tocsr())
+    A = sp.csr_matrix((np.ones(9), (np.arange(9), np.arange(9))), shape=(9, 18))
+    s = LatentStructure(prior, likelihoods.Poisson(np.arange(9.0)), A=A, X=np.ones((9, 1)))
+    rows, _pos = s._ground
+    assert rows.size == 1 and 9 <= rows[0] < 18
+    theta_prior = np.array([0.4])
+    Q_tilde = s.prior_precision(theta_prior)
+    weights = np.linspace(0.5, 2.0, 9)
+    A_obs = s.A_full.toarray()
+    H = dense_prior(s, theta_prior) + A_obs.T @ np.diag(weights) @ A_obs
+    assert np.linalg.eigvalsh(H)[0] < 1e-10  # singular along the unobserved constant
+    B = surface_basis(s)
+    cov_c = B @ np.linalg.inv(B.T @ H @ B) @ B.T
+    with s.hessian_pool.borrow() as item:
+        cf = s.factorize(item, Q_tilde, weights)
+        np.testing.assert_allclose(cf.marginal_variance(), np.diag(cov_c), rtol=1e-9, atol=1e-13)
+        b = np.random.default_rng(4).standard_normal(s.n_total)
+        np.testing.assert_allclose(cf.solve(b), cov_c @ b, rtol=1e-8, atol=1e-11)
+        assert cf.logdet() == pytest.approx(np.linalg.slogdet(B.T @ H @ B)[1], rel=1e-11)
+        traces = s.prior_traces(cf, [Q_tilde.data])
+        assert traces[0] == pytest.approx(np.trace(cov_c @ Q_tilde.toarray()), rel=1e-9)
+
+
+def test_theta_is_validated_once_and_split():
+    s = structure_with_missing(constrained_custom())
+    theta = s.split_theta([0.1, 0.2])
+    assert s.split_theta(theta) is theta
+    np.testing.assert_array_equal(theta.prior, [0.1, 0.2])
+    assert theta.likelihood.size == 0
+    with pytest.raises(gm.InputError, match="real"):
+        s.split_theta(np.array([1 + 1j, 0.0]))
+    with pytest.raises(gm.InputError, match="numbers"):
+        s.split_theta(["a", "b"])
+    with pytest.raises(gm.InputError, match="2 entries"):
+        s.split_theta([0.0])
+    with pytest.raises(gm.InputError, match="finite"):
+        s.split_theta([np.inf, 0.0])
+
+
+def test_pools_give_each_call_its_own_factor_and_pickle():
+    s = structure_with_missing(constrained_custom())
+    with s.hessian_pool.borrow() as first, s.hessian_pool.borrow() as second:
+        assert first is not second
+    with s.hessian_pool.borrow() as again:
+        assert again is first or again is second  # reused, not reallocated
+    s = structure_with_missing(models.Matern2D((5, 4)))  # a picklable prior
+    with s.hessian_pool.borrow():
+        pass
+    copy = pickle.loads(pickle.dumps(s))
+    Q_tilde = copy.prior_precision(copy.theta0[: copy.n_theta_prior])
+    with copy.hessian_pool.borrow() as item:
+        cf = copy.factorize(item, Q_tilde, np.ones(copy.n_obs))
+        assert np.isfinite(cf.logdet())
+
+
+def test_an_intrinsic_prior_needs_an_analytic_log_determinant():
+    n = 6
+    diagonal = np.r_[1.0, 2 * np.ones(n - 2), 1.0]
+    R = sp.csc_matrix(
+        sp.diags_array([-np.ones(n - 1), diagonal, -np.ones(n - 1)], offsets=[-1, 0, 1])
+    )
+    prior = models.Custom(
+        n,
+        lambda t: np.exp(t[0]) * R,
+        lambda t: [np.exp(t[0]) * R],
+        np.zeros(1),
+        ("log_tau",),
+        constraints=(np.ones((1, n)), 0.0),
+        rank_deficiency=1,
+    )
+    with pytest.raises(gm.InputError, match="intrinsic"):
+        LatentStructure(prior, likelihoods.Poisson(np.ones(n)))
