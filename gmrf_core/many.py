@@ -273,22 +273,49 @@ def held_out_log_density(likelihood, y_index, eta_mean, eta_sd, theta_lik, nodes
     return log_integral + np.log(scale) - np.log(s) - 0.5 * np.log(np.pi)
 
 
-def _fold_task(model, item):
+def _score_fold(fold_model, likelihood, n_theta_prior, held_index, fit_kwargs, nodes):
     from .optimize import fit
 
-    held_index, fit_kwargs, nodes = item
-    held = np.zeros(model.n_obs, dtype=bool)
-    held[held_index] = True
-    fold_model = _fold_model(model, held)
     result = fit(fold_model, progress=False, **fit_kwargs)
     approximation = getattr(result, "approximation", None)
     if approximation is None:
         approximation = fold_model.laplace(result.theta)
     eta_mean = np.asarray(approximation.linear_predictor, dtype=float)
     eta_sd = np.sqrt(np.maximum(approximation.linear_predictor_variance(), 0.0))
-    theta_lik = result.theta[model.n_theta_prior :]
-    lpd = held_out_log_density(model.likelihood, held_index, eta_mean, eta_sd, theta_lik, nodes)
+    theta_lik = result.theta[n_theta_prior:]
+    lpd = held_out_log_density(likelihood, held_index, eta_mean, eta_sd, theta_lik, nodes)
     return _strip(result, False), lpd, eta_mean[held_index], eta_sd[held_index]
+
+
+def _fold_task(model, item):
+    held_index, fit_kwargs, nodes = item
+    held = np.zeros(model.n_obs, dtype=bool)
+    held[held_index] = True
+    fold_model = _fold_model(model, held)
+    return _score_fold(
+        fold_model, model.likelihood, model.n_theta_prior, held_index, fit_kwargs, nodes
+    )
+
+
+def _factory_fold_task(shared, item):
+    factory, likelihood, n_theta_prior = shared
+    held_index, fit_kwargs, nodes = item
+    train = np.asarray(likelihood.observed, bool).copy()
+    train[held_index] = False
+    fold_model = factory(train)
+    _check_model(fold_model, likelihood.n, "model_factory(train)")
+    return _score_fold(fold_model, likelihood, n_theta_prior, held_index, fit_kwargs, nodes)
+
+
+def _check_model(model, n_obs, what):
+    for attr in ("likelihood", "n_obs", "prior", "symbolic", "n_theta_prior", "laplace"):
+        if not hasattr(model, attr):
+            raise InputError(f"{what} must be a LatentGaussianModel (missing .{attr}).")
+    if n_obs is not None and model.n_obs != n_obs:
+        raise InputError(
+            f"{what} must keep every observation ({n_obs}, the held-out ones missing); "
+            f"it has {model.n_obs}."
+        )
 
 
 def cross_validate(
@@ -322,8 +349,13 @@ def cross_validate(
 
     Parameters
     ----------
-    model : LatentGaussianModel
-        The model on all data; it goes to each worker once, the folds are built there.
+    model : LatentGaussianModel or callable
+        The model on all data; it goes to each worker once, the folds are built there. Or a
+        model factory ``model_factory(train)``: ``train`` None gives the model on all data,
+        ``train`` a boolean mask over the observations gives the model with every observation
+        where ``train`` is False missing (NaN), all observations kept as rows (e.g. a model
+        built from a data frame; a module-level function or ``functools.partial``, since it
+        is pickled for the workers).
     folds : int
         Number of folds K (2 ≤ K ≤ number of observed y).
     rng : int or numpy.random.Generator
@@ -346,9 +378,13 @@ def cross_validate(
     TaskError
         A fold's fit failed twice.
     """
-    for attr in ("likelihood", "n_obs", "prior", "symbolic", "n_theta_prior"):
-        if not hasattr(model, attr):
-            raise InputError(f"model must be a LatentGaussianModel (missing .{attr}).")
+    factory = None
+    if callable(model) and not hasattr(model, "laplace"):
+        factory = model
+        model = factory(None)
+        _check_model(model, None, "model_factory(None)")
+    else:
+        _check_model(model, None, "model")
     observed = np.flatnonzero(np.asarray(model.likelihood.observed, bool))
     if int(folds) != folds or not 2 <= folds <= observed.size:
         raise InputError(
@@ -361,9 +397,13 @@ def cross_validate(
     shuffled = generator.permutation(observed)
     parts = [np.sort(part) for part in np.array_split(shuffled, int(folds))]
     items = [(part, fit_kwargs, int(nodes)) for part in parts]
+    if factory is None:
+        task, shared = _fold_task, model
+    else:
+        task, shared = _factory_fold_task, (factory, model.likelihood, model.n_theta_prior)
     out = map_model(
-        _fold_task,
-        model,
+        task,
+        shared,
         items,
         executor=executor,
         progress=progress,

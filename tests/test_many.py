@@ -1,6 +1,8 @@
 """gm.fit_many and gm.cross_validate: against loops of gm.fit written here, dense Gaussian
 predictive densities and brute-force quadrature; serially, on a process pool and on Dask."""
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -178,6 +180,34 @@ def test_cross_validate_same_on_a_pool(pool):
     pooled = gm.cross_validate(model, folds=3, rng=0, progress=False, executor=pool)
     np.testing.assert_array_equal(serial.fold, pooled.fold)
     np.testing.assert_allclose(pooled.pointwise, serial.pointwise, rtol=1e-10, atol=1e-10)
+
+
+def gaussian_from_mask(train, side=7, seed=3):
+    """gaussian_model's data with the observations outside ``train`` missing (a factory)."""
+    full = gaussian_model(side, seed)
+    if train is None:
+        return full
+    y = np.where(train, full.likelihood.y, np.nan)
+    return gm.LatentGaussianModel(full.prior, likelihoods.Gaussian(y), X=full.X)
+
+
+def test_cross_validate_with_a_model_factory():
+    by_model = gm.cross_validate(gaussian_model(), folds=3, rng=2, progress=False)
+    by_factory = gm.cross_validate(gaussian_from_mask, folds=3, rng=2, progress=False)
+    np.testing.assert_array_equal(by_factory.fold, by_model.fold)
+    np.testing.assert_allclose(by_factory.pointwise, by_model.pointwise, rtol=1e-7, atol=1e-9)
+    with pytest.raises(gm.TaskError, match="must keep every observation"):
+        gm.cross_validate(functools.partial(drop_rows, gaussian_from_mask), folds=2, progress=False)
+
+
+def drop_rows(factory, train):
+    """A bad factory: the training model leaves the held-out rows out instead of missing."""
+    model = factory(None)
+    if train is None:
+        return model
+    y = model.likelihood.y[train]
+    n = y.size
+    return gm.LatentGaussianModel(models.IID(n), likelihoods.Gaussian(y))
 
 
 def test_cross_validate_bad_input():
