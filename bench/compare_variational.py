@@ -21,14 +21,18 @@ Usage: ``python bench/compare_variational.py [--side 200] [--gd-iters 200] [--gd
 """
 
 import argparse
+import os
+import sys
 import time
 
-import numpy as np
-from threadpoolctl import threadpool_limits
+sys.path.insert(0, os.path.dirname(__file__))
+import numpy as np  # noqa: E402
+from plain_gradient import PlainGradient  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
-import gmrf_core as gm
-from gmrf_core import likelihoods, models
-from gmrf_core import variational as vi
+import gmrf_core as gm  # noqa: E402
+from gmrf_core import likelihoods, models  # noqa: E402
+from gmrf_core import variational as vi  # noqa: E402
 
 
 def simulate(kind, side, seed):
@@ -61,7 +65,7 @@ def run(model, theta, q0, method, target, maxiter, max_time, step):
         model,
         theta,
         q0,
-        method=method,
+        method=PlainGradient() if method == "gradient" else method,
         step=step,
         tol=1e-14,
         maxiter=maxiter,
@@ -85,7 +89,7 @@ def main():
     # compile the kernels outside the timings
     warm, warm_theta = simulate("poisson", 6, 0)
     vi.optimize_q(warm, warm_theta)
-    vi.optimize_q(warm, warm_theta, method="gradient", step=1e-2, maxiter=2)
+    vi.optimize_q(warm, warm_theta, method=PlainGradient(), step=1e-2, maxiter=2)
 
     rows = []
     with threadpool_limits(limits=args.threads):

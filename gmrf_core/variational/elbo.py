@@ -1,0 +1,193 @@
+"""Expectations under q (Gauss–Hermite), the ELBO with every constant, its θ-gradient.
+
+The prior terms of −ELBO at fixed q are those of the Laplace objective at fixed
+(z*, Σ_c): both gradients come from :func:`gmrf_core.latent.prior_partials`.
+"""
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+
+from ..errors import ConvergenceError, InputError
+from ..latent import prior_partials
+from .q import _check_model, _check_q, _constraint_count, _prior_parts
+
+__all__ = ["DEFAULT_QUADRATURE", "elbo", "elbo_and_grad_theta", "elbo_grad_theta"]
+
+DEFAULT_QUADRATURE = 20
+
+
+# -- quadrature -------------------------------------------------------------------------
+@lru_cache(maxsize=16)
+def _gauss_hermite(points):
+    """Nodes and weights for E[f(Z)], Z ~ N(0, 1) (probabilists' Hermite, weights sum to 1)."""
+    nodes, weights = hermegauss(points)
+    return nodes, weights / math.sqrt(2.0 * math.pi)
+
+
+def _check_quadrature(points):
+    if isinstance(points, (bool, np.bool_)) or not isinstance(points, (int, np.integer)):
+        raise InputError(f"quadrature must be an integer number of points; got {points!r}.")
+    if not 1 <= points <= 200:
+        raise InputError(f"quadrature must be between 1 and 200 points; got {points}.")
+    return int(points)
+
+
+# -- expectations under q ----------------------------------------------------------------------
+def _nodes(q, points):
+    nodes, weights = _gauss_hermite(points)
+    sd = np.sqrt(q.predictor_variance)
+    return nodes, weights, sd
+
+
+def _expected_eta_derivatives(model, q, theta_lik, points):
+    """E_q[ℓ_i'(η_i)] and E_q[ℓ_i''(η_i)] by Gauss–Hermite quadrature."""
+    nodes, weights, sd = _nodes(q, points)
+    e1 = np.zeros(model.n_obs)
+    e2 = np.zeros(model.n_obs)
+    for t, w in zip(nodes, weights):
+        d1, d2, _d3 = model.likelihood.eta_derivatives(q.predictor_mean + t * sd, theta_lik)
+        e1 += w * d1
+        e2 += w * d2
+    if not (np.all(np.isfinite(e1)) and np.all(np.isfinite(e2))):
+        raise ConvergenceError(
+            "the expected likelihood derivatives under q are not finite (the linear "
+            "predictor's variance or mean is too large); start from init='laplace' or use a "
+            "smaller step."
+        )
+    return e1, e2
+
+
+def _expected_log_likelihood(model, q, theta_lik, points):
+    nodes, weights, sd = _nodes(q, points)
+    total = 0.0
+    for t, w in zip(nodes, weights):
+        total += w * model.likelihood.log_density(q.predictor_mean + t * sd, theta_lik)
+    return total
+
+
+def _expected_theta_derivatives(model, q, theta_lik, points):
+    nodes, weights, sd = _nodes(q, points)
+    grad = np.zeros(model.n_theta_lik)
+    for t, w in zip(nodes, weights):
+        g, _g_eta, _g_eta2 = model.likelihood.theta_derivatives(
+            q.predictor_mean + t * sd, theta_lik
+        )
+        grad += w * g
+    return grad
+
+
+# -- the ELBO and its θ-gradient -------------------------------------------------------------
+def _elbo_state(model, theta, q, points, *, keep_prior_logdet=False):
+    """The ELBO's parts at θ for fixed q. With ``keep_prior_logdet`` the caller gets the
+    open :class:`~gmrf_core.latent.PriorLogdet` (for its gradient) and must close it."""
+    structure = model.structure
+    theta = structure.split_theta(theta)
+    Q_tilde, mu = _prior_parts(structure, theta.prior)
+    r = q.mean - mu
+    Qr = Q_tilde @ r
+    trace = float(structure.prior_traces(q.constrained, [Q_tilde.data])[0])
+    dim = model.n_total - _constraint_count(structure)
+    prior_logdet = structure.prior_logdet(theta.prior, Q_tilde)
+    try:
+        kl = 0.5 * (trace + float(r @ Qr) - dim + q.logdet - prior_logdet.value)
+        expected = _expected_log_likelihood(model, q, theta.likelihood, points)
+    finally:
+        if not keep_prior_logdet:
+            prior_logdet.close()
+    return dict(
+        theta=theta,
+        Q_tilde=Q_tilde,
+        mu=mu,
+        r=r,
+        kl=kl,
+        expected=expected,
+        value=expected - kl,
+        prior_logdet=prior_logdet,
+    )
+
+
+def elbo(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
+    """The evidence lower bound E_q[log p(y | z, θ)] − KL(q ‖ p(z | θ)), every constant included.
+
+    Parameters
+    ----------
+    model : LatentGaussianModel
+    theta : array_like
+        Hyperparameters (internal scale); q is held fixed (its m and Σ_c).
+    q : VariationalGaussian
+    quadrature : int
+        Gauss–Hermite points per observation.
+
+    Returns
+    -------
+    float
+        ≤ log p(y | θ) (no hyperparameter prior log π(θ) is included). For Gaussian
+        observations and the exact posterior q it equals −model.objective(θ) (without
+        θ priors).
+
+    Raises
+    ------
+    InputError
+        Wrong θ length or non-finite θ, a q of another model, a bad ``quadrature``.
+    """
+    _check_model(model)
+    _check_q(model, q)
+    points = _check_quadrature(quadrature)
+    return float(_elbo_state(model, theta, q, points)["value"])
+
+
+def elbo_and_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
+    """The ELBO and its exact gradient in θ at fixed q (see the module docstring).
+
+    Prior hyperparameters: −½[tr(Σ_c ∂Q̃_k) + rᵀ∂Q̃_k r − 2 rᵀQ̃ ∂μ̃_k − ∂log det(BᵀQ̃B)/∂θ_k]
+    from the selected inverse of Λ; likelihood hyperparameters: Gauss–Hermite sums of
+    the likelihood's ``theta_derivatives``.
+
+    Returns
+    -------
+    value : float
+    grad : numpy.ndarray, shape (len(theta),)
+
+    Raises
+    ------
+    InputError
+        As :func:`elbo`.
+    """
+    _check_model(model)
+    _check_q(model, q)
+    points = _check_quadrature(quadrature)
+    structure = model.structure
+    state = _elbo_state(model, theta, q, points, keep_prior_logdet=True)
+    theta = state["theta"]
+    grad = np.zeros(theta.full.size)
+    try:
+        if model.n_theta_prior:
+            # the prior terms of −ELBO at fixed q are those of the Laplace objective at
+            # fixed (z*, Σ_c): one function for both
+            dQ = structure.prior_precision_grad(theta.prior)
+            dmu = structure.prior_mean_grad(theta.prior)
+            partial = prior_partials(
+                structure,
+                state["Q_tilde"],
+                state["r"],
+                q.constrained,
+                dQ,
+                dmu,
+                state["prior_logdet"],
+            )
+            grad[: model.n_theta_prior] = -partial
+    finally:
+        state["prior_logdet"].close()
+    if model.n_theta_lik:
+        grad[model.n_theta_prior :] = _expected_theta_derivatives(
+            model, q, theta.likelihood, points
+        )
+    return float(state["value"]), grad
+
+
+def elbo_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
+    """Exact gradient of :func:`elbo` in θ at fixed q (see :func:`elbo_and_grad_theta`)."""
+    return elbo_and_grad_theta(model, theta, q, quadrature=quadrature)[1]
