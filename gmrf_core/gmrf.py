@@ -88,6 +88,10 @@ class GMRF:
     def logpdf(self, x, *, atol=1e-8):
         """Log-density with every constant, for x of shape (n,) or (m, n).
 
+        Naming: distributions of the latent field (this class) have ``logpdf``; a
+        likelihood's ``log_density(η, θ)`` is the density of the data given the linear
+        predictor, a different concept, hence a different name.
+
         Unconstrained: −n/2 log 2π + ½ log|Q| − ½ (x−μ)ᵀ Q (x−μ). Constrained
         (Rue & Held 2005, eq. 2.32): log π(x) − log π_{Ax}(e) − ½ log|A Aᵀ|, the
         density on the affine subspace A x = e; −inf for x off the subspace
