@@ -137,8 +137,8 @@ class Binomial(Likelihood):
         log_ratio_failure = self._log_trials + log_q[interior] - self._log_failures
         out[interior] = (
             self._constant
-            - deviance(successes, t_success, log_ratio_success, excess)
-            - deviance(failures, t_failure, log_ratio_failure, -excess)
+            - deviance(successes, t_success, log_ratio_success.__getitem__, excess)
+            - deviance(failures, t_failure, log_ratio_failure.__getitem__, -excess)
         )
         return out
 

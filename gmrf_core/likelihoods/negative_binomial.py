@@ -95,6 +95,7 @@ class NegativeBinomial(Likelihood):
         self._log_y = np.full(self.n, -np.inf)
         self._log_y[self._positive] = np.log(self._y[self._positive])
         self._stirling_y = stirling_error(self._y[self._positive], self._log_y[self._positive])
+        self._y_max = float(self._y.max())
         if isinstance(prior, PCPrecision):
             raise InputError(
                 "NegativeBinomial: PCPrecision is a prior on a Gaussian log precision, not on "
@@ -104,61 +105,98 @@ class NegativeBinomial(Likelihood):
         self._set_log_theta0(0, size0, "size0")
 
     def _parts(self, eta, theta):
-        """log μ, log r, r, log(r + μ), p = r/(r+μ), q = μ/(r+μ) and μ p = r q."""
+        """Shared pieces at (η, θ), all formed in logs so that neither μ nor r need be finite.
+
+        With d = a − b and e = exp(−|d|) ≤ 1: p = r/(r+μ) and q = μ/(r+μ) are 1/(1+e) and
+        e/(1+e) (by the sign of d), L = log(r+μ) = max(a, b) + log1p(e), and
+        μ p = r q = exp(min(a, b))/(1+e) (not exp(a + b − L), which would carry the
+        rounding of b).
+        """
         log_mean = self._log_exposure + eta
         log_size = float(theta[0])
         size = np.exp(log_size)
-        log_total = np.logaddexp(log_mean, log_size)
         difference = log_mean - log_size
-        p, q = expit(-difference), expit(difference)
-        # μ p = r q = μ r / (r + μ) = exp(a − softplus(a − b)), formed in logs (neither μ nor
-        # r need be finite) and without a + b − L, which would carry the rounding of b
-        mean_p = np.exp(np.minimum(log_mean, log_size) - np.logaddexp(0.0, -np.abs(difference)))
-        return log_mean, log_size, size, log_total, p, q, mean_p
+        e = np.exp(-np.abs(difference))
+        inverse = 1.0 / (1.0 + e)
+        softplus_e = np.log1p(e)
+        above = difference > 0.0  # μ > r
+        p = np.where(above, e * inverse, inverse)
+        q = np.where(above, inverse, e * inverse)
+        log_total = np.maximum(log_mean, log_size) + softplus_e
+        mean_p = np.exp(np.minimum(log_mean, log_size)) * inverse
+        return dict(
+            log_mean=log_mean,
+            log_size=log_size,
+            size=size,
+            difference=difference,
+            e=e,
+            softplus_e=softplus_e,
+            log_total=log_total,
+            p=p,
+            q=q,
+            mean_p=mean_p,
+        )
 
-    def _size_deviance(self, log_size, size, log_total, p, q, mean_p):
+    def _size_deviance(self, parts):
         """bd0(r, (y+r) p) = r h(t), t = (y − μ)/(r + μ), and (y − μ) p, elementwise."""
-        y = self._y
-        excess = y * p - mean_p  # (y − μ) p = r t
-        t = np.exp(self._log_y - log_total) - q  # y/(r + μ) − q, 0 − q at y = 0
-        # log1p(t) = log((r + y)/(r + μ)) from logs, used where (r + y)/(r + μ) < 0.1
-        log_ratio = np.logaddexp(log_size, self._log_y) - log_total
-        return deviance(size, t, log_ratio, excess), excess
+        log_size, log_total = parts["log_size"], parts["log_total"]
+        excess = self._y * parts["p"] - parts["mean_p"]  # (y − μ) p = r t
+        t = np.exp(self._log_y - log_total) - parts["q"]  # y/(r + μ) − q, 0 − q at y = 0
+
+        def log_ratio(mask):  # log1p(t) = log((r + y)/(r + μ)) from logs
+            return np.logaddexp(log_size, self._log_y[mask]) - log_total[mask]
+
+        return deviance(parts["size"], t, log_ratio, excess), excess
 
     def _log_density_terms(self, eta, theta):
-        log_mean, log_size, size, log_total, p, q, mean_p = self._parts(eta, theta)
-        size_term, excess = self._size_deviance(log_size, size, log_total, p, q, mean_p)
-        y = self._y
-        # y = 0: −r log1p(μ/r) = −r softplus(a − b); μ log1p(u)/u (u = μ/r ≤ 1) where μ < r
-        # keeps r·(tiny) from becoming inf·0 for a huge size
-        difference = log_mean - log_size
+        parts = self._parts(eta, theta)
+        size_term, excess = self._size_deviance(parts)
+        log_mean, log_size, size = parts["log_mean"], parts["log_size"], parts["size"]
+        difference, e, softplus_e = parts["difference"], parts["e"], parts["softplus_e"]
+        # y = 0: −r log1p(μ/r) = −r softplus(d); as −μ log1p(u)/u (u = μ/r = e ≤ 1) where
+        # μ < r, so that a huge size never gives inf · 0
         below = difference < 0.0
         out = np.empty(self.n)
-        out[below] = -np.exp(log_mean[below]) * _log1p_over(np.exp(difference[below]))
-        out[~below] = -size * np.logaddexp(0.0, difference[~below])
+        out[below] = -np.exp(log_mean[below]) * _log1p_over(e[below])
+        out[~below] = -size * (difference[~below] + softplus_e[~below])
         positive = self._positive
-        if positive.any():
-            yp = y[positive]
-            log_yp = self._log_y[positive]
-            s = -excess[positive] / yp  # (μ − y) p / y
-            # log1p(s) = log((y + r) μ / ((r + μ) y)) from logs
-            log_ratio = log_mean[positive] + (np.logaddexp(log_size, log_yp) - log_total[positive])
-            log_ratio -= log_yp
-            count_term = deviance(yp, s, log_ratio, -excess[positive])
-            out[positive] = (
-                stirling_error(yp + size)
-                - stirling_error(np.full(yp.shape, size), log_size)
-                - self._stirling_y
-                - size_term[positive]
-                - count_term
-                - HALF_LOG_2PI
-                - 0.5 * log_yp
-                - 0.5 * np.logaddexp(0.0, log_yp - log_size)
+        if not positive.any():
+            return out
+        y = self._y[positive]
+        log_y = self._log_y[positive]
+        log_mean_p, log_total_p = log_mean[positive], parts["log_total"][positive]
+
+        def log_ratio(mask):  # log1p(s) = log((y + r) μ / ((r + μ) y)) from logs
+            return (
+                log_mean_p[mask]
+                + np.logaddexp(log_size, log_y[mask])
+                - log_total_p[mask]
+                - log_y[mask]
             )
+
+        # y h(s) with s = (μ − y) p / y and y s = −(y − μ) p
+        count_term = deviance(y, -excess[positive] / y, log_ratio, -excess[positive])
+        stirling_size = stirling_error(np.array([size]), np.array([log_size]))[0]
+        inverse_size = np.exp(-log_size)
+        if np.isfinite(self._y_max * inverse_size):  # log1p(y/r) without logaddexp
+            log1p_y_over_r = np.log1p(y * inverse_size)
+        else:
+            log1p_y_over_r = np.logaddexp(0.0, log_y - log_size)
+        out[positive] = (
+            stirling_error(y + size)
+            - stirling_size
+            - self._stirling_y
+            - size_term[positive]
+            - count_term
+            - HALF_LOG_2PI
+            - 0.5 * log_y
+            - 0.5 * log1p_y_over_r
+        )
         return out
 
     def _eta_derivatives(self, eta, theta):
-        _, _, _, _, p, q, mean_p = self._parts(eta, theta)
+        parts = self._parts(eta, theta)
+        p, q, mean_p = parts["p"], parts["q"], parts["mean_p"]
         y = self._y
         curvature = (mean_p + y * q) * p  # (r + y) q (1 − q)
         return (
@@ -168,10 +206,11 @@ class NegativeBinomial(Likelihood):
         )
 
     def _theta_derivatives(self, eta, theta):
-        log_mean, log_size, size, log_total, p, q, mean_p = self._parts(eta, theta)
+        parts = self._parts(eta, theta)
+        p, q, mean_p = parts["p"], parts["q"], parts["mean_p"]
         y = self._y
-        size_term, excess = self._size_deviance(log_size, size, log_total, p, q, mean_p)
-        g = -size_term + scaled_digamma_difference(y, size, log_size)
+        size_term, excess = self._size_deviance(parts)
+        g = -size_term + scaled_digamma_difference(y, parts["size"], parts["log_size"])
         d1 = excess
         # ∂/∂θ of d2 = −(μp)p − y p q, with ∂(μp)/∂θ = μ p q, ∂p/∂θ = p q, ∂q/∂θ = −p q
         g_eta2 = -2.0 * mean_p * p * q - y * p * q * (q - p)

@@ -63,7 +63,7 @@ class Poisson(Likelihood):
         y = self._y[positive]
         log_ratio = log_rate[positive] - self._log_y  # log(μ/y) = log1p(t)
         t = np.expm1(log_ratio)
-        out[positive] = self._constant - deviance(y, t, log_ratio, y * t)
+        out[positive] = self._constant - deviance(y, t, log_ratio.__getitem__, y * t)
         return out
 
     def _eta_derivatives(self, eta, theta):
