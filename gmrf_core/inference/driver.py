@@ -212,6 +212,7 @@ def inla(
         "f_mode": f_mode,
         "latent": latent,
         "criteria": criteria,
+        "pit": "cpo" in compute or "pit" in compute,
         "nodes": quadrature_nodes,
     }
     grid_state = None

@@ -267,7 +267,7 @@ def _component_cdf(x, mean, sd, skew):
     return ndtr(u) - 2.0 * owens_t(u, alpha)
 
 
-def mixture_quantiles(q, weights, means, sds, kappa3=None, iterations=50):
+def mixture_quantiles(q, weights, means, sds, kappa3=None, iterations=40):
     """Quantiles of Σ_k w_k F_k per variable by bisection (vectorised).
 
     Parameters

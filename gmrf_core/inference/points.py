@@ -129,8 +129,9 @@ def _skewness_terms(model, constrained, d3, observed):
     return kappa
 
 
-def _criteria_terms(model, eta_mean, eta_var, theta_lik, nodes):
-    """Per-observation Gauss–Hermite expectations at one θ (see the module docstring)."""
+def _criteria_terms(model, eta_mean, eta_var, theta_lik, nodes, with_cdf=True):
+    """Per-observation Gauss–Hermite expectations at one θ (see the module docstring);
+    the distribution-function term (PIT) only ``with_cdf``."""
     lik = model.likelihood
     t, w = hermegauss(nodes)
     log_w = np.log(w / np.sqrt(2.0 * np.pi))
@@ -140,7 +141,7 @@ def _criteria_terms(model, eta_mean, eta_var, theta_lik, nodes):
     for j in range(nodes):
         eta = eta_mean + sd * t[j]
         logp[j] = lik.pointwise_log_density(eta, theta_lik)
-        lf = log_cdf(lik, eta, theta_lik)
+        lf = log_cdf(lik, eta, theta_lik) if with_cdf else None
         if lf is not None:
             if logf is None:
                 logf = np.empty((nodes, eta_mean.size))
@@ -163,7 +164,8 @@ def point_task(model, item):
 
     ``item`` is a dict: ``theta``; ``f_mode`` and ``cutoff`` (skip the expensive part
     when the drop exceeds the cut-off; cutoff None: never skip); ``latent``
-    ("gaussian" or "simplified_laplace"); ``criteria`` (bool); ``nodes`` (Gauss–Hermite).
+    ("gaussian" or "simplified_laplace"); ``criteria`` (bool); ``pit`` (bool: the
+    distribution-function term too); ``nodes`` (Gauss–Hermite).
     """
     theta = np.asarray(item["theta"], dtype=float)
     out = {"theta": theta, "value": np.inf, "full": False, "error": None}
@@ -206,7 +208,9 @@ def point_task(model, item):
         newton_iterations=getattr(approximation, "newton_iterations", None),
     )
     if item.get("criteria"):
-        terms = _criteria_terms(model, eta + eta_shift, eta_var, theta_lik, item["nodes"])
+        terms = _criteria_terms(
+            model, eta + eta_shift, eta_var, theta_lik, item["nodes"], item.get("pit", True)
+        )
         for key, values in terms.items():
             if values is not None:
                 values = np.where(observed, values, np.nan)
