@@ -948,11 +948,11 @@ def formula(
         fixed_positions = prior.n + np.arange(X.shape[1])
         design = X if X.shape[1] else None
     elif X.shape[1]:
-        # no f() term: the fixed effects are the whole latent vector
-        prior = _models.Stack([], fixed_effects=X.shape[1], fixed_precision=fixed_precision)
-        A = sp.csr_matrix(X)
+        # no f() term: an empty prior, the fixed effects (X=) are the whole latent vector
+        prior = _models.Stack([])
+        A = sp.csr_matrix((X.shape[0], 0))
         fixed_positions = np.arange(X.shape[1])
-        design = None
+        design = X
     else:
         raise InputError(f"formula: {formula!r} has no terms (no fixed effects and no f()).")
     known = set(inspect.signature(LatentGaussianModel).parameters) - {

@@ -232,7 +232,7 @@ def test_binomial_bernoulli_nbinomial_and_glm_without_f_terms():
     # no f() term: β is the whole latent vector
     glm = formula("k ~ 1 + x", data=df, family="poisson")
     reference = gm.LatentGaussianModel(
-        models.Stack([], fixed_effects=2), likelihoods.Poisson(df["k"]), A=sp.csr_matrix(X)
+        models.Stack([]), likelihoods.Poisson(df["k"]), A=sp.csr_matrix((len(df), 0)), X=X
     )
     compare_models(glm, reference, rng, points=1)
     np.testing.assert_array_equal(glm.terms.fixed_positions, [0, 1])

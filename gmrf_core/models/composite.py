@@ -1,12 +1,11 @@
 """Models built from other models: separable Kronecker products and block-diagonal stacks."""
 
-import math
-
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from ..errors import InputError, PatternMismatchError
+from ..errors import InputError
+from ..pattern import FixedPattern
 from .base import LatentModel
 
 __all__ = ["Kronecker", "Stack"]
@@ -24,18 +23,17 @@ def _check_model(model, owner, what):
 
 
 def _reference_pattern(model):
-    """(indptr, indices) of a model's fixed pattern, from its precision at theta0."""
-    matrix = model.precision(model.theta0)
-    matrix = sp.csc_matrix(matrix)
-    return matrix.indptr.copy(), matrix.indices.copy()
+    """A model's fixed pattern (no diagonal added), from its precision at theta0."""
+    return FixedPattern.of(model.precision(model.theta0))
 
 
-def _check_pattern(matrix, indptr, indices, owner, label):
-    if matrix.indptr.size != indptr.size or matrix.indices.size != indices.size:
-        raise PatternMismatchError(
-            f"{owner}: component {label!r} returned a matrix whose sparsity pattern differs "
-            "from the one at theta0; latent models must keep a fixed pattern."
-        )
+def _on_block_pattern(pattern, matrix, owner, label):
+    """Values of a component's matrix on its fixed pattern (PatternError if it left it)."""
+    return pattern.data_of(
+        matrix,
+        f"{owner}: component {label!r}",
+        hint="Latent models must keep the sparsity pattern they have at theta0.",
+    )
 
 
 def _constraint_entries_ok(rows, n, owner):
@@ -125,8 +123,10 @@ class Kronecker(LatentModel):
 
     def _build_pattern(self):
         nt, ns = self.time_model.n, self.space_model.n
-        self._t_indptr, self._t_indices = _reference_pattern(self.time_model)
-        self._s_indptr, self._s_indices = _reference_pattern(self.space_model)
+        self._t_pattern = _reference_pattern(self.time_model)
+        self._s_pattern = _reference_pattern(self.space_model)
+        self._t_indptr, self._t_indices = self._t_pattern.indptr, self._t_pattern.indices
+        self._s_indptr, self._s_indices = self._s_pattern.indptr, self._s_pattern.indices
         t_cols = np.repeat(np.arange(nt), np.diff(self._t_indptr))
         s_cols = np.repeat(np.arange(ns), np.diff(self._s_indptr))
         t_pos = np.repeat(np.arange(self._t_indices.size), self._s_indices.size)
@@ -180,34 +180,34 @@ class Kronecker(LatentModel):
             (data, self._indices.copy(), self._indptr.copy()), shape=(self.n, self.n)
         )
 
+    def _time_data(self, matrix):
+        return _on_block_pattern(self._t_pattern, matrix, "Kronecker", self.labels[0])
+
+    def _space_data(self, matrix):
+        return _on_block_pattern(self._s_pattern, matrix, "Kronecker", self.labels[1])
+
     def _components(self, theta_t, theta_s):
-        qt = sp.csc_matrix(self.time_model.precision(theta_t))
-        qs = sp.csc_matrix(self.space_model.precision(theta_s))
-        _check_pattern(qt, self._t_indptr, self._t_indices, "Kronecker", self.labels[0])
-        _check_pattern(qs, self._s_indptr, self._s_indices, "Kronecker", self.labels[1])
+        qt = self._time_data(self.time_model.precision(theta_t))
+        qs = self._space_data(self.space_model.precision(theta_s))
         return qt, qs
 
     def precision(self, theta):
         """Q_t ⊗ Q_s on the fixed Kronecker pattern."""
         _, theta_t, theta_s = self._split_theta(theta)
         qt, qs = self._components(theta_t, theta_s)
-        return self._matrix(qt.data[self._t_pos] * qs.data[self._s_pos])
+        return self._matrix(qt[self._t_pos] * qs[self._s_pos])
 
     def precision_grad(self, theta):
         """[dQ_t/dθ_t,k ⊗ Q_s for k] + [Q_t ⊗ dQ_s/dθ_s,k for k]."""
         _, theta_t, theta_s = self._split_theta(theta)
         qt, qs = self._components(theta_t, theta_s)
-        qt_data = qt.data[self._t_pos]
-        qs_data = qs.data[self._s_pos]
+        qt_data = qt[self._t_pos]
+        qs_data = qs[self._s_pos]
         grads = []
         for dqt in self.time_model.precision_grad(theta_t):
-            dqt = sp.csc_matrix(dqt)
-            _check_pattern(dqt, self._t_indptr, self._t_indices, "Kronecker", self.labels[0])
-            grads.append(self._matrix(dqt.data[self._t_pos] * qs_data))
+            grads.append(self._matrix(self._time_data(dqt)[self._t_pos] * qs_data))
         for dqs in self.space_model.precision_grad(theta_s):
-            dqs = sp.csc_matrix(dqs)
-            _check_pattern(dqs, self._s_indptr, self._s_indices, "Kronecker", self.labels[1])
-            grads.append(self._matrix(qt_data * dqs.data[self._s_pos]))
+            grads.append(self._matrix(qt_data * self._space_data(dqs)[self._s_pos]))
         return grads
 
     def _ranks(self):
@@ -264,26 +264,24 @@ class Kronecker(LatentModel):
 
 
 class Stack(LatentModel):
-    """Independent blocks plus vague fixed effects: Q = blockdiag(Q_1, ..., Q_m, κ I_p).
+    """Independent blocks: Q = blockdiag(Q_1, ..., Q_m).
 
-    The latent vector is (x_1, ..., x_m, β) with x_b the latent vector of block b
-    and β the p fixed effects, each β_j ~ N(0, 1/κ) independently with
-    κ = ``fixed_precision`` (default 1e-3, i.e. standard deviation ≈ 31.6; R-INLA's
-    default for fixed effects is also precision 0.001). κ is not a hyperparameter.
+    The latent vector is (x_1, ..., x_m) with x_b the latent vector of block b.
+    Fixed effects are not a block: give them to
+    :class:`~gmrf_core.LatentGaussianModel` as ``X=`` (vague N(0, 1/κ) prior, κ =
+    its ``fixed_precision``). An empty stack (no blocks, n = 0) is the prior of a
+    model whose latent vector is its fixed effects alone:
+    ``LatentGaussianModel(Stack([]), likelihood, A=sp.csr_matrix((m, 0)), X=X)``.
 
     θ = θ_1 ++ ... ++ θ_m, names prefixed with the block labels (``"rw1.log_tau"``).
     Means, constraints (block diagonal, right-hand sides concatenated), rank
-    deficiencies, log-determinants (plus p log κ for β; None if a block has none),
-    constrained log-determinants and log priors combine block by block.
+    deficiencies, log-determinants (None if a block has none), constrained
+    log-determinants and log priors combine block by block.
 
     Parameters
     ----------
     models : sequence of LatentModel
-        The blocks (may be empty when ``fixed_effects`` > 0).
-    fixed_effects : int
-        Number p of fixed effects appended at the end (default 0).
-    fixed_precision : float
-        Prior precision κ > 0 of each fixed effect (default 1e-3).
+        The blocks (may be empty: a prior of size 0).
     labels : sequence of str, optional
         Name prefixes of the blocks; default the lower-case class names, numbered
         when repeated (``"iid"``, ``"iid_2"``).
@@ -296,17 +294,17 @@ class Stack(LatentModel):
         Positions of each block in the latent vector.
     theta_slices : tuple of slice
         Positions of each block's hyperparameters in θ.
-    fixed_slice : slice
-        Positions of the fixed effects in the latent vector.
 
     Raises
     ------
     InputError
-        A block that is not a latent model, negative ``fixed_effects``, a
-        non-positive ``fixed_precision``, duplicate labels, an empty model.
+        A block that is not a latent model, duplicate labels or labels of the wrong
+        number.
+    PatternError
+        A block whose precision (or derivative) leaves its own fixed pattern.
     """
 
-    def __init__(self, models, fixed_effects=0, fixed_precision=1e-3, labels=None):
+    def __init__(self, models, labels=None):
         owner = "Stack"
         if isinstance(models, LatentModel):
             models = [models]
@@ -316,25 +314,9 @@ class Stack(LatentModel):
             raise InputError(f"{owner}: models must be a sequence of latent models.") from exc
         for index, model in enumerate(models):
             _check_model(model, owner, f"models[{index}]")
-        if isinstance(fixed_effects, bool) or not isinstance(fixed_effects, (int, np.integer)):
-            raise InputError(f"{owner}: fixed_effects must be an integer, got {fixed_effects!r}.")
-        if fixed_effects < 0:
-            raise InputError(f"{owner}: fixed_effects must be >= 0, got {fixed_effects}.")
-        try:
-            fixed_precision = float(fixed_precision)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{owner}: fixed_precision must be a number.") from exc
-        if not (math.isfinite(fixed_precision) and fixed_precision > 0):
-            raise InputError(
-                f"{owner}: fixed_precision must be finite and > 0, got {fixed_precision}."
-            )
         self.blocks = models
-        self.fixed_effects = int(fixed_effects)
-        self.fixed_precision = fixed_precision
         self.labels = self._make_labels(models, labels)
-        self.n = sum(m.n for m in models) + self.fixed_effects
-        if self.n == 0:
-            raise InputError(f"{owner}: the stack is empty (no blocks and no fixed effects).")
+        self.n = sum(m.n for m in models)
         slices, theta_slices, names = [], [], []
         start = theta_start = 0
         for label, model in zip(self.labels, models):
@@ -346,7 +328,6 @@ class Stack(LatentModel):
             theta_start += p
         self.slices = tuple(slices)
         self.theta_slices = tuple(theta_slices)
-        self.fixed_slice = slice(start, start + self.fixed_effects)
         self.theta_names = tuple(names)
         self.theta0 = (
             np.concatenate([np.asarray(m.theta0, float).reshape(-1) for m in models])
@@ -386,17 +367,13 @@ class Stack(LatentModel):
         self._block_patterns = []
         nnz = 0
         for block, where in zip(self.blocks, self.slices):
-            indptr, indices = _reference_pattern(block)
-            self._block_patterns.append((indptr, indices))
-            indptr_parts.append(indptr[1:].astype(np.int64) + nnz)
-            index_parts.append(indices.astype(np.int64) + where.start)
-            self._data_slices.append(slice(nnz, nnz + indices.size))
-            nnz += indices.size
-        p = self.fixed_effects
-        indptr_parts.append(nnz + np.arange(1, p + 1, dtype=np.int64))
-        index_parts.append(np.arange(self.fixed_slice.start, self.fixed_slice.stop, dtype=np.int64))
-        self._fixed_data = slice(nnz, nnz + p)
-        nnz += p
+            pattern = _reference_pattern(block)
+            self._block_patterns.append(pattern)
+            indptr_parts.append(pattern.indptr[1:].astype(np.int64) + nnz)
+            index_parts.append(pattern.indices.astype(np.int64) + where.start)
+            self._data_slices.append(slice(nnz, nnz + pattern.nnz))
+            nnz += pattern.nnz
+        index_parts.append(np.zeros(0, dtype=np.int64))
         index_dtype = np.int32 if nnz < 2**31 - 1 else np.int64
         self._indptr = np.concatenate(indptr_parts).astype(index_dtype)
         self._indices = np.concatenate(index_parts).astype(index_dtype)
@@ -434,18 +411,14 @@ class Stack(LatentModel):
         )
 
     def _block_data(self, index, matrix):
-        matrix = sp.csc_matrix(matrix)
-        indptr, indices = self._block_patterns[index]
-        _check_pattern(matrix, indptr, indices, "Stack", self.labels[index])
-        return matrix.data
+        return _on_block_pattern(self._block_patterns[index], matrix, "Stack", self.labels[index])
 
     def precision(self, theta):
-        """blockdiag(Q_1(θ_1), ..., Q_m(θ_m), κ I_p) on the fixed pattern."""
+        """blockdiag(Q_1(θ_1), ..., Q_m(θ_m)) on the fixed pattern."""
         _, parts = self._parts(theta)
         data = np.zeros(self._nnz)
         for index, (block, part) in enumerate(zip(self.blocks, parts)):
             data[self._data_slices[index]] = self._block_data(index, block.precision(part))
-        data[self._fixed_data] = self.fixed_precision
         return self._matrix(data)
 
     def precision_grad(self, theta):
@@ -460,7 +433,7 @@ class Stack(LatentModel):
         return grads
 
     def mean(self, theta):
-        """(μ_1(θ_1), ..., μ_m(θ_m), 0)."""
+        """(μ_1(θ_1), ..., μ_m(θ_m))."""
         _, parts = self._parts(theta)
         mean = np.zeros(self.n)
         for block, part, where in zip(self.blocks, parts, self.slices):
@@ -498,11 +471,9 @@ class Stack(LatentModel):
         return np.concatenate(pieces) if pieces else np.zeros(0)
 
     def logdet(self, theta):
-        """Σ_b log|Q_b|* + p log κ, or None if a block has no analytic log-determinant."""
+        """Σ_b log|Q_b|*, or None if a block has no analytic log-determinant."""
         _, parts = self._parts(theta)
-        return self._sum_blocks(
-            "logdet", parts, self.fixed_effects * math.log(self.fixed_precision)
-        )
+        return self._sum_blocks("logdet", parts, 0.0)
 
     def logdet_grad(self, theta):
         """Blocks' log-determinant gradients, concatenated (None if one is missing)."""
@@ -510,11 +481,9 @@ class Stack(LatentModel):
         return self._concat_blocks("logdet_grad", parts)
 
     def constrained_logdet(self, theta):
-        """Σ_b constrained log-determinant of block b + p log κ, or None."""
+        """Σ_b constrained log-determinant of block b, or None."""
         _, parts = self._parts(theta)
-        return self._sum_blocks(
-            "constrained_logdet", parts, self.fixed_effects * math.log(self.fixed_precision)
-        )
+        return self._sum_blocks("constrained_logdet", parts, 0.0)
 
     def constrained_logdet_grad(self, theta):
         """Blocks' constrained log-determinant gradients, concatenated, or None."""

@@ -105,16 +105,14 @@ def test_kronecker_constraint_size_limit(monkeypatch):
 
 def test_stack(grid, check, rng):
     blocks = [IID(3, mean_param=True), RW1(4), BYM2(grid(2, 2)), AR1(3)]
-    model = Stack(blocks, fixed_effects=2, fixed_precision=0.01)
+    model = Stack(blocks)
     assert model.labels == ("iid", "rw1", "bym2", "ar1")
-    assert model.n == 3 + 4 + 8 + 3 + 2
+    assert model.n == 3 + 4 + 8 + 3
     assert model.theta_names[:3] == ("iid.log_tau", "iid.mu", "rw1.log_tau")
     theta = model.theta0 + 0.4 * rng.standard_normal(len(model.theta0))
     parts = [theta[s] for s in model.theta_slices]
     q = model.precision(theta).toarray()
-    expected = sla.block_diag(
-        *[b.precision(p).toarray() for b, p in zip(blocks, parts)], 0.01 * np.eye(2)
-    )
+    expected = sla.block_diag(*[b.precision(p).toarray() for b, p in zip(blocks, parts)])
     np.testing.assert_allclose(q, expected)
     check.precision_grad(model, theta)
     check.fixed_pattern(model, rng)
@@ -154,22 +152,45 @@ def test_stack_priors_labels_and_errors(check):
     check.scalar_grad(model.log_prior, model.log_prior_grad, [0.3, 0.1])
     assert model.log_prior([0.3, 0.1]) == pytest.approx(PCPrecision(1, 0.01).log_density(0.3))
     assert Stack([IID(2), IID(2)]).labels == ("iid", "iid_2")
-    only_fixed = Stack([], fixed_effects=3)
-    np.testing.assert_allclose(only_fixed.precision([]).toarray(), 1e-3 * np.eye(3))
-    assert only_fixed.logdet([]) == pytest.approx(3 * np.log(1e-3))
-    with pytest.raises(InputError):
-        Stack([IID(2)], fixed_effects=-1)
-    with pytest.raises(InputError):
-        Stack([IID(2)], fixed_precision=0.0)
-    with pytest.raises(InputError):
-        Stack([IID(2)], fixed_precision=np.inf)
+    empty = Stack([])  # the prior of a model whose latent vector is its fixed effects alone
+    assert empty.n == 0 and empty.precision([]).shape == (0, 0) and empty.logdet([]) == 0.0
+    with pytest.raises(TypeError):
+        Stack([IID(2)], fixed_effects=2)  # fixed effects are LatentGaussianModel's X=
     with pytest.raises(InputError, match="latent model"):
         Stack([IID(2), sp.eye(2)])
-    with pytest.raises(InputError, match="empty"):
-        Stack([])
     with pytest.raises(InputError, match="distinct"):
         Stack([IID(2), IID(2)], labels=["x", "x"])
     with pytest.raises(InputError, match="labels"):
         Stack([IID(2), IID(2)], labels=["x"])
     with pytest.raises(InputError, match="expects 2"):
         model.precision([0.0])
+
+
+def test_fixed_effects_go_through_x_not_the_stack(rng):
+    """Fixed effects alone (empty Stack + X=) and next to a block, against the exact marginal.
+
+    With a Gaussian likelihood the Laplace objective is exact: y ~ N(0, A Q⁻¹ Aᵀ +
+    X Xᵀ/κ + I/τ_y), written densely here.
+    """
+    import gmrf_core as gm
+    from gmrf_core.likelihoods import Gaussian
+
+    m, kappa, log_noise = 12, 1e-3, 0.4
+    X = np.column_stack([np.ones(m), rng.standard_normal(m)])
+    y = X @ [1.0, -0.5] + rng.standard_normal(m)
+
+    def exact(covariance):
+        sign, logdet = np.linalg.slogdet(covariance)
+        assert sign > 0
+        return 0.5 * (m * np.log(2 * np.pi) + logdet + y @ np.linalg.solve(covariance, y))
+
+    noise = np.eye(m) / np.exp(log_noise)
+    glm = gm.LatentGaussianModel(Stack([]), Gaussian(y), A=sp.csr_matrix((m, 0)), X=X)
+    assert glm.n_latent == 0 and glm.n_fixed == 2
+    assert glm.objective([log_noise]) == pytest.approx(exact(X @ X.T / kappa + noise), rel=1e-10)
+    block = IID(m)
+    mixed = gm.LatentGaussianModel(Stack([block]), Gaussian(y), X=X)
+    tau = 2.0
+    theta = [np.log(tau), log_noise]
+    covariance = np.eye(m) / tau + X @ X.T / kappa + noise
+    assert mixed.objective(theta) == pytest.approx(exact(covariance), rel=1e-10)
