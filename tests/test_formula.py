@@ -545,6 +545,10 @@ def test_values_islands_and_gaussian_scale():
     assert list(model.terms["k"].levels) == ["d", "c", "b", "a"]
     np.testing.assert_array_equal(model.A.toarray(), one_hot(np.array([2, 3, 2, 0, 3]), 4))
     np.testing.assert_array_equal(model.likelihood.scale, df["s"])
+    # a missing value in the term's column: the term does not enter that row
+    gap = df.assign(k=[np.nan, "a", "b", "d", "a"])
+    rows = formula("y ~ 1 + f(k, model='iid')", data=gap).A.toarray()
+    np.testing.assert_array_equal(rows, [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
     with pytest.raises(InputError, match=r"values \['a'\] that are not levels"):
         formula("y ~ 1 + f(k, model='iid', values=['b', 'd'])", data=df)
     # a graph with an island and two components: one constraint per component of 2+ areas

@@ -9,7 +9,7 @@ from scipy.stats import norm, poisson
 
 import gmrf_core as gm
 from gmrf_core.errors import InputError
-from gmrf_core.formula import formula
+from gmrf_core.formula import fixed_table, formula
 from gmrf_core.interop import posterior_draws, to_inference_data
 
 pd = pytest.importorskip("pandas")
@@ -157,5 +157,6 @@ def test_inla_result_methods_label_terms_and_export(poisson_panel):
     np.testing.assert_allclose(table["sd"], result.latent_sd[:4])
     np.testing.assert_allclose(table["q0.975"], result.latent_quantiles([0.975])[0, :4])
     assert list(result.fixed.index) == ["Intercept", "x"]
+    np.testing.assert_allclose(fixed_table(result, model).to_numpy(), result.fixed.to_numpy())
     data = result.to_inference_data(draws=200, chains=2, rng=9)
     assert data.posterior["t"].shape == (2, 100, 7)
