@@ -586,3 +586,19 @@ def test_spatio_temporal_spde_group_projection():
         "x:year.main.log_sigma",
     )
     assert term.levels.names == ["year", "node"] and len(term.levels) == 3 * n
+
+
+def test_formula_models_pickle_for_process_executors(frame):
+    import pickle
+
+    model = formula(
+        "cases ~ 1 + income + f(county, model='iid', group=year)",
+        data=frame,
+        family="poisson",
+        exposure="expected",
+    )
+    copy = pickle.loads(pickle.dumps(model))
+    theta = model.theta0 + 0.3
+    assert copy.objective(theta) == model.objective(theta)
+    assert copy.terms["county:year"].levels.equals(model.terms["county:year"].levels)
+    assert copy.fixed_names == ("Intercept", "income")
