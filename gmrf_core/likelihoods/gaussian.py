@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..errors import InputError
 from .base import Likelihood
 
 __all__ = ["Gaussian"]
@@ -90,5 +91,11 @@ class Gaussian(Likelihood):
         return eta.copy()
 
     def _sample(self, eta, theta, rng):
-        sd = 1.0 / np.sqrt(np.exp(theta[0]) * self.scale)
+        # σ_i = exp(−θ/2) / √s_i: no 1/0 at a log precision below ~−709
+        sd = np.exp(-0.5 * theta[0]) / np.sqrt(self.scale)
+        if np.any(np.isinf(sd)):
+            raise InputError(
+                f"Gaussian.sample: log_noise_precision {theta[0]:g} gives an infinite noise "
+                "standard deviation; nothing finite can be simulated."
+            )
         return eta + sd * rng.standard_normal(self.n)

@@ -227,7 +227,10 @@ class NegativeBinomial(Likelihood):
         success = expit(theta[0] - (self._log_exposure[known] + eta[known]))
         out = np.full(self.n, np.nan)
         try:
-            out[known] = rng.negative_binomial(size, success)
+            if np.isinf(size):  # r = ∞ is the Poisson limit (numpy would form inf · 0)
+                out[known] = rng.poisson(mean[known])
+            else:
+                out[known] = rng.negative_binomial(size, success)
         except ValueError as exc:
             raise InputError(
                 f"NegativeBinomial.sample: cannot simulate with size {size:.3g} and means up to "

@@ -400,3 +400,19 @@ def test_complex_or_string_settings_are_rejected(make, message):
 def test_counts_out_of_their_range_are_rejected(make, message):
     with pytest.raises(InputError, match=message):
         make()
+
+
+def test_sampling_at_extreme_hyperparameters_is_finite_or_refused():
+    eta = np.zeros(3)
+    # σ = e^400 at log precision −800 is a float (1/√e^−800 was 1/0)
+    draws = Gaussian([1.0, NAN, 0.0]).sample(eta, [-800.0], rng=0)
+    assert np.all(np.isfinite(draws)) and np.all(np.abs(draws) < 10 * np.exp(400.0))
+    with pytest.raises(InputError, match="infinite noise standard deviation"):
+        Gaussian([1.0, NAN, 0.0]).sample(eta, [-1500.0], rng=0)
+    assert np.all(np.abs(Gaussian([1.0, NAN, 0.0]).sample(eta, [800.0], rng=0)) < 1e-170)
+    # log size 800: r = inf, the Poisson limit (mean exp(0) = 1)
+    draws = NegativeBinomial(np.full(4000, NAN)).sample(np.zeros(4000), [800.0], rng=2)
+    assert np.all(np.isfinite(draws)) and abs(draws.mean() - 1.0) < 0.1
+    assert draws.var() == pytest.approx(1.0, rel=0.15)
+    with pytest.raises(InputError, match="cannot simulate with size"):
+        NegativeBinomial([1.0, NAN]).sample(np.zeros(2), [-800.0], rng=0)
