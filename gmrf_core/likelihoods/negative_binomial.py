@@ -58,7 +58,8 @@ class NegativeBinomial(Likelihood):
         ∂/∂θ = −bd0(r, r + r t_i) + r [ψ̃(y+r) − ψ̃(r)],   ψ̃(x) = ψ(x) − log x,
 
     both O(1/r) for a large size (the form above cancels terms of size r ψ(r)), and
-    r q_i, r + y in the η-derivatives as μ_i p_i = exp(a + b − L_i). Every quantity is
+    r q_i in the η-derivatives as μ_i p_i = exp(min(a_i, b)) / (1 + exp(−|a_i − b|)).
+    Every quantity is
     accurate (to the conditioning of the data) and finite for any finite η and θ, the
     Poisson limit included; only where μ_i or r themselves overflow (a_i or θ above ~709)
     can the log density be −inf, its floating-point limit.
@@ -91,7 +92,7 @@ class NegativeBinomial(Likelihood):
         self.exposure, exposure_filled = self._per_observation(exposure, "exposure", default=1.0)
         self._log_exposure = np.log(exposure_filled)
         self._positive = self._y > 0
-        # log y (−inf where y = 0: only used through logaddexp) and δ(y) for y ≥ 1
+        # log y (−inf where y = 0: only used through exp and logaddexp) and δ(y) for y ≥ 1
         self._log_y = np.full(self.n, -np.inf)
         self._log_y[self._positive] = np.log(self._y[self._positive])
         self._stirling_y = stirling_error(self._y[self._positive], self._log_y[self._positive])
