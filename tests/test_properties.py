@@ -343,6 +343,16 @@ def test_objective_and_gradient_equal_the_dense_reference(kind, data):
     reference_grad = _dense_gradient(problem, theta)
     tolerance = 1e-5 * (1.0 + np.abs(reference_grad)) + 1e-9 * abs(reference)
     assert np.all(np.abs(grad - reference_grad) <= tolerance), (where, grad, reference_grad)
+    # forward mode agrees with reverse mode along a random direction
+    direction = np.random.default_rng(theta.size).standard_normal(theta.size)
+    value3, directional = model.jvp(theta, direction)
+    assert abs(value3 - value) <= 1e-10 * max(1.0, abs(value)), (where, value3, value)
+    expected = float(grad @ direction)
+    assert abs(directional - expected) <= 1e-8 * (1.0 + np.abs(grad) @ np.abs(direction)), (
+        where,
+        directional,
+        expected,
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -524,3 +534,51 @@ def test_constrained_intrinsic_models_without_data_on_a_component_are_exact(prob
     reference_grad = _dense_gradient(problem, theta)
     tolerance = 1e-5 * (1.0 + np.abs(reference_grad)) + 1e-9 * abs(reference)
     assert np.all(np.abs(grad - reference_grad) <= tolerance), (where, grad, reference_grad)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None, phases=PHASES)
+@given(
+    family=st.sampled_from(["gaussian", "poisson", "bernoulli", "binomial", "negative_binomial"]),
+    seed=st.integers(0, 2**31 - 1),
+    eta_scale=st.sampled_from([0.5, 5.0, 40.0]),
+    theta=st.floats(-4.0, 30.0),
+)
+def test_derivatives_are_the_derivatives_of_the_log_density(family, seed, eta_scale, theta):
+    # η-derivatives of orders 2, 3 and every θ-derivative against central differences
+    # of the lower order, at random points including large |η| and large log sizes
+    rng = np.random.default_rng(seed)
+    m = 5
+    eta = eta_scale * rng.standard_normal(m)
+    setting = rng.uniform(0.5, 3.0, m)
+    if family in ("bernoulli", "binomial"):
+        setting = np.ones(m) if family == "bernoulli" else rng.integers(1, 30, m).astype(float)
+        y = rng.binomial(setting.astype(int), 0.5).astype(float)
+    elif family == "gaussian":
+        theta = min(theta, 8.0)
+        y = eta + rng.standard_normal(m)
+    else:
+        y = rng.integers(0, 40, m).astype(float)
+    lik = _make_likelihood(family, y, setting)
+    has_theta = family in ("gaussian", "negative_binomial")
+    th = np.array([theta]) if has_theta else np.zeros(0)
+    h = 1e-5
+    d1, d2, d3 = lik.eta_derivatives(eta, th)
+    d1p, d2p, _ = lik.eta_derivatives(eta + h, th)
+    d1m, d2m, _ = lik.eta_derivatives(eta - h, th)
+
+    def close(analytic, numeric, scale):
+        tolerance = 1e-6 * (np.abs(numeric) + 1.0) + 1e-12 * scale / h
+        assert np.all(np.abs(analytic - numeric) <= tolerance), (analytic, numeric)
+
+    close(d2, (d1p - d1m) / (2 * h), np.abs(d1))
+    close(d3, (d2p - d2m) / (2 * h), np.abs(d2))
+    if has_theta:
+        g, g_eta, g_eta2 = lik.theta_derivatives(eta, th)
+        plus = lik.pointwise_log_density(eta, th + h)
+        minus = lik.pointwise_log_density(eta, th - h)
+        scale = np.abs(lik.pointwise_log_density(eta, th))
+        close(g[0], np.sum(plus - minus) / (2 * h), np.sum(scale))
+        e1p, e2p, _ = lik.eta_derivatives(eta, th + h)
+        e1m, e2m, _ = lik.eta_derivatives(eta, th - h)
+        close(g_eta[0], (e1p - e1m) / (2 * h), np.abs(d1))
+        close(g_eta2[0], (e2p - e2m) / (2 * h), np.abs(d2))
