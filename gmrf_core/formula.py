@@ -1003,7 +1003,7 @@ def formula(
         dropped_fixed=dropped,
         index=data.index,
     )
-    model.fixed_names = fixed_names if blocks else ()
+    model.fixed_names = fixed_names
     return model
 
 

@@ -236,6 +236,7 @@ def test_binomial_bernoulli_nbinomial_and_glm_without_f_terms():
     )
     compare_models(glm, reference, rng, points=1)
     np.testing.assert_array_equal(glm.terms.fixed_positions, [0, 1])
+    assert glm.fixed_names == ("Intercept", "x") and glm.n_fixed == 2
 
 
 def test_group_gives_a_kronecker_block_with_unit_group_precision(frame):
