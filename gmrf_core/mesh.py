@@ -183,15 +183,18 @@ def checked_copy(mesh, owner):
 def _check_no_overlap(points, triangles, doubled_area, owner):
     """Raise InputError unless the triangles' interiors are pairwise disjoint.
 
-    Three tests, each naming the triangles involved: (1) with every triangle oriented
-    counter-clockwise, no directed edge occurs twice: two triangles on the same side
-    of a shared edge overlap near it (duplicate triangles are the special case with
-    the same three nodes; an edge of three or more triangles always has two on one
-    side); (2) no node lies strictly inside a triangle (barycentric coordinates all
-    > 1e-9); (3) the centroid of every triangle lies strictly inside that triangle
-    only. (2) and (3) use the grid search of :func:`projection_matrix`, in one pass.
-    Two overlapping triangles pass all three only if their overlap contains neither
-    a node nor a centroid (edges crossing with no node inside either triangle).
+    Five tests, each naming the triangles or nodes involved: (1) with every triangle
+    oriented counter-clockwise, no directed edge occurs twice: two triangles on the
+    same side of a shared edge overlap near it (duplicate triangles are the special
+    case with the same three nodes; an edge of three or more triangles always has two
+    on one side); (2) the angles around a node sum to 2π if the node is interior and
+    to at most 2π on the boundary (more means its triangles wrap around it twice);
+    (3) no node lies strictly inside a triangle (barycentric coordinates all > 1e-9);
+    (4) the centroid of every triangle lies strictly inside that triangle only;
+    (5) no boundary edge (an edge of one triangle) properly crosses an edge of any
+    triangle. After (1) and (2) the triangles are locally non-overlapping, and two
+    overlapping pieces of mesh either nest (a node inside: 3), coincide (4), or have
+    crossing boundaries (5). (3)–(5) use the grid of :func:`projection_matrix`.
     """
     n_nodes = points.shape[0]
     oriented = triangles.copy()
@@ -215,9 +218,16 @@ def _check_no_overlap(points, triangles, doubled_area, owner):
             f"edge ({int(tails[order[same[0]]])}, {int(heads[order[same[0]]])}), so they "
             "overlap; the triangles must form a valid (non-overlapping) triangulation."
         )
+    undirected = np.minimum(tails, heads) * n_nodes + np.maximum(tails, heads)
+    edge_keys, edge_count = np.unique(undirected, return_counts=True)
+    boundary = edge_keys[edge_count == 1]
+    boundary_edges = np.column_stack([boundary // n_nodes, boundary % n_nodes])
+    _check_angle_sums(points, oriented, boundary_edges, owner)
+    grid = _TriangleGrid(points, triangles)
     strict = 1e-9
     queries = np.vstack([points, points[triangles].mean(axis=1)])
-    for rows, pair_row, pair_triangle, score in _candidate_pairs(points, triangles, queries):
+    pairs = _candidate_pairs(points, triangles, queries, grid=grid)
+    for rows, pair_row, pair_triangle, score in pairs:
         query = rows[pair_row]
         # a node inside any triangle, or a centroid inside a triangle other than its own
         bad = np.flatnonzero((score > strict) & (pair_triangle != query - n_nodes))
@@ -234,6 +244,43 @@ def _check_no_overlap(points, triangles, doubled_area, owner):
             f"{owner}: mesh triangles {[query - n_nodes, triangle]} overlap (the centroid "
             f"of {query - n_nodes} lies inside {triangle}); the triangles must form a valid "
             "(non-overlapping) triangulation."
+        )
+    scale = float(np.ptp(points, axis=0).max()) ** 2
+    crossing = _first_crossing(points, triangles, boundary_edges, grid, 1e-12 * scale)
+    if crossing is not None:
+        edge, triangle = crossing
+        raise InputError(
+            f"{owner}: the boundary edge {boundary_edges[edge].tolist()} of the mesh crosses "
+            f"an edge of triangle {triangle} {triangles[triangle].tolist()}, so triangles "
+            "overlap; the triangles must form a valid (non-overlapping) triangulation."
+        )
+
+
+def _check_angle_sums(points, oriented, boundary_edges, owner):
+    """Angles around interior nodes sum to 2π, around boundary nodes to at most 2π."""
+    n_nodes = points.shape[0]
+    corners = points[oriented]  # (T, 3, 2), counter-clockwise
+    angles = np.empty(oriented.shape)
+    for k in range(3):
+        e1 = corners[:, (k + 1) % 3] - corners[:, k]
+        e2 = corners[:, (k + 2) % 3] - corners[:, k]
+        cross = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        angles[:, k] = np.arctan2(np.abs(cross), np.einsum("ij,ij->i", e1, e2))
+    total = np.bincount(oriented.ravel(), weights=angles.ravel(), minlength=n_nodes)
+    on_boundary = np.zeros(n_nodes, dtype=bool)
+    on_boundary[boundary_edges.ravel()] = True
+    tolerance = 1e-8
+    wrong = np.flatnonzero(
+        np.where(on_boundary, total > 2 * np.pi + tolerance, np.abs(total - 2 * np.pi) > tolerance)
+    )
+    if wrong.size:
+        node = int(wrong[0])
+        raise InputError(
+            f"{owner}: the angles of the triangles around mesh node {node} sum to "
+            f"{total[node] / np.pi:.6g}π ({'boundary' if on_boundary[node] else 'interior'} "
+            "node; a valid triangulation has 2π inside, at most 2π on the boundary), so "
+            "its triangles overlap; the triangles must form a valid (non-overlapping) "
+            "triangulation."
         )
 
 
@@ -386,14 +433,64 @@ def _barycentric(points, triangles, which, locations):
     return np.column_stack([1.0 - l1 - l2, l1, l2])
 
 
-def _candidate_pairs(points, triangles, locations):
-    """(location, triangle) candidate pairs by uniform-grid bucketing, in chunks.
+class _TriangleGrid:
+    """Uniform grid over the mesh's bounding box, each cell listing triangles (about T cells).
 
-    The bounding box of the mesh is cut into about T cells; each triangle is listed
-    in every cell its (slightly padded) bounding box overlaps, and a location is
-    paired only with the triangles listed in its own cell. A point inside a triangle
-    lies in that triangle's bounding box, so its cell always lists the triangle: no
-    containing triangle is missed.
+    Each triangle is listed in every cell its (slightly padded) bounding box overlaps. A
+    point inside a triangle lies in that triangle's bounding box, so the point's cell
+    lists the triangle; a segment inside or across a triangle overlaps its bounding box,
+    so one of the cells of the segment's box lists it: no candidate is missed.
+    """
+
+    def __init__(self, points, triangles):
+        n_triangles = triangles.shape[0]
+        self.low = points.min(axis=0)
+        self.extent = points.max(axis=0) - self.low
+        ratio = self.extent[0] / self.extent[1]
+        nx = int(min(max(1, round(math.sqrt(n_triangles * ratio))), n_triangles))
+        self.ny = int(max(1, round(n_triangles / nx)))
+        self.cells = np.array([nx, self.ny])
+        self.size = self.extent / self.cells
+        self.pad = 1e-9 * self.extent
+        corners = points[triangles]  # (T, 3, 2)
+        owner, cell = self.box_cells(corners.min(axis=1), corners.max(axis=1))
+        order = np.argsort(cell, kind="stable")
+        self.cell_triangles = owner[order]
+        self.cell_start = np.zeros(nx * self.ny + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cell, minlength=nx * self.ny), out=self.cell_start[1:])
+
+    def cell_of(self, xy):
+        """Flat index of the cell of every point (clipped to the grid)."""
+        index = np.clip(np.floor((xy - self.low) / self.size).astype(np.int64), 0, self.cells - 1)
+        return index[:, 0] * self.ny + index[:, 1]
+
+    def box_cells(self, lower, upper):
+        """``(box, cell)`` for every cell that each padded box [lower, upper] overlaps."""
+        first = np.clip(
+            np.floor((lower - self.pad - self.low) / self.size).astype(np.int64), 0, self.cells - 1
+        )
+        last = np.clip(
+            np.floor((upper + self.pad - self.low) / self.size).astype(np.int64), 0, self.cells - 1
+        )
+        width = last - first + 1
+        count = width[:, 0] * width[:, 1]
+        owner = np.repeat(np.arange(lower.shape[0]), count)
+        local = np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)
+        cx = first[owner, 0] + local % width[owner, 0]
+        cy = first[owner, 1] + local // width[owner, 0]
+        return owner, cx * self.ny + cy
+
+    def triangles_of(self, cells):
+        """``(query, triangle)``: every triangle listed in the cell of each query."""
+        begin = self.cell_start[cells]
+        number = self.cell_start[cells + 1] - begin
+        query = np.repeat(np.arange(cells.size), number)
+        slot = np.arange(query.size) - np.repeat(np.cumsum(number) - number, number)
+        return query, self.cell_triangles[begin[query] + slot]
+
+
+def _candidate_pairs(points, triangles, locations, grid=None):
+    """(location, triangle) candidate pairs from a :class:`_TriangleGrid`, in chunks.
 
     Yields
     ------
@@ -404,51 +501,59 @@ def _candidate_pairs(points, triangles, locations):
     score : numpy.ndarray
         Smallest barycentric coordinate of the location in the triangle (>= 0 inside).
     """
-    n_triangles = triangles.shape[0]
-    corners = points[triangles]  # (T, 3, 2)
-    low = points.min(axis=0)
-    extent = points.max(axis=0) - low
-    ratio = extent[0] / extent[1]
-    nx = int(min(max(1, round(math.sqrt(n_triangles * ratio))), n_triangles))
-    ny = int(max(1, round(n_triangles / nx)))
-    cells = np.array([nx, ny])
-    size = extent / cells
-    pad = 1e-9 * extent
-
-    def cell_of(xy):
-        return np.clip(np.floor((xy - low) / size).astype(np.int64), 0, cells - 1)
-
-    first = cell_of(corners.min(axis=1) - pad)
-    last = cell_of(corners.max(axis=1) + pad)
-    width = last - first + 1
-    count = width[:, 0] * width[:, 1]
-    owner = np.repeat(np.arange(n_triangles), count)
-    local = np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)
-    cx = first[owner, 0] + local % width[owner, 0]
-    cy = first[owner, 1] + local // width[owner, 0]
-    cell = cx * ny + cy
-    order = np.argsort(cell, kind="stable")
-    cell_triangles = owner[order]
-    cell_start = np.zeros(nx * ny + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cell, minlength=nx * ny), out=cell_start[1:])
-
-    inside_box = np.all((locations >= low - pad) & (locations <= low + extent + pad), axis=1)
+    grid = _TriangleGrid(points, triangles) if grid is None else grid
+    inside_box = np.all(
+        (locations >= grid.low - grid.pad) & (locations <= grid.low + grid.extent + grid.pad),
+        axis=1,
+    )
     candidates = np.flatnonzero(inside_box)
-    location_cell = cell_of(locations[candidates])
-    location_cell = location_cell[:, 0] * ny + location_cell[:, 1]
+    location_cell = grid.cell_of(locations[candidates])
     chunk = 1 << 16
     for start in range(0, candidates.size, chunk):
         rows = candidates[start : start + chunk]
-        cells_here = location_cell[start : start + chunk]
-        begin = cell_start[cells_here]
-        number = cell_start[cells_here + 1] - begin
-        pair_row = np.repeat(np.arange(rows.size), number)
-        pair_slot = np.arange(pair_row.size) - np.repeat(np.cumsum(number) - number, number)
-        pair_triangle = cell_triangles[begin[pair_row] + pair_slot]
+        pair_row, pair_triangle = grid.triangles_of(location_cell[start : start + chunk])
         score = _barycentric(points, triangles, pair_triangle, locations[rows[pair_row]]).min(
             axis=1
         )
         yield rows, pair_row, pair_triangle, score
+
+
+def _orientation(a, b, c):
+    """Twice the signed area of (a, b, c), row-wise (> 0: counter-clockwise)."""
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def _first_crossing(points, triangles, edges, grid, tolerance):
+    """``(edge, triangle)`` of the first edge that properly crosses an edge of a triangle.
+
+    Proper: the two segments intersect at one point interior to both (every orientation
+    sign beyond ``tolerance``), so edges that share a node or touch never count.
+    """
+    p, q = points[edges[:, 0]], points[edges[:, 1]]
+    chunk = 1 << 14
+    for start in range(0, edges.shape[0], chunk):
+        stop = min(start + chunk, edges.shape[0])
+        owner, cell = grid.box_cells(
+            np.minimum(p[start:stop], q[start:stop]), np.maximum(p[start:stop], q[start:stop])
+        )
+        query, triangle = grid.triangles_of(cell)
+        edge = start + owner[query]
+        if not edge.size:
+            continue
+        key = np.unique(edge * triangles.shape[0] + triangle)
+        edge, triangle = key // triangles.shape[0], key % triangles.shape[0]
+        a, b = p[edge], q[edge]
+        for k in range(3):
+            c = points[triangles[triangle, k]]
+            d = points[triangles[triangle, (k + 1) % 3]]
+            signs = [_orientation(a, b, c), _orientation(a, b, d)]
+            signs += [_orientation(c, d, a), _orientation(c, d, b)]
+            clear = np.all([np.abs(sign) > tolerance for sign in signs], axis=0)
+            crossing = clear & (signs[0] * signs[1] < 0) & (signs[2] * signs[3] < 0)
+            if np.any(crossing):
+                first = np.flatnonzero(crossing)[0]
+                return int(edge[first]), int(triangle[first])
+    return None
 
 
 def _locate(points, triangles, locations, tolerance=1e-10):

@@ -228,3 +228,40 @@ def test_checked_copy_is_not_checked_again(small_mesh, monkeypatch):
     assert not np.array_equal(plain.points[0], copy.points[0])
     projection_matrix(plain, 2.0 * copy.points[:3])  # the mutated original is checked again
     assert len(calls) == 2
+
+
+def _wrapped_fan():
+    """Seven triangles around node 0 whose angles sum to 4π: the fan covers the disc twice."""
+    angles = 4.0 * np.pi * np.arange(7) / 7
+    ring = np.column_stack([np.cos(angles), np.sin(angles)])
+    triangles = [[0, 1 + k, 1 + (k + 1) % 7] for k in range(7)]
+    return Mesh(np.vstack([[0.0, 0.0], ring]), np.array(triangles))
+
+
+def _crossing_slivers():
+    """Two thin triangles crossing near one end: no node and no centroid inside the other."""
+    points = np.array([[0, 0], [10, 0], [0, 0.5], [8, -1], [8.3, -1], [8.15, 3.0]])
+    return Mesh(points, np.array([[0, 1, 2], [3, 4, 5]]))
+
+
+@pytest.mark.parametrize(
+    "mesh, message",
+    [
+        (_wrapped_fan(), r"around mesh node 0 sum to 4π \(interior node"),
+        (_crossing_slivers(), r"boundary edge \[\d, \d\] of the mesh crosses an edge of triangle"),
+    ],
+)
+def test_overlaps_without_a_node_inside_are_found(mesh, message):
+    with pytest.raises(InputError, match=message):
+        check_mesh(mesh, "test")
+
+
+def test_valid_meshes_pass_every_overlap_test():
+    """Quality meshes from Triangle, with and without a margin, and a fan of exactly 2π."""
+    rng = np.random.default_rng(RNG_SEED)
+    for extend in (0.0, 0.3):
+        check_mesh(mesh_from_points(rng.uniform(0, 1, (60, 2)), max_area=0.005, extend=extend), "t")
+    angles = 2.0 * np.pi * np.arange(7) / 7
+    ring = np.column_stack([np.cos(angles), np.sin(angles)])
+    fan = [[0, 1 + k, 1 + (k + 1) % 7] for k in range(7)]
+    check_mesh(Mesh(np.vstack([[0.0, 0.0], ring]), np.array(fan)), "t")
