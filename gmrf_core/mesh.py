@@ -189,7 +189,8 @@ def _check_no_overlap(points, triangles, doubled_area, owner):
     case with the same three nodes; an edge of three or more triangles always has two
     on one side); (2) the angles around a node sum to 2π if the node is interior and
     to at most 2π on the boundary (more means its triangles wrap around it twice);
-    (3) no node lies strictly inside a triangle (barycentric coordinates all > 1e-9);
+    (3) no node lies strictly inside a triangle (barycentric coordinates all > 1e-9)
+    or on an edge of a triangle it is not a corner of (a hanging node: not conforming);
     (4) the centroid of every triangle lies strictly inside that triangle only;
     (5) no boundary edge (an edge of one triangle) properly crosses an edge of any
     triangle. After (1) and (2) the triangles are locally non-overlapping, and two
@@ -227,13 +228,25 @@ def _check_no_overlap(points, triangles, doubled_area, owner):
     strict = 1e-9
     queries = np.vstack([points, points[triangles].mean(axis=1)])
     pairs = _candidate_pairs(points, triangles, queries, grid=grid)
-    for rows, pair_row, pair_triangle, score in pairs:
+    for rows, pair_row, pair_triangle, bary in pairs:
         query = rows[pair_row]
+        ordered = np.sort(bary, axis=1)
         # a node inside any triangle, or a centroid inside a triangle other than its own
-        bad = np.flatnonzero((score > strict) & (pair_triangle != query - n_nodes))
+        inside = ordered[:, 0] > strict
+        # a node on an edge of a triangle it is not a corner of (a hanging node)
+        hanging = (query < n_nodes) & (np.abs(ordered[:, 0]) <= strict) & (ordered[:, 1] > strict)
+        bad = np.flatnonzero((inside | hanging) & (pair_triangle != query - n_nodes))
         if not bad.size:
             continue
-        query, triangle = int(query[bad[0]]), int(pair_triangle[bad[0]])
+        first = bad[0]
+        query, triangle = int(query[first]), int(pair_triangle[first])
+        if hanging[first]:
+            raise InputError(
+                f"{owner}: mesh node {query} lies on an edge of triangle {triangle} "
+                f"{triangles[triangle].tolist()} without being one of its corners (a hanging "
+                "node); the triangles must form a conforming triangulation, where triangles "
+                "meet at whole edges or at corners: split that triangle at the node."
+            )
         if query < n_nodes:
             raise InputError(
                 f"{owner}: mesh node {query} lies inside triangle {triangle} "
@@ -498,8 +511,8 @@ def _candidate_pairs(points, triangles, locations, grid=None):
         Indices of the locations of this chunk.
     pair_row, pair_triangle : numpy.ndarray
         For every candidate pair, its location (index into ``rows``) and triangle.
-    score : numpy.ndarray
-        Smallest barycentric coordinate of the location in the triangle (>= 0 inside).
+    bary : numpy.ndarray, shape (pairs, 3)
+        Barycentric coordinates of the location in the triangle (all >= 0 inside).
     """
     grid = _TriangleGrid(points, triangles) if grid is None else grid
     inside_box = np.all(
@@ -512,10 +525,8 @@ def _candidate_pairs(points, triangles, locations, grid=None):
     for start in range(0, candidates.size, chunk):
         rows = candidates[start : start + chunk]
         pair_row, pair_triangle = grid.triangles_of(location_cell[start : start + chunk])
-        score = _barycentric(points, triangles, pair_triangle, locations[rows[pair_row]]).min(
-            axis=1
-        )
-        yield rows, pair_row, pair_triangle, score
+        bary = _barycentric(points, triangles, pair_triangle, locations[rows[pair_row]])
+        yield rows, pair_row, pair_triangle, bary
 
 
 def _orientation(a, b, c):
@@ -564,7 +575,8 @@ def _locate(points, triangles, locations, tolerance=1e-10):
     on the boundary). Exact for any valid triangulation.
     """
     which = np.full(locations.shape[0], -1, dtype=np.int64)
-    for rows, pair_row, pair_triangle, score in _candidate_pairs(points, triangles, locations):
+    for rows, pair_row, pair_triangle, bary in _candidate_pairs(points, triangles, locations):
+        score = bary.min(axis=1)
         # best candidate per location: sort by (row, -score) and take each row's first
         best = np.lexsort((-score, pair_row))
         head = best[np.r_[True, pair_row[best][1:] != pair_row[best][:-1]]] if best.size else best

@@ -265,3 +265,15 @@ def test_valid_meshes_pass_every_overlap_test():
     ring = np.column_stack([np.cos(angles), np.sin(angles)])
     fan = [[0, 1 + k, 1 + (k + 1) % 7] for k in range(7)]
     check_mesh(Mesh(np.vstack([[0.0, 0.0], ring]), np.array(fan)), "t")
+
+
+def test_hanging_node_is_rejected():
+    """A node on the middle of an edge of a neighbouring triangle: not conforming."""
+    points = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 1.0], [1.0, 0.0], [1.0, -1.0]])
+    # triangle 0 spans the whole bottom edge (0, 1); node 3 splits it for triangles 1, 2
+    triangles = np.array([[0, 1, 2], [0, 4, 3], [3, 4, 1]])
+    with pytest.raises(InputError, match="node 3 lies on an edge of triangle 0.*hanging"):
+        check_mesh(Mesh(points, triangles), "test")
+    # splitting triangle 0 at node 3 makes it conforming
+    conforming = np.array([[0, 3, 2], [3, 1, 2], [0, 4, 3], [3, 4, 1]])
+    check_mesh(Mesh(points, conforming), "test")
