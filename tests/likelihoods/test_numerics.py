@@ -12,8 +12,9 @@ conditioning allows. Every check allows C·ε·(|f| + Σ_x (|x| + 1)|∂f/∂x| 
 ε = 2⁻⁵², x ranging over the arguments (η, θ, log y, ...), and s the size of the terms
 that the data themselves make cancel (e.g. y and μ in y − μ); C = 64. A formulation that
 cancels terms of size r log r or y log μ fails these checks by many orders of magnitude
-(e.g. the negative binomial at log size 25 was off by ~1e-4, the Poisson log density at
-y = 1e15 by ~1).
+(the former formulas: the negative binomial at y = 9, μ = 8 was off by 3e-5 at log size
+25, 1e-2 at 30 and 352 at 40; the Poisson log density at y = μ = 1e15 gave −16.0 for
+−18.19).
 """
 
 import math
