@@ -2,6 +2,7 @@
 and one Dask LocalCluster (2 single-thread worker processes) for the whole test session,
 started on first use and closed when the session ends."""
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -33,6 +34,9 @@ def dask_client(request):
         with warnings.catch_warnings():
             # a LocalCluster on a small machine may warn about its port or memory settings
             warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
+            # when port 8787 is taken (another cluster on the machine), the scheduler's HTTP
+            # server retries on another port and leaves its probe socket to the collector
+            warnings.filterwarnings("ignore", category=ResourceWarning)
             cluster = distributed.LocalCluster(
                 n_workers=2,
                 threads_per_worker=1,
@@ -41,6 +45,7 @@ def dask_client(request):
                 silence_logs=logging.ERROR,
             )
             client = distributed.Client(cluster)
+            gc.collect()  # finalize such sockets here, not later inside some test
         _started["client"] = client
 
         def close():

@@ -360,3 +360,20 @@ def test_inla_same_on_every_executor(pool, client):
             np.testing.assert_allclose(
                 getattr(other, name), getattr(reference, name), rtol=1e-9, atol=1e-10
             )
+
+
+def cached_tokens(model, item):
+    return sorted(parallel.worker_cache_info())
+
+
+def test_release_frees_the_cached_models(model, client):
+    with ThreadPoolExecutor(2) as executor:
+        parallel.map_model(objective_task, model, [model.theta0], executor=executor)
+    assert parallel.worker_cache_info()  # this process ran the threads: it holds a copy
+    parallel.release()
+    assert parallel.worker_cache_info() == {}
+    parallel.map_model(objective_task, model, [model.theta0] * 2, executor=client)
+    parallel.release(client)
+    # only the probe's own model (None) is cached now, on each worker
+    for tokens in parallel.map_model(cached_tokens, None, [0, 1, 2, 3], executor=client):
+        assert len(tokens) == 1
