@@ -336,7 +336,6 @@ def inla(
         _eta_means=eta_means,
         _eta_sds=eta_sds,
         _shifts=shifts,
-        _approximations={},
         model=model,
         theta_names=tuple(model.theta_names),
         natural_names=tuple(name for name, _g in maps),

@@ -170,9 +170,9 @@ class InlaResult:
 
     # ------------------------------------------------------------------------ draws
     def _approximation(self, k):
-        if self._approximations.get(k) is None:
-            self._approximations[k] = self._model.laplace(self.points[k])
-        return self._approximations[k]
+        """The Laplace approximation at point k, recomputed (a warm Newton solve) rather than
+        kept: one factor of H per point would not fit in memory for large models."""
+        return self._model.laplace(self.points[k])
 
     def sample(self, size, rng=None):
         """Joint draws of (θ, x, β) from the approximate posterior.

@@ -20,7 +20,8 @@ def test_sample_honours_constraints_and_moments(grid_result):
     assert np.max(np.abs(z)) < 4.5
     np.testing.assert_allclose(draws["latent"].std(axis=0), res.latent_sd, rtol=0.08)
     again = res.sample(10, rng=3)
-    np.testing.assert_array_equal(again["latent"], res.sample(10, rng=3)["latent"])
+    # the same seed gives the same draws (up to the rounding of the recomputed modes)
+    np.testing.assert_allclose(again["latent"], res.sample(10, rng=3)["latent"], atol=1e-12)
 
 
 def _exact_predictive(res, a_x, a_beta):
