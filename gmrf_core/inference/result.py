@@ -63,6 +63,19 @@ class InlaResult:
         Wall seconds of the stages (mode, hessian, points, marginals, criteria).
     notes : list of str
         Anything the user should know (failed points, skipped criteria, ...).
+    criteria : dict
+        Details of the criteria: ``dic`` (dic, p_d, mean_deviance, deviance_of_mean),
+        ``waic`` (waic, p_waic, lppd), ``cpo``, ``pit``.
+    hessian : numpy.ndarray
+        The finite-difference Hessian of −log π(θ | y) at the mode.
+    coordinates : ZCoordinates
+        The standardised coordinates θ(z) of the integration rule.
+    log_density : numpy.ndarray
+        log π̃(θ_k | y) − log π̃(θ* | y) at the points.
+    fit : DriverResult
+        The mode search (iterations, evaluations, message).
+    model : LatentGaussianModel
+        The model, as given (without the default priors).
     """
 
     def __init__(self, **state):
