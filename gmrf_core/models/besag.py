@@ -20,6 +20,7 @@ from ._structure import (
     laplacian,
 )
 from .base import LatentModel
+from .composite import _constraint_entries_ok
 
 __all__ = ["Besag", "BYM2", "besag_structure"]
 
@@ -60,6 +61,8 @@ def besag_structure(adjacency, scale, owner):
     n = adjacency.shape[0]
     components = graph_components(adjacency)
     connected = [nodes for nodes in components if nodes.size > 1]
+    # one dense sum-to-zero row per component: refuse before allocating, not with MemoryError
+    _constraint_entries_ok(len(connected), n, owner)
     islands = np.array([int(nodes[0]) for nodes in components if nodes.size == 1], np.int64)
     graph_laplacian = laplacian(adjacency)
     connected_factors, log_pdet = graph_scaling(graph_laplacian, connected, owner, scale)

@@ -297,3 +297,17 @@ def test_bym2_bad_input(grid):
         BYM2(grid(2, 2)).precision([0.0, 800.0])
     with pytest.raises(NotSymmetricError):
         BYM2([[1], []])
+
+
+def test_too_many_components_for_dense_constraints(monkeypatch):
+    """k components need a dense k × n constraint matrix: a clear error above the limit."""
+    from gmrf_core.models import composite
+
+    pairs = sp.csr_matrix(sp.block_diag([np.array([[0.0, 1.0], [1.0, 0.0]])] * 20))
+    model = Besag(pairs)  # 20 components of two nodes: exact values, one factorization
+    assert model.rank_deficiency == 20
+    np.testing.assert_allclose(model.scale_factors, 0.25)  # pinv of [[1,-1],[-1,1]] is 1/4
+    assert model.structure_log_pdet == pytest.approx(20 * np.log(2 * 0.25))
+    monkeypatch.setattr(composite, "MAX_CONSTRAINT_ENTRIES", 100)
+    with pytest.raises(InputError, match="too large"):
+        Besag(pairs)
