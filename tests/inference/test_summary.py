@@ -95,3 +95,38 @@ def test_executor_gives_the_serial_result():
     np.testing.assert_allclose(threaded.theta_mode, serial.theta_mode, rtol=1e-9)
     np.testing.assert_allclose(threaded.weights, serial.weights, rtol=1e-8)
     np.testing.assert_allclose(threaded.latent_mean, serial.latent_mean, rtol=1e-8, atol=1e-10)
+
+
+def test_model_with_default_priors_pickles_and_adds_the_priors():
+    import pickle
+
+    from gmrf_core.inference import WithDefaultPriors, default_priors
+
+    model = rw1_gaussian.model(with_priors=False)
+    defaults = default_priors(model)
+    proxy = WithDefaultPriors(model, defaults)
+    theta = np.array([0.7, 1.4])
+    expected = model.objective(theta) - sum(
+        prior.log_density(theta[k]) for k, _name, prior, _d in defaults
+    )
+    # the defaults are the PC priors P(σ > 1) = 0.01, written out here
+    assert (
+        abs(
+            proxy.objective(theta)
+            - (
+                model.objective(theta)
+                - rw1_gaussian.log_pc(theta[0])
+                - rw1_gaussian.log_pc(theta[1])
+            )
+        )
+        < 1e-10
+    )
+    clone = pickle.loads(pickle.dumps(proxy))
+    assert abs(clone.objective(theta) - expected) < 1e-9
+    value, grad = clone.value_and_grad(theta)
+    step = 1e-6
+    numeric = [
+        (clone.objective(theta + step * e) - clone.objective(theta - step * e)) / (2 * step)
+        for e in np.eye(2)
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
