@@ -37,7 +37,10 @@ class LinearPrecision:
 
     def __init__(self, terms, n):
         self.pattern = FixedPattern(terms, n)
-        self.basis = np.vstack([self.pattern.data_of(term) for term in terms])
+        # filled row by row: a stacked copy would double the peak memory of large models
+        self.basis = np.empty((len(terms), self.pattern.nnz))
+        for row, term in zip(self.basis, terms):
+            row[:] = self.pattern.data_of(term)
 
     def matrix(self, coefficients):
         """Σ_j coefficients[j] B_j on the fixed pattern."""
