@@ -390,34 +390,6 @@ def graph_scaling(laplacian_matrix, components, owner, scale):
     return np.exp(log_factors), log_pdet
 
 
-def scaled_structure(structure, null_space, owner, scale, grounded=None):
-    """Optionally Sørbye–Rue scale an intrinsic structure; return (R*, log|R*|*, factor).
-
-    With c = exp(mean(log diag(R⁺))) (geometric mean of the constrained marginal
-    variances), R* = c R has constrained marginal variances with geometric mean 1
-    (Sørbye & Rue 2014, Spatial Statistics 8, 39-51), and
-    log|R*|* = (n - k) log c + log|R|*. ``grounded`` is passed to
-    :func:`intrinsic_structure`; without scaling only log|R|* is computed.
-
-    Returns
-    -------
-    structure : scipy.sparse.csc_matrix
-    log_pdet : float
-    factor : float
-        c (1.0 when ``scale`` is False).
-    """
-    n = structure.shape[0]
-    k = np.asarray(null_space).reshape(n, -1).shape[1]
-    variances, log_pdet = intrinsic_structure(
-        structure, null_space, owner, grounded=grounded, variances=scale
-    )
-    if not scale:
-        return sp.csc_matrix(structure), log_pdet, 1.0
-    log_factor = float(np.mean(np.log(variances)))
-    factor = math.exp(log_factor)
-    return sp.csc_matrix(structure * factor), log_pdet + (n - k) * log_factor, factor
-
-
 class IntrinsicStructureModel(LatentModel):
     """Q = τ R* for a fixed (optionally scaled) intrinsic structure R*; θ = (log τ,).
 
