@@ -777,6 +777,12 @@ class Symbolic:
             _raise_for(code, bad, row=rows[bad], col=cols[bad])
         return pos
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # an unpickled copy keeps its pattern read-only too
+        self._indptr.flags.writeable = False
+        self._indices.flags.writeable = False
+
     def factorize(self, Q):
         """Numeric factorization of ``Q`` (same pattern as analysed) -> :class:`Factor`."""
         factor = Factor(self)

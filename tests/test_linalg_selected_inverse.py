@@ -162,6 +162,8 @@ def test_ownership_checks():
     # pickled together, the copies keep their relation; the token survives alone
     factor_copy, fresh_copy = pickle.loads(pickle.dumps((factor, fresh)))
     fresh_copy.check_belongs_to(factor_copy)
-    assert pickle.loads(pickle.dumps(symbolic)).pattern_token == symbolic.pattern_token
+    unpickled = pickle.loads(pickle.dumps(symbolic))
+    assert unpickled.pattern_token == symbolic.pattern_token
+    assert not unpickled._indices.flags.writeable
     with pytest.raises(gm.InputError):
         Z.check_belongs_to(Q)
