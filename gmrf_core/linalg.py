@@ -758,8 +758,10 @@ class Symbolic:
             )
         if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= self.n):
             raise InputError(f"indices out of range for a {self.n} x {self.n} matrix.")
-        rows = rows.astype(np.int64, copy=False)
-        cols = cols.astype(np.int64, copy=False)
+        # int32 and int64 indices go to the kernel as they are (no copies)
+        if rows.dtype not in (np.int32, np.int64) or cols.dtype != rows.dtype:
+            rows = rows.astype(np.int64)
+            cols = cols.astype(np.int64)
         pos = np.empty(rows.size, dtype=np.int64)
         code, bad = _kselinv._locate(
             self.n,

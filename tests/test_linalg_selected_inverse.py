@@ -167,3 +167,16 @@ def test_ownership_checks():
     assert not unpickled._indices.flags.writeable
     with pytest.raises(gm.InputError):
         Z.check_belongs_to(Q)
+
+
+def test_positions_accept_int32_and_int64_alike():
+    Q = spde_like(6)
+    symbolic = gm.analyze(Q)
+    coo = Q.tocoo()
+    wide = symbolic.positions(coo.row.astype(np.int64), coo.col.astype(np.int64))
+    narrow = symbolic.positions(coo.row.astype(np.int32), coo.col.astype(np.int32))
+    mixed = symbolic.positions(coo.row.astype(np.int32), coo.col.astype(np.uint16))
+    assert np.array_equal(wide, narrow) and np.array_equal(wide, mixed)
+    Z = symbolic.factorize(Q).selected_inverse()
+    inverse = np.linalg.inv(Q.toarray())
+    np.testing.assert_allclose(Z.values_at_positions(narrow), inverse[coo.row, coo.col], rtol=1e-9)
