@@ -44,7 +44,7 @@ def worker(model_name, size):
     from gmrf_core import models
 
     cls = getattr(models, model_name)
-    cls(lattice(6))  # warm-up: Numba caches loaded, not timed
+    cls(lattice(12))  # warm-up (the baseline's banded path too): Numba caches loaded, not timed
     graph = lattice(size)
     start = time.perf_counter()
     try:
