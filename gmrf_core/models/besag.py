@@ -114,8 +114,9 @@ class Besag(IntrinsicStructureModel):
     :func:`gmrf_core.models._structure.graph_scaling`: one sparse Cholesky
     factorization (:func:`gmrf_core.analyze`) of the Laplacian grounded at one node
     per component, its selected inverse and one solve give the constrained marginal
-    variances and log|R|* of every component at once (the 10⁶-node lattice takes a
-    few seconds). Without scaling only the factorization is needed.
+    variances and log|R|* of every component at once (Besag on the 10⁶-node lattice
+    graph: 7 s on two cores, bench/compare_besag.py). Without scaling only the
+    factorization is needed.
 
     Parameters
     ----------
