@@ -9,11 +9,15 @@
    selected inversion and one adjoint solve whatever the number of hyperparameters.
 3. Exact gradient vs central finite differences (2p objective evaluations): time
    ratio and accuracy side by side.
+4. Evaluations along a moving θ (each call warm-started from the mode at another θ, as
+   inside an optimizer; objective and value_and_grad in turns), and a real L-BFGS-B path
+   (gm.fit from θ0): factorizations of H and of Q̃ per evaluation.
 
-Usage: python bench/compare_gradient.py [--size 500] [--repeat 5]
+Usage: python bench/compare_gradient.py [--size 500] [--repeat 5] [--no-fit]
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -62,6 +66,52 @@ def anisotropic_prior(m, k):
     return models.Custom(m * m, precision, precision_grad, theta0, names, pattern=pattern)
 
 
+@contextlib.contextmanager
+def counting_factorizations(model):
+    """Count numeric factorizations of H and of Q̃ (by symbolic analysis) inside the block."""
+    counts = {"H": 0, "Q": 0}
+    original = gm.Factor.refactorize
+
+    def counting(self, Q):
+        if self.symbolic is model.symbolic:
+            counts["H"] += 1
+        elif self.symbolic is model.structure.prior_symbolic:
+            counts["Q"] += 1
+        return original(self, Q)
+
+    gm.Factor.refactorize = counting
+    try:
+        yield counts
+    finally:
+        gm.Factor.refactorize = original
+
+
+def moving_theta(model, theta, repeat):
+    """Median seconds of objective and value_and_grad, and factorizations per call, along
+    θ_j = θ + 0.05 (cos j, sin j, ...): every call starts from the mode at θ_(j-1)."""
+    p = theta.size
+    path = [
+        theta + 0.05 * np.cos(j + np.arange(p) * np.pi / (2 * max(p, 1)))
+        for j in range(2 * repeat + 1)
+    ]
+    model.objective(path[0])
+    times = {"objective": [], "gradient": []}
+    with counting_factorizations(model) as counts:
+        per = {"objective": [0, 0], "gradient": [0, 0]}
+        for j, point in enumerate(path[1:]):
+            kind = "objective" if j % 2 == 0 else "gradient"
+            before = (counts["H"], counts["Q"])
+            t0 = time.perf_counter()
+            model.objective(point) if kind == "objective" else model.value_and_grad(point)
+            times[kind].append(time.perf_counter() - t0)
+            per[kind][0] += counts["H"] - before[0]
+            per[kind][1] += counts["Q"] - before[1]
+    calls = {kind: len(values) for kind, values in times.items()}
+    medians = {kind: float(np.median(values)) for kind, values in times.items()}
+    factorizations = {kind: (h / calls[kind], q / calls[kind]) for kind, (h, q) in per.items()}
+    return medians, factorizations
+
+
 def finite_differences(model, theta, h=1e-5):
     grad = np.zeros(theta.size)
     for k in range(theta.size):
@@ -75,6 +125,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-fit", action="store_true", help="skip the L-BFGS-B path")
     args = parser.parse_args()
     m = args.size
     rng = np.random.default_rng(0)
@@ -132,6 +183,39 @@ def main():
         t_fd = time.perf_counter() - t0
         rel = np.abs(grad - fd).max() / np.abs(fd).max()
         print(f"{label:<26}{t_exact:>9.2f}{t_fd:>9.2f}{t_fd / t_exact:>10.2f}{rel:>15.1e}")
+
+    print()
+    print(
+        "moving θ (each call warm-started from the mode at another θ, steps of 0.05; "
+        "objective and value_and_grad in turns)"
+    )
+    print(
+        f"{'prior':<26}{'objective s':>12}{'value_and_grad s':>18}{'ratio':>8}"
+        f"{'H/obj':>8}{'Q/obj':>8}{'H/grad':>8}{'Q/grad':>8}"
+    )
+    for label, model, theta, _t_obj, _t_grad in rows:
+        medians, fact = moving_theta(model, theta, args.repeat)
+        print(
+            f"{label:<26}{medians['objective']:>12.2f}{medians['gradient']:>18.2f}"
+            f"{medians['gradient'] / medians['objective']:>8.2f}"
+            f"{fact['objective'][0]:>8.2f}{fact['objective'][1]:>8.2f}"
+            f"{fact['gradient'][0]:>8.2f}{fact['gradient'][1]:>8.2f}"
+        )
+    if not args.no_fit:
+        print()
+        print("a real L-BFGS-B path (gm.fit from θ0, std_err=False): factorizations per evaluation")
+        print(f"{'prior':<26}{'evaluations':>12}{'H/eval':>8}{'Q/eval':>8}{'seconds':>9}")
+        for label, model, _theta, _t_obj, _t_grad in rows[:2]:
+            model._last_mode = None
+            with counting_factorizations(model) as counts:
+                t0 = time.perf_counter()
+                result = gm.fit(model, progress=False, std_err=False)
+                elapsed = time.perf_counter() - t0
+            nfev = result.nfev
+            print(
+                f"{label:<26}{nfev:>12d}{counts['H'] / nfev:>8.2f}{counts['Q'] / nfev:>8.2f}"
+                f"{elapsed:>9.1f}  (success={result.success})"
+            )
 
 
 if __name__ == "__main__":
