@@ -50,6 +50,8 @@ _EPS = np.finfo(float).eps
 # step would move η by at most _ETA_FINAL (log|H| depends on η to first order).
 _ETA_ENTER = 1e-4
 _ETA_FINAL = 1e-8
+# The mode predictor is used only when it moves the linear predictor by at most this much.
+_PREDICT_MAX_ETA = 1.0
 
 
 @dataclass
@@ -86,7 +88,7 @@ class _Evaluation:
     """Everything one objective evaluation computes at θ, computed once; holds the work
     factors it borrowed from the model's pools until :meth:`close`."""
 
-    def __init__(self, model, theta, z0):
+    def __init__(self, model, theta, z0, linearization=None):
         s = model.structure
         self.theta = s.split_theta(theta)
         self.Q_tilde = s.prior_precision(self.theta.prior)
@@ -96,9 +98,37 @@ class _Evaluation:
         self.sensitivities = None  # (diag(Ã Σ_c Ãᵀ), v), for the derivatives
         self.dQ = self.dmu = None  # dQ̃/dθ_k values and dμ̃/dθ_k, for the derivatives
         try:
-            item = s.hessian_pool.acquire()
+            preferred = None if linearization is None else linearization[1]
+            item = s.hessian_pool.acquire(preferred)
             self._held = (s.hessian_pool, item)
-            self.mode = model._newton(self.theta.likelihood, self.Q_tilde, self.mu, z0, item)
+            start = z0
+            if (
+                z0 is not None
+                and item is preferred
+                and item[1] is not None
+                and item[1].factorizations == linearization[2]
+            ):
+                # the factor of H at the last mode is still there, unchanged: predict the
+                # new mode from it before Newton refactorizes it
+                start = model._predict(
+                    self.theta.likelihood, self.Q_tilde, self.mu, z0, linearization[0]
+                )
+            self.item = item
+            self.mode = None
+            # a warm start never makes an evaluation fail: on failure Newton starts again
+            # from the last mode (without the prediction), then from the prior mean
+            starts = (
+                [start] + ([z0] if start is not z0 else []) + ([None] if z0 is not None else [])
+            )
+            for k, z_start in enumerate(starts):
+                try:
+                    self.mode = model._newton(
+                        self.theta.likelihood, self.Q_tilde, self.mu, z_start, item
+                    )
+                    break
+                except ConvergenceError:
+                    if k == len(starts) - 1:
+                        raise
             self.prior_logdet = s.prior_logdet(self.theta.prior, self.Q_tilde)
             self.r = self.mode.z - self.mu
             self.value = (
@@ -281,6 +311,14 @@ class LatentGaussianModel:
         self.newton_tol = float(newton_tol)
         self.max_newton = int(max_newton)
         self._last_mode = None
+        # (ConstrainedFactor of H at the last mode, its pool item, the factor's count of
+        # factorizations then): the linearization that predicts the next mode
+        self._last_linearization = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_last_linearization"] = None  # work factors are not part of a model's value
+        return state
 
     # the structure's names, kept on the model
     prior = property(lambda self: self.structure.prior)
@@ -315,6 +353,27 @@ class LatentGaussianModel:
         ll = self.likelihood.log_density(self.structure.linear_predictor(z), theta_lik)
         quad = 0.5 * float(r @ (Q_tilde @ r))
         return -ll + quad, ll, 64.0 * _EPS * (abs(ll) + quad + 1.0)
+
+    def _predict(self, theta_lik, Q_tilde, mu, z, constrained):
+        """First-order prediction of the mode at a new θ from the mode z at the last θ.
+
+        One Newton step at the new θ with the last Hessian (its factor is still in the
+        pool): z − Σ_c,old ∇g_new(z). Since ∇g_old(z) = 0, ∇g_new(z) ≈ ∂(∇_z g)/∂θ · Δθ, so
+        this is z*(θ_old) + (dz*/dθ) Δθ (implicit function theorem) up to second order, for
+        one solve and no factorization. Kept only where it lowers g at the new θ.
+        """
+        s = self.structure
+        g0, _ll, _rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
+        d1, _d2, _d3 = self.likelihood.eta_derivatives(s.linear_predictor(z), theta_lik)
+        grad = -(self.A_full.T @ d1) + Q_tilde @ (z - mu)
+        if not (np.isfinite(g0) and np.all(np.isfinite(grad))):
+            return z
+        step = -constrained.solve(grad)
+        if not np.max(np.abs(s.A_obs @ step), initial=0.0) <= _PREDICT_MAX_ETA:
+            return z  # a large move of θ: outside the first-order region
+        predicted = s.feasible(z + step)
+        g1, _ll, _rounding = self._neg_log_joint(predicted, Q_tilde, mu, theta_lik)
+        return predicted if np.isfinite(g1) and g1 < g0 else z
 
     def _newton(self, theta_lik, Q_tilde, mu, z0, item):
         """Newton's method for z* = argmin g on the constraint surface -> :class:`Mode`.
@@ -397,8 +456,14 @@ class LatentGaussianModel:
     # -- evaluations -------------------------------------------------------------------------
     def _evaluate(self, theta):
         """An open :class:`_Evaluation` at θ, warm-started from the last mode."""
-        evaluation = _Evaluation(self, theta, self._last_mode)
+        evaluation = _Evaluation(self, theta, self._last_mode, self._last_linearization)
         self._last_mode = evaluation.mode.z.copy()
+        constrained = evaluation.mode.constrained
+        self._last_linearization = (
+            constrained,
+            evaluation.item,
+            constrained.factor.factorizations,
+        )
         return evaluation
 
     def _sensitivities(self, ev):

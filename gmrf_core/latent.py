@@ -93,9 +93,13 @@ class FactorPool:
         matrix = sp.csc_matrix((np.zeros(indices.size), indices, indptr), shape=shape)
         return [matrix, None]  # the factor is created on the first factorization
 
-    def acquire(self):
-        """A free work item [matrix, factor] (a new one when all are in use)."""
+    def acquire(self, preferred=None):
+        """A free work item [matrix, factor] (a new one when all are in use); ``preferred``
+        when it is free (a caller that wants the factor it left there)."""
         with self._lock:
+            for k, item in enumerate(self._free):
+                if item is preferred:
+                    return self._free.pop(k)
             return self._free.pop() if self._free else self._new()
 
     def release(self, item):

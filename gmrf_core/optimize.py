@@ -481,7 +481,7 @@ def fit(
         raise InputError("theta0 lies outside the bounds.")
     stream = sys.stdout if stream is None else stream
     start = time.perf_counter()
-    kept = {"approximation": None}
+    kept = {"approximation": None, "modes": {}}
 
     def fun_and_grad(theta):
         # the previous approximation's factor goes back to the pool before the next
@@ -491,6 +491,9 @@ def fit(
             kept["approximation"] = None
         value, grad, approximation = model._value_grad_approximation(theta)
         kept["approximation"] = approximation
+        best = kept["modes"].get("best")
+        if best is None or value < best[1]:
+            kept["modes"]["best"] = (theta.copy(), value, approximation.mode.copy())
         return value, grad
 
     if progress:
@@ -510,6 +513,10 @@ def fit(
     if approximation is None or not np.array_equal(approximation.theta, theta):
         if approximation is not None:
             approximation._release()
+        best = kept["modes"].get("best")
+        if best is not None and np.array_equal(best[0], theta):
+            # Newton from the mode found at θ̂ itself: converged at once
+            model._last_mode, model._last_linearization = best[2], None
         approximation = model.laplace(theta)
     if std_err:
         se, hess = standard_errors(model.gradient, theta)

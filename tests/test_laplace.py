@@ -479,3 +479,37 @@ def test_laplace_approximation_sample_constrained_and_objective():
         np.diag(model.A_full @ cov_c @ model.A_full.T.toarray()),
         rtol=1e-9,
     )
+
+
+def test_mode_predictor_saves_factorizations_and_changes_no_value(monkeypatch):
+    """Along a moving θ (steps of 0.05, as inside an optimizer) Newton starts from the
+    first-order prediction of the mode: fewer factorizations of H than from the last mode,
+    the same objective values as cold starts."""
+    from gmrf_core import laplace, linalg
+
+    model, theta = make_case("matern-poisson")
+    path = [theta + 0.05 * np.array([np.cos(j), np.sin(j)]) for j in range(12)]
+    counts = {"H": 0}
+    original = linalg.Factor.refactorize
+
+    def counting(self, Q):
+        counts["H"] += self.symbolic is model.symbolic
+        return original(self, Q)
+
+    monkeypatch.setattr(linalg.Factor, "refactorize", counting)
+    model.objective(path[0])
+    counts["H"] = 0
+    predicted = [model.objective(t) for t in path[1:]]
+    with_prediction = counts["H"]
+    monkeypatch.setattr(laplace, "_PREDICT_MAX_ETA", -1.0)  # prediction off
+    model.objective(path[0])
+    counts["H"] = 0
+    plain = [model.objective(t) for t in path[1:]]
+    without_prediction = counts["H"]
+    assert with_prediction < without_prediction
+    cold = []
+    for t in path[1:]:
+        model._last_mode = None
+        cold.append(model.objective(t))
+    np.testing.assert_allclose(predicted, cold, rtol=1e-10)
+    np.testing.assert_allclose(plain, cold, rtol=1e-10)
