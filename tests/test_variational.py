@@ -158,7 +158,9 @@ def test_elbo_matches_dense_computation_on_the_constraint_surface():
     eta_var = np.einsum("ij,jk,ik->i", a, cov, a)
     np.testing.assert_allclose(q.marginal_variance(), np.diag(cov), rtol=1e-9)
     observed = model.likelihood.observed
-    np.testing.assert_allclose(q.predictor_variance[observed], eta_var[observed], rtol=1e-9)
+    np.testing.assert_allclose(
+        q.linear_predictor_variance()[observed], eta_var[observed], rtol=1e-9
+    )
     y = model.likelihood.y[observed]
     # Poisson: E[y η − e^η − log y!] in closed form
     expected = np.sum(

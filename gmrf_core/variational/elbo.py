@@ -38,7 +38,7 @@ def _check_quadrature(points):
 # -- expectations under q ----------------------------------------------------------------------
 def _nodes(q, points):
     nodes, weights = _gauss_hermite(points)
-    sd = np.sqrt(q.predictor_variance)
+    sd = np.sqrt(q._eta_variance)
     return nodes, weights, sd
 
 

@@ -42,9 +42,9 @@ class VariationalGaussian:
         Cholesky factor of Λ (a private copy).
     logdet : float
         log det(BᵀΛB): the log-determinant of q's precision on the constraint surface.
-    predictor_mean, predictor_variance : numpy.ndarray, shape (n_obs,)
-        Marginal mean Ãm + offset and variance diag(Ã Σ_c Ãᵀ) of η (variance 0 where
-        missing).
+    predictor_mean : numpy.ndarray, shape (n_obs,)
+        Marginal mean Ãm + offset of η (its variances: :meth:`linear_predictor_variance`,
+        the same name as on :class:`~gmrf_core.LaplaceApproximation`).
     """
 
     def __init__(self, model, theta, base_precision, base_linear, lam, gam, mean, constrained):
@@ -63,8 +63,12 @@ class VariationalGaussian:
         self.selected_inverse = constrained.selected_inverse()
         self.logdet = constrained.logdet()
         self.predictor_mean = structure.linear_predictor(mean)
-        self.predictor_variance = np.maximum(structure.predictor_variance(constrained), 0.0)
+        self._eta_variance = np.maximum(structure.predictor_variance(constrained), 0.0)
         self._variance = None
+
+    def linear_predictor_variance(self):
+        """Variances diag(Ã Σ_c Ãᵀ) of η under q, one per observation (0 where missing)."""
+        return self._eta_variance.copy()
 
     @property
     def sites(self):
