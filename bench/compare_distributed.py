@@ -55,6 +55,39 @@ def timed_gradient(model, theta):
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
+CEILING_SCRIPT = """
+import sys, time
+sys.path.insert(0, {bench!r})
+from threadpoolctl import threadpool_limits
+threadpool_limits(1)
+from compare_distributed import matern_poisson
+model = matern_poisson({side}, seed=3)
+model.gradient(model.theta0)
+t0 = time.perf_counter()
+for k in range({count}):
+    model.gradient(model.theta0 + 1e-3 * k)
+print(time.perf_counter() - t0)
+"""
+
+
+def machine_ceiling(side, count):
+    """Speed-up two plain processes get over one on this machine for the same gradient work
+    (no executor involved): 2 · t(alone) / t(two at once). The ceiling of any 2-worker run."""
+    import subprocess
+
+    code = CEILING_SCRIPT.format(
+        bench=os.path.dirname(os.path.abspath(__file__)), side=side, count=count
+    )
+
+    def start():
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+    alone = float(start().communicate()[0])
+    pair = [start(), start()]
+    together = max(float(p.communicate()[0]) for p in pair)
+    return alone, together, 2 * alone / together
+
+
 def turns(candidates, repeat):
     """Median wall time of each candidate, the candidates timed in turns."""
     times = {label: [] for label in candidates}
@@ -95,6 +128,11 @@ def main():
     print(f"LocalCluster(2 workers × 1 thread) up in {time.perf_counter() - t0:.1f} s")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
 
+    alone, together, ceiling = machine_ceiling(args.fit_size, 8)
+    print(
+        f"machine ceiling: 8 gradients at {args.fit_size}² in one process {alone:.2f} s, in each "
+        f"of two processes at once {together:.2f} s: 2 processes do {ceiling:.2f}× the work of one"
+    )
     # first task on a fresh worker: Numba kernels from the on-disk cache, not compiled
     small = matern_poisson(40, seed=0)
     small.gradient(small.theta0)
