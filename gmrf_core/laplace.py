@@ -107,6 +107,7 @@ class _Evaluation:
                 and item is preferred
                 and item[1] is not None
                 and item[1].factorizations == linearization[2]
+                and not np.array_equal(linearization[3], self.theta.full)
             ):
                 # the factor of H at the last mode is still there, unchanged: predict the
                 # new mode from it before Newton refactorizes it
@@ -463,6 +464,7 @@ class LatentGaussianModel:
             constrained,
             evaluation.item,
             constrained.factor.factorizations,
+            evaluation.theta.full,  # at the same θ again the last mode needs no prediction
         )
         return evaluation
 
