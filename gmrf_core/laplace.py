@@ -252,10 +252,12 @@ class LatentGaussianModel:
     newton_tol : float
         Newton's decrement test: the final (polishing) full step is taken once
         λ²/2 = −½ ∇gᵀΔ ≤ ``newton_tol · max(1, |g|)`` and the step moves η by at
-        most 1e-4; the polished point is accepted when the next step would move η by
-        at most 1e-8 (log|H| depends on the mode to first order, so the objective is
-        only as exact as η*), or when the step is below what z can resolve in floating
-        point. Anything else is iterated, and :class:`ConvergenceError` raised after
+        most 1e-4 (or the step is below what z can resolve in floating point); the
+        polished point, with H refactorized there, is accepted when the next step would
+        move η by at most 1e-8 or is below rounding (log|H| depends on the mode to first
+        order, so the objective is only as exact as η*; one polishing step at least
+        makes results reproducible to rounding whatever the warm start). Anything else
+        is iterated, and :class:`ConvergenceError` raised after
         ``max_newton`` iterations or when the line search finds no decrease: Newton
         never returns a point that is not the mode.
     max_newton : int
@@ -416,11 +418,11 @@ class LatentGaussianModel:
             at_rounding = np.max(np.abs(step), initial=0.0) <= 64.0 * _EPS * (
                 1.0 + np.max(np.abs(z), initial=0.0)
             )
-            if at_rounding or (polishing and small and eta_move <= _ETA_FINAL):
+            if polishing and (at_rounding or (small and eta_move <= _ETA_FINAL)):
                 return Mode(z, eta, d1, d2, constrained, g, ll, iteration)
             if iteration > self.max_newton:
                 break
-            if small and eta_move <= _ETA_ENTER:
+            if at_rounding or (small and eta_move <= _ETA_ENTER):
                 # ½ log|H| depends on z to first order, so the objective is only as
                 # accurate as the mode itself: a full step in the quadratic region squares
                 # the error (Newton's quadratic convergence); the next iteration checks it
