@@ -20,6 +20,7 @@ Thread safety: a LatentStructure is read-only after set-up except for its pools 
 work factors, which hand each call its own factor (see :class:`FactorPool`).
 """
 
+import numbers
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ __all__ = [
     "prior_cotangent",
     "prior_partials",
 ]
+
+
+def _is_real_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def _append_diagonal(M, diagonal):
@@ -478,6 +483,12 @@ class LatentStructure:
             return theta
         if np.iscomplexobj(theta):
             raise InputError(f"theta must be real; got {theta!r}.")
+        # NumPy would parse strings ("0.2") and unwrap object arrays: only numbers are θ
+        raw = np.asarray(theta)
+        if raw.dtype.kind not in "biuf" and not (
+            raw.dtype.kind == "O" and all(_is_real_number(v) for v in raw.reshape(-1))
+        ):
+            raise InputError(f"theta must be a vector of real numbers; got {theta!r}.")
         try:
             values = np.asarray(theta, dtype=float).reshape(-1)
         except (TypeError, ValueError) as exc:

@@ -223,3 +223,10 @@ def test_an_intrinsic_prior_needs_an_analytic_log_determinant():
     )
     with pytest.raises(gm.InputError, match="intrinsic"):
         LatentStructure(prior, likelihoods.Poisson(np.ones(n)))
+
+
+@pytest.mark.parametrize("theta", [[0.1, "0.2"], ["0.1", "0.2"], [0.1, None]])
+def test_theta_of_strings_or_objects_is_refused(theta):
+    model = gm.LatentGaussianModel(models.IID(3), likelihoods.Gaussian(np.array([0.1, 0.2, 0.3])))
+    with pytest.raises(gm.InputError, match="real numbers"):
+        model.objective(theta)

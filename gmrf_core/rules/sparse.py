@@ -40,7 +40,7 @@ set-up, so the tests of these rules protect those gradients.
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError
+from ..errors import InputError, NotSymmetricError, PatternError
 from ..linalg import as_csc, cholesky
 
 __all__ = [
@@ -57,6 +57,10 @@ __all__ = [
 ]
 
 _LOG_2PI = np.log(2.0 * np.pi)
+
+
+# relative tolerance of the tangents' symmetry check (as the dense rules')
+SYMMETRY_RTOL = 1e-8
 
 
 def _prepare(Q, factor):
@@ -81,6 +85,25 @@ def _tangent_on_pattern(Q, Q_dot, name="Q_dot"):
         raise InputError(f"{name} must have shape {Q.shape}; got {Q_dot.shape}.")
     if not np.all(np.isfinite(Q_dot.data)):
         raise InputError(f"{name} has NaN or infinite entries.")
+    # the rules read Q⁻¹ only on Q's pattern (selected inversion), so a tangent entry off
+    # that pattern would be silently dropped; a non-symmetric one is not a tangent of a
+    # symmetric Q
+    magnitude = abs(Q_dot)
+    outside = sp.csc_matrix(magnitude - magnitude.multiply(_pattern_like(Q, np.ones(Q.nnz))))
+    outside.eliminate_zeros()
+    if outside.nnz:
+        row, col = outside.nonzero()
+        raise PatternError(
+            f"{name} has a nonzero at ({row[0]}, {col[0]}), outside Q's sparsity pattern; "
+            f"a tangent must lie on Q's pattern."
+        )
+    scale = float(magnitude.max()) if Q_dot.nnz else 0.0
+    asymmetry = abs(Q_dot - Q_dot.T)
+    if asymmetry.nnz and float(asymmetry.max()) > SYMMETRY_RTOL * scale:
+        raise NotSymmetricError(
+            f"{name} is not symmetric (max |{name} − {name}ᵀ| = {float(asymmetry.max()):.3g}); "
+            f"a tangent of a symmetric Q must be symmetric."
+        )
     return Q_dot
 
 

@@ -196,3 +196,20 @@ def test_a_factor_of_another_pattern_is_refused():
     for rule in (rules.logdet_vjp, rules.logdet_jvp):
         with pytest.raises(gm.InputError, match="pattern"):
             rule(Q, *([Q] if rule is rules.logdet_jvp else []), factor=other)
+
+
+def test_tangents_off_the_pattern_or_not_symmetric_are_refused():
+    Q = sp.csc_matrix(gm.datasets.laplacian_2d(3) + sp.eye(9))
+    off = Q.tolil()
+    off[0, 8] = off[8, 0] = 1.0  # (0, 8) is not on a 3 x 3 lattice's pattern
+    with pytest.raises(gm.PatternError, match=r"\(0, 8\)"):
+        rules.logdet_jvp(Q, sp.csc_matrix(off))
+    skew = Q.tolil()
+    skew[0, 1] = 5.0
+    with pytest.raises(gm.NotSymmetricError, match="symmetric"):
+        rules.logdet_jvp(Q, sp.csc_matrix(skew))
+    with pytest.raises(gm.PatternError):
+        rules.quad_jvp(Q, np.ones(9), sp.csc_matrix(off), None)
+    # a tangent on a sub-pattern (the diagonal) is still accepted and exact
+    y, y_dot = rules.logdet_jvp(Q, sp.eye(9, format="csc"))
+    assert np.isclose(y_dot, np.trace(np.linalg.inv(Q.toarray())), rtol=1e-12)
