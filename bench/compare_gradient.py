@@ -17,7 +17,6 @@ Usage: python bench/compare_gradient.py [--size 500] [--repeat 5] [--no-fit]
 """
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ from _env import interleaved_medians  # noqa: E402
 
 import gmrf_core as gm  # noqa: E402
 from gmrf_core import likelihoods, models  # noqa: E402
+from gmrf_core.testing import counting_factorizations  # noqa: E402
 
 
 def lattice_parts(m):
@@ -64,26 +64,6 @@ def anisotropic_prior(m, k):
     theta0 = np.log([0.05, 0.1, 0.1, 1.0, 1.0, 0.5] if k == 6 else [0.05, 1.0])
     names = tuple(f"log_w{j}" for j in range(k))
     return models.Custom(m * m, precision, precision_grad, theta0, names, pattern=pattern)
-
-
-@contextlib.contextmanager
-def counting_factorizations(model):
-    """Count numeric factorizations of H and of Q̃ (by symbolic analysis) inside the block."""
-    counts = {"H": 0, "Q": 0}
-    original = gm.Factor.refactorize
-
-    def counting(self, Q):
-        if self.symbolic is model.symbolic:
-            counts["H"] += 1
-        elif self.symbolic is model.structure.prior_symbolic:
-            counts["Q"] += 1
-        return original(self, Q)
-
-    gm.Factor.refactorize = counting
-    try:
-        yield counts
-    finally:
-        gm.Factor.refactorize = original
 
 
 def moving_theta(model, theta, repeat):

@@ -44,6 +44,7 @@ absolute and relative errors, the step, and the random seed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -51,9 +52,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import InputError, PatternError
+from .linalg import Factor
 from .pattern import FixedPattern
 
-__all__ = ["CheckResult", "check_jvp", "check_vjp", "check_grad"]
+__all__ = ["CheckResult", "check_jvp", "check_vjp", "check_grad", "counting_factorizations"]
 
 _EPS = np.finfo(np.float64).eps
 _ROUNDING_FACTOR = 100.0
@@ -935,3 +937,42 @@ def _gradient_values(primal, gradient):
         dense = _dense(gradient)
         return np.asarray(dense[rows, cols], dtype=np.float64).ravel()
     return np.asarray(_dense(gradient), dtype=np.float64).ravel()
+
+
+@contextlib.contextmanager
+def counting_factorizations(model):
+    """Count the numeric factorizations of H and of Q̃ that ``model`` runs inside the block.
+
+    Factorizations are told apart by their symbolic analysis (H's: ``model.symbolic``;
+    Q̃'s: ``model.structure.prior_symbolic``), so every work factor of the model's pools
+    is counted, failed attempts included.
+
+    Parameters
+    ----------
+    model : LatentGaussianModel
+
+    Yields
+    ------
+    dict
+        ``{"H": int, "Q": int}``, updated while the block runs.
+
+    Notes
+    -----
+    :meth:`Factor.refactorize` is replaced for the duration of the block, process-wide:
+    meant for tests and benchmarks, not for concurrent use.
+    """
+    counts = {"H": 0, "Q": 0}
+    original = Factor.refactorize
+
+    def counting(self, Q):
+        if self.symbolic is model.symbolic:
+            counts["H"] += 1
+        elif self.symbolic is model.structure.prior_symbolic:
+            counts["Q"] += 1
+        return original(self, Q)
+
+    Factor.refactorize = counting
+    try:
+        yield counts
+    finally:
+        Factor.refactorize = original

@@ -8,6 +8,7 @@ from scipy import stats
 
 import gmrf_core as gm
 from gmrf_core import likelihoods, models
+from gmrf_core.testing import counting_factorizations
 
 
 def grid_adjacency(side):
@@ -396,29 +397,17 @@ def custom_spde_prior(side):
     )
 
 
-def test_value_and_grad_at_a_known_mode_counts_factorizations(monkeypatch):
+def test_value_and_grad_at_a_known_mode_counts_factorizations():
     """One value_and_grad of a Custom prior (log|Q̃| by factorization) at a θ whose mode is
     already known: exactly one factorization of Q̃ and at most two of H."""
-    from gmrf_core import linalg
-
     prior = custom_spde_prior(9)
     rng = np.random.default_rng(2)
     y = rng.poisson(2.0, prior.n)
     model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
     theta = prior.theta0 + 0.1
     value, grad = model.value_and_grad(theta)  # the mode at θ is now the warm start
-    counts = {"H": 0, "Q": 0}
-    original = linalg.Factor.refactorize
-
-    def counting(self, Q):
-        if self.symbolic is model.symbolic:
-            counts["H"] += 1
-        elif self.symbolic is model.structure.prior_symbolic:
-            counts["Q"] += 1
-        return original(self, Q)
-
-    monkeypatch.setattr(linalg.Factor, "refactorize", counting)
-    value2, grad2 = model.value_and_grad(theta)
+    with counting_factorizations(model) as counts:
+        value2, grad2 = model.value_and_grad(theta)
     assert counts["Q"] == 1
     assert 1 <= counts["H"] <= 2
     assert value2 == pytest.approx(value, rel=1e-13)
@@ -485,27 +474,20 @@ def test_mode_predictor_saves_factorizations_and_changes_no_value(monkeypatch):
     """Along a moving θ (steps of 0.05, as inside an optimizer) Newton starts from the
     first-order prediction of the mode: fewer factorizations of H than from the last mode,
     the same objective values as cold starts."""
-    from gmrf_core import laplace, linalg
+    from gmrf_core import laplace
 
     model, theta = make_case("matern-poisson")
     path = [theta + 0.05 * np.array([np.cos(j), np.sin(j)]) for j in range(12)]
-    counts = {"H": 0}
-    original = linalg.Factor.refactorize
-
-    def counting(self, Q):
-        counts["H"] += self.symbolic is model.symbolic
-        return original(self, Q)
-
-    monkeypatch.setattr(linalg.Factor, "refactorize", counting)
-    model.objective(path[0])
-    counts["H"] = 0
-    predicted = [model.objective(t) for t in path[1:]]
-    with_prediction = counts["H"]
-    monkeypatch.setattr(laplace, "_PREDICT_MAX_ETA", -1.0)  # prediction off
-    model.objective(path[0])
-    counts["H"] = 0
-    plain = [model.objective(t) for t in path[1:]]
-    without_prediction = counts["H"]
+    with counting_factorizations(model) as counts:
+        model.objective(path[0])
+        counts["H"] = 0
+        predicted = [model.objective(t) for t in path[1:]]
+        with_prediction = counts["H"]
+        monkeypatch.setattr(laplace, "_PREDICT_MAX_ETA", -1.0)  # prediction off
+        model.objective(path[0])
+        counts["H"] = 0
+        plain = [model.objective(t) for t in path[1:]]
+        without_prediction = counts["H"]
     assert with_prediction < without_prediction
     cold = []
     for t in path[1:]:
