@@ -41,6 +41,8 @@ import numpy as np
 
 from .errors import ConvergenceError, InputError
 from .latent import LatentStructure, prior_partials
+from .rules import likelihood as likelihood_rules
+from .rules import sparse as sparse_rules
 
 __all__ = ["LatentGaussianModel", "LaplaceApproximation", "Mode"]
 
@@ -471,29 +473,36 @@ class LatentGaussianModel:
         return evaluation
 
     def _sensitivities(self, ev):
-        """v = ∇_z of ½ log det(BᵀHB) at the mode, and diag(Ã Σ_c Ãᵀ)."""
-        mode = ev.mode
-        _d1, _d2, d3 = self.likelihood.eta_derivatives(mode.eta, ev.theta.likelihood)
-        dvec = self.structure.predictor_variance(mode.constrained)
-        # W = −ℓ'' so ∂W/∂η = −ℓ'''
-        v = 0.5 * (self.structure.A_obs.T @ (dvec * -d3))
-        return dvec, v
+        """The reverse-mode pieces at the mode -> (w̄, v, the likelihood's pullback).
 
-    def _likelihood_partials(self, ev, dvec):
-        """∂f/∂θ_j at fixed z for the likelihood's θ_j, and b_j = ∂(∇_z g)/∂θ_j."""
-        g, g_eta, g_eta2 = self.likelihood.theta_derivatives(ev.mode.eta, ev.theta.likelihood)
-        partial = np.array(
-            [-float(g[j]) - 0.5 * float(dvec @ g_eta2[j]) for j in range(self.n_theta_lik)]
+        ½ log det(BᵀHB), H = Q̃ + Ãᵀ diag(w) Ã, has the weight cotangent
+        w̄ = ½ diag(Ã Σ_c Ãᵀ) (:func:`~gmrf_core.rules.sparse.weighted_logdet_vjp` with
+        ȳ = ½, gathered by stored position); the weights w = −ℓ''(η) pull it back to
+        η̄ = −ℓ''' ⊙ w̄ (:func:`~gmrf_core.rules.likelihood.likelihood_vjp`), so
+        v = Ãᵀ η̄ = ∇_z ½ log det(BᵀHB) at fixed θ.
+        """
+        mode = ev.mode
+        s = self.structure
+        w_bar = 0.5 * s.predictor_variance(mode.constrained)
+        _out, pullback = likelihood_rules.likelihood_vjp(
+            mode.eta, ev.theta.likelihood, likelihood=self.likelihood
         )
-        rhs = np.array([-(self.A_full.T @ g_eta[j]) for j in range(self.n_theta_lik)])
-        return partial, rhs.reshape(self.n_theta_lik, self.n_total)
+        eta_bar, _theta_bar = pullback((None, None, w_bar))
+        return w_bar, s.A_obs.T @ eta_bar, pullback
+
+    def _likelihood_partials(self, ev, adjoint=None):
+        """∂f/∂θ_j for the likelihood's θ_j: −∂ℓ/∂θ_j + w̄·∂w/∂θ_j at fixed z, and with the
+        ``adjoint`` λ the implicit term −λᵀ ∂(∇_z g)/∂θ_j = (Ãλ)·∂s/∂θ_j (∇_z g =
+        −Ãᵀ s + Q̃ r): one pullback of :func:`~gmrf_core.rules.likelihood.likelihood_vjp`
+        with the cotangents (ℓ̄, s̄, w̄) = (−1, Ãλ, w̄)."""
+        w_bar, _v, pullback = ev.sensitivities
+        s_bar = None if adjoint is None else self.A_full @ adjoint
+        return pullback((-1.0, s_bar, w_bar))[1]
 
     def _gradient(self, ev, adjoint=None):
         """∂f/∂θ at fixed z (adjoint None), or the total gradient with the implicit
-        dependence of z* through ``adjoint`` λ = Σ_c v (then the likelihood's b_j are
-        also returned, for the forward mode)."""
+        dependence of z* through ``adjoint`` λ = Σ_c v."""
         s = self.structure
-        dvec, _v = ev.sensitivities
         grad = np.zeros(len(self.theta0))
         k = self.n_theta_prior
         if k:
@@ -502,17 +511,17 @@ class LatentGaussianModel:
             grad[:k] = prior_partials(
                 s, ev.Q_tilde, ev.r, ev.mode.constrained, ev.dQ, ev.dmu, ev.prior_logdet, adjoint
             )
-        rhs = None
         if self.n_theta_lik:
-            partial, rhs = self._likelihood_partials(ev, dvec)
-            grad[k:] = partial if adjoint is None else partial - rhs @ adjoint
+            grad[k:] = self._likelihood_partials(ev, adjoint)
         grad -= self.log_prior_grad(ev.theta)
-        return grad, rhs
+        return grad
 
     def _value_and_grad(self, ev):
         ev.sensitivities = self._sensitivities(ev)
-        adjoint = ev.mode.constrained.solve(ev.sensitivities[1])
-        return ev.value, self._gradient(ev, adjoint)[0]
+        # the mode's implicit dependence on θ: λ = Σ_c v, the b-cotangent of the solve
+        # z* = Σ_c b (:func:`~gmrf_core.rules.sparse.solve_vjp`)
+        adjoint = sparse_rules.inverse_apply(ev.mode.constrained, ev.sensitivities[1])
+        return ev.value, self._gradient(ev, adjoint)
 
     def _approximation(self, ev, *, copy=True):
         constrained = ev.mode.constrained
@@ -576,17 +585,28 @@ class LatentGaussianModel:
         try:
             ev.sensitivities = self._sensitivities(ev)
             v = ev.sensitivities[1]
-            partial, rhs_lik = self._gradient(ev)
-            # the tangent b(θ̇) = Σ_k θ̇_k ∂(∇_z g)/∂θ_k: (Σ θ̇_k dQ̃_k) r − Q̃ (Σ θ̇_k dμ̃_k)
+            partial = self._gradient(ev)
+            # the tangent ḃ = Σ_k θ̇_k ∂(∇_z g)/∂θ_k of ∇_z g = −Ãᵀ s + Q̃ (z − μ̃):
+            # (Σ θ̇_k dQ̃_k) r − Q̃ (Σ θ̇_k dμ̃_k) for the prior, −Ãᵀ ṡ for the likelihood
+            # (:func:`~gmrf_core.rules.likelihood.likelihood_jvp`)
             k = self.n_theta_prior
             tangent = np.zeros(self.n_total)
             if k:
                 s = self.structure
                 dQ_dot = sum(t * d for t, d in zip(theta_dot[:k], ev.dQ))
                 tangent += s.q_pattern.matrix(dQ_dot) @ ev.r - ev.Q_tilde @ (theta_dot[:k] @ ev.dmu)
-            if rhs_lik is not None:
-                tangent += theta_dot[k:] @ rhs_lik
-            z_dot = -ev.mode.constrained.solve(tangent)
+            if self.n_theta_lik:
+                _out, (_ll_dot, s_dot, _w_dot) = likelihood_rules.likelihood_jvp(
+                    ev.mode.eta,
+                    ev.theta.likelihood,
+                    None,
+                    theta_dot[k:],
+                    likelihood=self.likelihood,
+                )
+                tangent -= self.A_full.T @ s_dot
+            # the mode's tangent ż = −Σ_c ḃ: the b-part of the solve's JVP
+            # (:func:`~gmrf_core.rules.sparse.solve_jvp`) with the tangent −ḃ
+            z_dot = -sparse_rules.inverse_apply(ev.mode.constrained, tangent)
             return ev.value, float(partial @ theta_dot + v @ z_dot)
         finally:
             ev.close()

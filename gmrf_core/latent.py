@@ -622,9 +622,10 @@ class LatentStructure:
         """diag(Ã Σ_c Ãᵀ) for the observed rows (0 where missing), Σ_c of a
         ConstrainedFactor of a matrix on H's pattern (gathers from its selected inverse)."""
         self._check_own(constrained)
-        sigma = constrained.selected_inverse().values_at_positions(self._trip_store)
-        out = np.empty(self.n_obs)
-        _kasm._row_quadratic(self._trip_obs, self._trip_val, sigma, out)
+        selinv = constrained.selected_inverse()
+        out = sparse_rules.quadratic_diag_at_positions(
+            selinv, self._trip_store, self._trip_obs, self._trip_val, self.n_obs
+        )
         return out - constrained.lowrank_diag(self.A_obs)
 
     def covariance_on_prior_pattern(self, constrained):

@@ -1,17 +1,18 @@
 """Expectations under q (Gauss–Hermite), the ELBO with every constant, its θ-gradient.
 
 The prior terms of −ELBO at fixed q are those of the Laplace objective at fixed
-(z*, Σ_c): both gradients come from :func:`gmrf_core.latent.prior_partials`.
+(z*, Σ_c): both gradients come from :func:`gmrf_core.latent.prior_partials` (built from
+the rules of :mod:`gmrf_core.rules.sparse`). The likelihood term E_q[ℓ] and its
+derivatives are :func:`gmrf_core.rules.likelihood.expected_likelihood` and its pullback:
+θ̄ = E_q[∂ℓ/∂θ] for the θ-gradient, m̄ = E_q[ℓ'] and v̄ = ½E_q[ℓ''] for the
+natural-gradient step.
 """
 
-import math
-from functools import lru_cache
-
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
 
 from ..errors import ConvergenceError, InputError
 from ..latent import prior_partials
+from ..rules import likelihood as likelihood_rules
 from .q import _check_model, _check_q, _constraint_count, _prior_parts
 
 __all__ = ["DEFAULT_QUADRATURE", "elbo", "elbo_and_grad_theta", "elbo_grad_theta"]
@@ -20,13 +21,6 @@ DEFAULT_QUADRATURE = 20
 
 
 # -- quadrature -------------------------------------------------------------------------
-@lru_cache(maxsize=16)
-def _gauss_hermite(points):
-    """Nodes and weights for E[f(Z)], Z ~ N(0, 1) (probabilists' Hermite, weights sum to 1)."""
-    nodes, weights = hermegauss(points)
-    return nodes, weights / math.sqrt(2.0 * math.pi)
-
-
 def _check_quadrature(points):
     if isinstance(points, (bool, np.bool_)) or not isinstance(points, (int, np.integer)):
         raise InputError(f"quadrature must be an integer number of points; got {points!r}.")
@@ -35,22 +29,27 @@ def _check_quadrature(points):
     return int(points)
 
 
-# -- expectations under q ----------------------------------------------------------------------
-def _nodes(q, points):
-    nodes, weights = _gauss_hermite(points)
-    sd = np.sqrt(q._eta_variance)
-    return nodes, weights, sd
+# -- expectations under q: the rules of gmrf_core.rules.likelihood -----------------------------
+def _expected_cotangents(model, q, theta_lik, points, wrt):
+    """The cotangents ``wrt`` of E_q[ℓ] for ȳ = 1 (mean: E_q[ℓ'], var: ½E_q[ℓ''], theta:
+    E_q[∂ℓ/∂θ]) from :func:`~gmrf_core.rules.likelihood.expected_likelihood_vjp`."""
+    _y, pullback = likelihood_rules.expected_likelihood_vjp(
+        q.predictor_mean,
+        q._eta_variance,
+        theta_lik,
+        likelihood=model.likelihood,
+        points=points,
+        value=False,
+        wrt=wrt,
+    )
+    return pullback(1.0)
 
 
 def _expected_eta_derivatives(model, q, theta_lik, points):
-    """E_q[ℓ_i'(η_i)] and E_q[ℓ_i''(η_i)] by Gauss–Hermite quadrature."""
-    nodes, weights, sd = _nodes(q, points)
-    e1 = np.zeros(model.n_obs)
-    e2 = np.zeros(model.n_obs)
-    for t, w in zip(nodes, weights):
-        d1, d2, _d3 = model.likelihood.eta_derivatives(q.predictor_mean + t * sd, theta_lik)
-        e1 += w * d1
-        e2 += w * d2
+    """E_q[ℓ_i'(η_i)] and E_q[ℓ_i''(η_i)]: the mean and (twice the) variance cotangents of
+    the expected log-likelihood."""
+    e1, half_e2, _theta_bar = _expected_cotangents(model, q, theta_lik, points, ("mean", "var"))
+    e2 = 2.0 * half_e2
     if not (np.all(np.isfinite(e1)) and np.all(np.isfinite(e2))):
         raise ConvergenceError(
             "the expected likelihood derivatives under q are not finite (the linear "
@@ -61,22 +60,14 @@ def _expected_eta_derivatives(model, q, theta_lik, points):
 
 
 def _expected_log_likelihood(model, q, theta_lik, points):
-    nodes, weights, sd = _nodes(q, points)
-    total = 0.0
-    for t, w in zip(nodes, weights):
-        total += w * model.likelihood.log_density(q.predictor_mean + t * sd, theta_lik)
-    return total
+    return likelihood_rules.expected_likelihood(
+        q.predictor_mean, q._eta_variance, theta_lik, likelihood=model.likelihood, points=points
+    )
 
 
 def _expected_theta_derivatives(model, q, theta_lik, points):
-    nodes, weights, sd = _nodes(q, points)
-    grad = np.zeros(model.n_theta_lik)
-    for t, w in zip(nodes, weights):
-        g, _g_eta, _g_eta2 = model.likelihood.theta_derivatives(
-            q.predictor_mean + t * sd, theta_lik
-        )
-        grad += w * g
-    return grad
+    """E_q[∂ℓ/∂θ]: the θ-cotangent of the expected log-likelihood."""
+    return _expected_cotangents(model, q, theta_lik, points, ("theta",))[2]
 
 
 # -- the ELBO and its θ-gradient -------------------------------------------------------------

@@ -213,3 +213,143 @@ def test_tangents_off_the_pattern_or_not_symmetric_are_refused():
     # a tangent on a sub-pattern (the diagonal) is still accepted and exact
     y, y_dot = rules.logdet_jvp(Q, sp.eye(9, format="csc"))
     assert np.isclose(y_dot, np.trace(np.linalg.inv(Q.toarray())), rtol=1e-12)
+
+
+# -- the Laplace-type Hessian H = Q + Aᵀ diag(w) A, and solves on a constraint surface -----------
+
+
+def _projection(m, n, rng, per_row=3):
+    """A sparse (m, n) projection with a few nonzeros per row (their pairs cause fill-in)."""
+    rows = np.repeat(np.arange(m), per_row)
+    cols = rng.integers(0, n, rows.size)
+    return sp.csr_matrix((rng.uniform(0.2, 1.0, rows.size), (rows, cols)), shape=(m, n))
+
+
+def _null_basis(A_c):
+    from scipy.linalg import null_space
+
+    return null_space(A_c)
+
+
+def _dense_weighted_logdet(Q, w, A, constraints):
+    H = Q.toarray() + A.toarray().T @ np.diag(w) @ A.toarray()
+    if constraints is not None:
+        B = _null_basis(constraints[0])
+        H = B.T @ H @ B
+    return np.linalg.slogdet(H)[1]
+
+
+def _sum_to_zero(n, k=1):
+    A_c = np.zeros((k, n))
+    for j in range(k):
+        A_c[j, j::k] = 1.0
+    return A_c, np.zeros(k)
+
+
+WEIGHTED = {
+    "grid9x7": (MATRICES["grid9x7"], None),
+    "spde8, one constraint": (MATRICES["spde8"], 1),
+    "grid9x7, two constraints": (MATRICES["grid9x7"], 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTED))
+def test_weighted_logdet_rules(name):
+    """log det(Bᵀ(Q + Aᵀ diag(w) A)B) in (Q, w): FD and the JVP-VJP dot-product test."""
+    from functools import partial
+
+    Q, k = WEIGHTED[name]
+    n = Q.shape[0]
+    rng = np.random.default_rng(20)
+    A = _projection(40, n, rng)
+    w = rng.uniform(0.5, 2.0, 40)
+    constraints = None if k is None else _sum_to_zero(n, k)
+
+    def f(Q, w):
+        return _dense_weighted_logdet(Q, w, A, constraints)
+
+    jvp = partial(rules.weighted_logdet_jvp, A=A, constraints=constraints)
+    vjp = partial(rules.weighted_logdet_vjp, A=A, constraints=constraints)
+    check_jvp(f, jvp, (Q, w), rng=21, symmetric=True)
+    check_vjp(f, vjp, (Q, w), rng=22, symmetric=True)
+    check_vjp(f, vjp, (Q, w), rng=23, symmetric=True, f_jvp=jvp, rtol=1e-10)
+
+
+def test_weighted_logdet_cotangents_against_dense():
+    """Q̄ = ȳ Σ_c on Q's pattern and w̄ = ȳ diag(A Σ_c Aᵀ), Σ_c = B(BᵀHB)⁻¹Bᵀ."""
+    Q = MATRICES["spde8"]
+    n = Q.shape[0]
+    rng = np.random.default_rng(24)
+    A = _projection(30, n, rng)
+    w = rng.uniform(0.5, 2.0, 30)
+    constraints = _sum_to_zero(n, 2)
+    H = Q.toarray() + A.toarray().T @ np.diag(w) @ A.toarray()
+    B = _null_basis(constraints[0])
+    sigma = B @ np.linalg.inv(B.T @ H @ B) @ B.T
+    y, pullback = rules.weighted_logdet_vjp(Q, w, A=A, constraints=constraints)
+    assert y == pytest.approx(_dense_weighted_logdet(Q, w, A, constraints), rel=1e-12)
+    Q_bar, w_bar = pullback(0.5)
+    coo = Q_bar.tocoo()
+    np.testing.assert_allclose(coo.data, 0.5 * sigma[coo.row, coo.col], rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(w_bar, 0.5 * np.diag(A @ sigma @ A.T), rtol=1e-10)
+    Q_bar, w_bar = pullback(0.0)
+    assert not np.any(Q_bar.data) and not np.any(w_bar)
+
+
+def test_quadratic_diag_at_positions_against_dense():
+    """The by-stored-position gather of diag(A Q⁻¹ Aᵀ) (the Laplace gradient's fast path)."""
+    Q = MATRICES["grid9x7"]
+    rng = np.random.default_rng(25)
+    A = _projection(25, Q.shape[0], rng, per_row=4)
+    H = sp.csc_matrix(Q + A.T @ A)
+    factor = gm.cholesky(H)
+    rows, cols, obs, values = rules.row_pairs(A)
+    dense = A.toarray()
+    assert rows.size == sum(np.diff(A.indptr) ** 2)
+    np.testing.assert_allclose(
+        np.bincount(obs, values * (rows == cols), minlength=25), (dense**2).sum(axis=1)
+    )
+    positions = factor.symbolic.positions(rows, cols)
+    out = rules.quadratic_diag_at_positions(factor.selected_inverse(), positions, obs, values, 25)
+    np.testing.assert_allclose(
+        out, np.diag(dense @ np.linalg.inv(H.toarray()) @ dense.T), rtol=1e-10
+    )
+    half = rules.quadratic_diag_at_positions(
+        factor.selected_inverse(), positions, obs, values, 25, 0.5
+    )
+    np.testing.assert_allclose(half, 0.5 * out, rtol=1e-15)
+
+
+def test_weighted_logdet_bad_input():
+    Q = MATRICES["grid9x7"]
+    n = Q.shape[0]
+    A = _projection(10, n, np.random.default_rng(26))
+    with pytest.raises(gm.InputError, match="columns"):
+        rules.weighted_logdet_vjp(Q, np.ones(10), A=A[:, :-1])
+    with pytest.raises(gm.InputError, match="shape"):
+        rules.weighted_logdet_jvp(Q, np.ones(9), None, None, A=A)
+    with pytest.raises(gm.InputError, match="pattern"):
+        rules.weighted_logdet_vjp(Q, np.ones(10), A=A, factor=gm.cholesky(Q))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_constrained_solve_rules(k):
+    """x = argmin ½xᵀQx − bᵀx on A_c x = e: ẋ = Σ_c(ḃ − Q̇x), b̄ = Σ_c x̄ (dense KKT reference)."""
+    from functools import partial
+
+    Q = MATRICES["spde8"]
+    n = Q.shape[0]
+    rng = np.random.default_rng(27)
+    A_c = rng.standard_normal((k, n))
+    e = rng.standard_normal(k)
+    b = rng.standard_normal(n)
+
+    def f(Q, b):
+        kkt = np.block([[Q.toarray(), A_c.T], [A_c, np.zeros((k, k))]])
+        return np.linalg.solve(kkt, np.concatenate([b, e]))[:n]
+
+    jvp = partial(rules.solve_jvp, constraints=(A_c, e))
+    vjp = partial(rules.solve_vjp, constraints=(A_c, e))
+    check_jvp(f, jvp, (Q, b), rng=28, symmetric=True)
+    check_vjp(f, vjp, (Q, b), rng=29, symmetric=True)
+    check_vjp(f, vjp, (Q, b), rng=30, symmetric=True, f_jvp=jvp, rtol=1e-9)
