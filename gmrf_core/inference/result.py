@@ -1,12 +1,12 @@
 """The result of :func:`gmrf_core.inla`: posterior summaries, draws, predictions."""
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from ..errors import InputError
 from .marginals import mixture_quantiles, natural_density, summarise_density
 from .points import constrained_of
+from .prediction import DEFAULT_BLOCK_SIZE, PointPredictor, design_rows, predict_mixture
 
 __all__ = ["InlaResult", "table"]
 
@@ -220,76 +220,79 @@ class InlaResult:
         }
 
     # ------------------------------------------------------------------- prediction
-    def _variances_for(self, approximation, A_new):
-        """diag(Ã_new Σ_c Ã_newᵀ): selected inverse for rows on the factor's pattern, blocked
-        solves with L for the others."""
-        constrained = constrained_of(self._model, approximation)
-        factor = constrained.factor
-        inside = _rows_in_pattern(factor, A_new)
-        var = np.empty(A_new.shape[0])
-        if inside.any():
-            var[inside] = constrained.selected_inverse().quadratic_diag(A_new[inside])
-        outside = np.flatnonzero(~inside)
-        block = 256
-        for start in range(0, outside.size, block):
-            rows = outside[start : start + block]
-            rhs = A_new[rows].T.toarray()
-            w = factor.solve_L(rhs)
-            var[rows] = np.einsum("ij,ij->j", w, w)
-        if constrained.has_constraints:
-            var = var - constrained.lowrank_diag(A_new)
-        return np.maximum(var, 0.0)
+    def _point_predictors(self):
+        """One :class:`~gmrf_core.inference.prediction.PointPredictor` per point, built in
+        turn (one factor of H held at a time)."""
+        for j in range(len(self.weights)):
+            approximation = self._approximation(j)
+            mean = np.asarray(approximation.mode, dtype=float) + self._shifts[j]
+            yield PointPredictor(mean, constrained_of(self._model, approximation))
 
-    def predict(self, A_new, X_new=None, offset=None):
+    def predict(
+        self,
+        A_new,
+        X_new=None,
+        offset=None,
+        *,
+        executor=None,
+        block_size=DEFAULT_BLOCK_SIZE,
+        progress=False,
+        stats=None,
+    ):
         """Posterior summaries of η_new = A_new x + X_new β + offset.
 
-        Per integration point: the mean from the mode (and the simplified-Laplace shift),
-        the variances diag(Ã_new Σ_c Ã_newᵀ) from the selected inverse for rows whose
-        pairs of columns lie on the factor's pattern, otherwise from blocked solves with
-        the factor L (256 right-hand sides at a time); then the mixture over points.
+        The mixture over integration points of N(ã_iᵀμ_k + offset_i, ã_iᵀΣ_k ã_i), with
+        ã_i the rows of Ã_new = [A_new, X_new] and μ_k the mode (plus the
+        simplified-Laplace shift) at θ_k; variances from the selected inverse for rows
+        whose pairs of columns lie on the factor's pattern, otherwise from solves with
+        the factor L, with the constraints' correction (see
+        :mod:`gmrf_core.inference.prediction`). Rows go in blocks of ``block_size``,
+        independent tasks of :func:`gmrf_core.parallel.map_model`: each point's factor
+        is sent to each worker once, a task sends a block of rows and gets back its
+        means and variances, and the mixture's quantiles are computed per block too.
 
         Parameters
         ----------
         A_new : sparse or dense (k, n_latent)
         X_new : array (k, n_fixed), optional (zeros when None)
         offset : array (k,) or float, optional
+        executor : None, concurrent.futures.Executor or dask.distributed.Client
+            Where the blocks run; None: serially in this process. The results are the
+            same (to rounding) whichever is used.
+        block_size : int
+            Rows of A_new per task (default 2048).
+        progress : bool or callable
+            Report blocks as they finish (see :func:`gmrf_core.parallel.map_model`).
+        stats : dict, optional
+            Filled with what travelled and the stages' wall times (see
+            :func:`gmrf_core.inference.prediction.predict_mixture`).
 
         Returns
         -------
         table
             mean sd q0.025 q0.5 q0.975, one row per new prediction.
+
+        Raises
+        ------
+        InputError
+            Wrong shapes, entries that are not finite, a block size that is not a
+            positive integer.
+        TaskError
+            A block failed twice (it is retried once).
         """
-        A_new = sp.csr_matrix(A_new, dtype=np.float64)
-        if A_new.ndim != 2 or A_new.shape[1] != self.n_latent:
-            raise InputError(f"A_new must have {self.n_latent} columns; got {A_new.shape}.")
-        k = A_new.shape[0]
-        if X_new is None:
-            X_new = np.zeros((k, self.n_fixed))
-        X_new = np.asarray(X_new, dtype=float)
-        if X_new.ndim == 1 and self.n_fixed == 1:
-            X_new = X_new[:, None]
-        if X_new.shape != (k, self.n_fixed):
-            raise InputError(f"X_new must have shape ({k}, {self.n_fixed}); got {X_new.shape}.")
-        offset = np.broadcast_to(np.asarray(0.0 if offset is None else offset, float), (k,))
-        if not (
-            np.all(np.isfinite(A_new.data))
-            and np.all(np.isfinite(X_new))
-            and np.all(np.isfinite(offset))
-        ):
-            raise InputError("A_new, X_new and offset must be finite.")
-        A_full = sp.csr_matrix(sp.hstack([A_new, sp.csr_matrix(X_new)]))
-        A_full.sort_indices()
-        means = np.empty((len(self.weights), k))
-        sds = np.empty((len(self.weights), k))
-        for j in range(len(self.weights)):
-            approximation = self._approximation(j)
-            z = np.asarray(approximation.mode, dtype=float) + self._shifts[j]
-            means[j] = A_full @ z + offset
-            sds[j] = np.sqrt(self._variances_for(approximation, A_full))
-        mean = self.weights @ means
-        sd = np.sqrt(np.maximum(self.weights @ (sds**2 + means**2) - mean**2, 0.0))
-        q = np.vstack([mixture_quantiles(p, self.weights, means, sds) for p in (0.025, 0.5, 0.975)])
-        return table(np.column_stack([mean, sd, q.T]), [f"pred[{i}]" for i in range(k)], _COLUMNS)
+        rows, offset = design_rows(A_new, X_new, offset, self.n_latent, self.n_fixed)
+        mean, sd, quantiles = predict_mixture(
+            self._point_predictors(),
+            self.weights,
+            rows,
+            offset,
+            executor=executor,
+            block_size=block_size,
+            progress=progress,
+            stats=stats,
+        )
+        names = [f"pred[{i}]" for i in range(rows.shape[0])]
+        return table(np.column_stack([mean, sd, quantiles.T]), names, _COLUMNS)
 
     # ---------------------------------------------------------------------- summary
     def summary(self):
@@ -357,30 +360,3 @@ def _format(frame, columns):
         return "\n".join(
             f"{row['name']:<16}" + "".join(f"{row[c]:>12.5g}" for c in columns) for row in frame
         )
-
-
-def _rows_in_pattern(factor, A):
-    """Per row of A: whether every pair of its columns lies on the pattern of L."""
-    A = sp.csr_matrix(A)
-    n = factor.n
-    L = factor.L().tocsc()
-    L.sort_indices()
-    cols_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(L.indptr))
-    keys = cols_of * n + L.indices.astype(np.int64)  # (row, col) of L in factor order, sorted
-    pinv = np.empty(n, dtype=np.int64)
-    pinv[np.asarray(factor.perm)] = np.arange(n)
-    counts = np.diff(A.indptr).astype(np.int64)
-    rows = np.repeat(np.arange(A.shape[0]), counts * counts)
-    ptr = np.zeros(A.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts * counts, out=ptr[1:])
-    within = np.arange(ptr[-1]) - ptr[rows]
-    r = counts[rows]
-    start = A.indptr[rows]
-    a = pinv[A.indices[start + within // r]]
-    b = pinv[A.indices[start + within % r]]
-    key = np.minimum(a, b) * n + np.maximum(a, b)
-    pos = np.minimum(np.searchsorted(keys, key), keys.size - 1)
-    found = keys[pos] == key
-    inside = np.ones(A.shape[0], dtype=bool)
-    np.logical_and.at(inside, rows, found)
-    return inside

@@ -55,11 +55,11 @@ def test_predict_inside_and_outside_the_pattern(grid_result):
     np.testing.assert_allclose(table["sd"].to_numpy(), sd, rtol=1e-6)
     assert np.all(table["q0.025"] < table["mean"]) and np.all(table["mean"] < table["q0.975"])
     # rows inside and outside the pattern took both code paths
-    from gmrf_core.inference.result import _rows_in_pattern
+    from gmrf_core.inference.prediction import rows_in_pattern
 
     factor = res._approximation(0).factor
     full = sp.hstack([A_new, sp.csr_matrix(X_new)]).tocsr()
-    inside = _rows_in_pattern(factor, full)
+    inside = rows_in_pattern(factor, full)
     assert inside[:2].all() and not inside[2:].any()
 
 

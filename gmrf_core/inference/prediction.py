@@ -1,0 +1,306 @@
+"""Predictions of η_new = A_new x + X_new β + offset, in independent blocks of rows.
+
+Under the approximate posterior, a mixture over integration points θ_k (weights w_k) of
+Gaussians z | θ_k, y ~ N(μ_k, Σ_k) (Rue, Martino & Chopin 2009, §3), a row ã of
+Ã_new = [A_new, X_new] has the predictive distribution Σ_k w_k N(ãᵀμ_k + offset, ãᵀΣ_k ã).
+At each point the mean comes from the mode (and the simplified-Laplace shift) and the
+variances ãᵀΣ_k ã from the Cholesky factor of H_k (with the prior's constraints, Σ_k = Σ_c):
+
+* a row whose pairs of columns lie on the factor's pattern: from the selected inverse
+  (Takahashi recursion), ``quadratic_diag`` — a few gathers per row;
+* any other row: ‖L⁻¹ P ã‖², a triangular solve with L, many rows at a time;
+* minus the rank-k term of the constraints (kriging) and the grounding correction,
+  :meth:`~gmrf_core.constrained.ConstrainedFactor.lowrank_diag`.
+
+Rows are independent, so the work is split into blocks of rows, each a task of
+:func:`gmrf_core.parallel.map_model`:
+
+1. for each point in turn, the point's :class:`PointPredictor` (mean, factor and, when a
+   row needs it, the selected inverse — the heavy part) is the "model" of one
+   :func:`~gmrf_core.parallel.map_model` call, so it is sent to each worker once (the
+   workers' cache) and only one point's factor is held at a time; a task sends a block of
+   rows and gets back that block's means and variances at the point;
+2. the mixture over points (mean, sd, quantiles by the safeguarded Newton iteration of
+   :func:`~gmrf_core.inference.marginals.mixture_quantiles`) is one more map over the
+   blocks, with the weights as the model and each block's means and sds as its item.
+
+The same blocks and the same functions run serially (``executor=None``), on a
+``concurrent.futures`` executor or on a Dask client, so the results agree to rounding
+whichever is used.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InputError
+from ..parallel import map_model
+from .marginals import mixture_quantiles
+
+__all__ = [
+    "PointPredictor",
+    "design_rows",
+    "rows_in_pattern",
+    "predict_mixture",
+    "DEFAULT_BLOCK_SIZE",
+]
+
+DEFAULT_BLOCK_SIZE = 2048
+_LEVELS = (0.025, 0.5, 0.975)
+# right-hand sides of one triangular solve: at most this many doubles of dense work space
+_SOLVE_DOUBLES = 1 << 22
+
+
+def design_rows(A_new, X_new, offset, n_latent, n_fixed):
+    """Validated prediction rows: ``(Ã_new, offset)`` with Ã_new = [A_new, X_new] as a CSR
+    matrix (k, n_latent + n_fixed), sorted indices, and offset of shape (k,).
+
+    Parameters
+    ----------
+    A_new : sparse or dense (k, n_latent)
+    X_new : array (k, n_fixed), optional (zeros when None; a vector when n_fixed = 1)
+    offset : array (k,) or float, optional (zero when None)
+    n_latent, n_fixed : int
+
+    Raises
+    ------
+    InputError
+        Wrong shapes, or entries that are not finite.
+    """
+    try:
+        A_new = sp.csr_matrix(A_new, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"A_new must be a sparse or dense 2-d array of numbers ({exc}).") from exc
+    if A_new.ndim != 2 or A_new.shape[1] != n_latent:
+        raise InputError(f"A_new must have {n_latent} columns; got {A_new.shape}.")
+    k = A_new.shape[0]
+    if X_new is None:
+        X_new = np.zeros((k, n_fixed))
+    X_new = np.asarray(X_new, dtype=float)
+    if X_new.ndim == 1 and n_fixed == 1:
+        X_new = X_new[:, None]
+    if X_new.shape != (k, n_fixed):
+        raise InputError(f"X_new must have shape ({k}, {n_fixed}); got {X_new.shape}.")
+    offset = np.asarray(0.0 if offset is None else offset, dtype=float)
+    try:
+        offset = np.broadcast_to(offset, (k,))
+    except ValueError as exc:
+        raise InputError(
+            f"offset must be a number or have shape ({k},); got {offset.shape}."
+        ) from exc
+    if not (
+        np.all(np.isfinite(A_new.data))
+        and np.all(np.isfinite(X_new))
+        and np.all(np.isfinite(offset))
+    ):
+        raise InputError("A_new, X_new and offset must be finite.")
+    rows = sp.csr_matrix(sp.hstack([A_new, sp.csr_matrix(X_new)], format="csr"))
+    rows.sum_duplicates()
+    rows.sort_indices()
+    return rows, np.ascontiguousarray(offset)
+
+
+def rows_in_pattern(factor, A):
+    """Per row of A: whether every pair of its columns lies on the pattern of L (so that the
+    selected inverse holds every entry of Σ its variance needs)."""
+    A = sp.csr_matrix(A)
+    n = factor.n
+    L = factor.L().tocsc()
+    L.sort_indices()
+    cols_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(L.indptr))
+    keys = cols_of * n + L.indices.astype(np.int64)  # (row, col) of L in factor order, sorted
+    pinv = np.empty(n, dtype=np.int64)
+    pinv[np.asarray(factor.perm)] = np.arange(n)
+    counts = np.diff(A.indptr).astype(np.int64)
+    rows = np.repeat(np.arange(A.shape[0]), counts * counts)
+    ptr = np.zeros(A.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts * counts, out=ptr[1:])
+    within = np.arange(ptr[-1]) - ptr[rows]
+    r = counts[rows]
+    start = A.indptr[rows]
+    a = pinv[A.indices[start + within // r]]
+    b = pinv[A.indices[start + within % r]]
+    key = np.minimum(a, b) * n + np.maximum(a, b)
+    pos = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+    found = keys[pos] == key
+    inside = np.ones(A.shape[0], dtype=bool)
+    np.logical_and.at(inside, rows, found)
+    return inside
+
+
+class PointPredictor:
+    """What one integration point contributes to a prediction: z ~ N(mean, Σ_c).
+
+    Parameters
+    ----------
+    mean : numpy.ndarray, shape (n_total,)
+        The point's mean of z = (x, β) (mode plus the simplified-Laplace shift).
+    constrained : ConstrainedFactor
+        The factor of H at the point with the prior's constraints; not modified here. Its
+        selected inverse, once computed (:func:`predict_mixture` does it before the point
+        is sent, when some row needs it), travels with it: no worker computes it again.
+    """
+
+    def __init__(self, mean, constrained):
+        self.mean = np.ascontiguousarray(mean, dtype=float)
+        self.constrained = constrained
+
+    @property
+    def pattern_token(self):
+        """Identifies the factor's symbolic analysis (pattern, ordering, storage)."""
+        return self.constrained.factor.symbolic.pattern_token
+
+    def moments(self, rows, inside):
+        """Means ãᵀ mean and variances ãᵀ Σ_c ã of the rows (offset not added).
+
+        Parameters
+        ----------
+        rows : scipy.sparse.csr_matrix (b, n_total)
+        inside : bool array (b,)
+            Rows whose pairs of columns lie on the factor's pattern (selected inverse);
+            the others are solved with L.
+        """
+        constrained = self.constrained
+        factor = constrained.factor
+        mean = np.asarray(rows @ self.mean, dtype=float)
+        var = np.empty(rows.shape[0])
+        if inside.any():
+            var[inside] = constrained.selected_inverse().quadratic_diag(rows[inside])
+        outside = np.flatnonzero(~inside)
+        width = max(1, min(256, _SOLVE_DOUBLES // max(factor.n, 1)))
+        for start in range(0, outside.size, width):
+            chosen = outside[start : start + width]
+            w = factor.solve_L(rows[chosen].T.toarray())
+            var[chosen] = np.einsum("ij,ij->j", w, w)
+        var -= constrained.lowrank_diag(rows)
+        return mean, np.maximum(var, 0.0)
+
+
+def _moments_task(point, block):
+    """One block of rows at one point: ``(means, variances)``."""
+    rows, inside = block
+    return point.moments(rows, inside)
+
+
+def _mixture_task(weights, block):
+    """The mixture over points for one block: ``(mean, sd, quantiles (3, b))``."""
+    means, sds = block
+    mean = weights @ means
+    sd = np.sqrt(np.maximum(weights @ (sds**2 + means**2) - mean**2, 0.0))
+    quantiles = np.vstack([mixture_quantiles(p, weights, means, sds) for p in _LEVELS])
+    return mean, sd, quantiles
+
+
+def _check_block_size(block_size):
+    if (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, (int, np.integer))
+        or block_size < 1
+    ):
+        raise InputError(f"block_size must be a positive integer; got {block_size!r}.")
+    return int(block_size)
+
+
+def predict_mixture(
+    points,
+    weights,
+    rows,
+    offset,
+    *,
+    executor=None,
+    block_size=DEFAULT_BLOCK_SIZE,
+    progress=False,
+    stats=None,
+):
+    """Mixture predictive summaries of Ã_new z + offset over points, in blocks of rows.
+
+    Parameters
+    ----------
+    points : iterable of PointPredictor
+        One per point, in the order of ``weights``; a generator, so that one point's
+        factor is held at a time.
+    weights : array (K,)
+        Mixture weights (sum 1).
+    rows, offset
+        From :func:`design_rows`.
+    executor : None, concurrent.futures.Executor or dask.distributed.Client
+        Where the blocks run (:func:`gmrf_core.parallel.map_model`).
+    block_size : int
+        Rows per task.
+    progress : bool or callable
+        Passed to each map (one per point, then the mixture).
+    stats : dict, optional
+        Filled with ``blocks``, ``points``, ``point_bytes`` (mean pickled size of a
+        point's predictor, sent once per worker; 0 serially), ``task_bytes`` and
+        ``mixture_task_bytes`` (mean bytes a task of either stage sends; 0 serially),
+        ``points_wall`` and ``mixture_wall`` (seconds in the two stages).
+
+    Returns
+    -------
+    tuple
+        ``(mean, sd, quantiles)``: arrays (k,), (k,) and (3, k) for the levels 0.025,
+        0.5, 0.975.
+    """
+    block_size = _check_block_size(block_size)
+    weights = np.asarray(weights, dtype=float)
+    k = rows.shape[0]
+    starts = list(range(0, k, block_size))
+    blocks = [rows[s : s + block_size] for s in starts]
+    means = np.empty((weights.size, k))
+    variances = np.empty((weights.size, k))
+    inside_of = {}  # pattern token -> per block, rows on the pattern
+    record = {"blocks": len(blocks), "points": weights.size, "point_bytes": 0.0}
+    task_bytes = []
+    point_bytes = []
+    walls = []
+    for j, point in enumerate(points):
+        token = point.pattern_token
+        if token not in inside_of:
+            inside = rows_in_pattern(point.constrained.factor, rows)
+            inside_of[token] = [inside[s : s + block_size] for s in starts]
+        inside = inside_of[token]
+        if any(part.any() for part in inside):
+            point.constrained.selected_inverse()
+        step = {}
+        out = map_model(
+            _moments_task,
+            point,
+            list(zip(blocks, inside)),
+            executor=executor,
+            progress=progress,
+            label=f"prediction block (point {j})",
+            stats=step,
+        )
+        del point
+        for s, (mean, var) in zip(starts, out):
+            means[j, s : s + mean.size] = mean
+            variances[j, s : s + var.size] = var
+        task_bytes.append(step.get("task_bytes", 0.0))
+        point_bytes.append(step.get("model_bytes", 0))
+        walls.append(step["wall"])
+    if len(walls) != weights.size:
+        raise InputError(f"{len(walls)} point(s) given for {weights.size} weight(s).")
+    means += offset
+    sds = np.sqrt(variances)
+    step = {}
+    out = map_model(
+        _mixture_task,
+        weights,
+        [(means[:, s : s + block_size], sds[:, s : s + block_size]) for s in starts],
+        executor=executor,
+        progress=progress,
+        label="prediction mixture block",
+        stats=step,
+    )
+    mean = np.concatenate([o[0] for o in out]) if out else np.zeros(0)
+    sd = np.concatenate([o[1] for o in out]) if out else np.zeros(0)
+    quantiles = np.hstack([o[2] for o in out]) if out else np.zeros((len(_LEVELS), 0))
+    record.update(
+        point_bytes=float(np.mean(point_bytes)) if point_bytes else 0.0,
+        task_bytes=float(np.mean(task_bytes)) if task_bytes else 0.0,
+        mixture_task_bytes=step.get("task_bytes", 0.0),
+        points_wall=float(np.sum(walls)),
+        mixture_wall=step["wall"],
+    )
+    if stats is not None:
+        stats.update(record)
+    return mean, sd, quantiles
