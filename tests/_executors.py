@@ -24,37 +24,50 @@ def process_pool(request):
     return _started["pool"]
 
 
+def start_cluster(allowed_failures=None):
+    """A Client of a new LocalCluster(n_workers=2, threads_per_worker=1, processes=True) and
+    the function that closes both; ``allowed_failures``: how many worker deaths the
+    scheduler absorbs per task before it reports ``KilledWorker`` (Dask's default: 3)."""
+    import dask
+
+    distributed = pytest.importorskip("distributed")
+    # workers import the test modules by name: make the repository importable in them
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
+    config = {}
+    if allowed_failures is not None:
+        config["distributed.scheduler.allowed-failures"] = int(allowed_failures)
+    with warnings.catch_warnings(), dask.config.set(config):
+        # a LocalCluster on a small machine may warn about its port or memory settings
+        warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
+        # when port 8787 is taken (another cluster on the machine), the scheduler's HTTP
+        # server retries on another port and leaves its probe socket to the collector
+        warnings.filterwarnings("ignore", category=ResourceWarning)
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = distributed.Client(cluster)
+        gc.collect()  # finalize such sockets here, not later inside some test
+
+    def close():
+        client.close()
+        cluster.close()
+        if path:
+            os.environ["PYTHONPATH"] = path
+        else:
+            os.environ.pop("PYTHONPATH", None)
+
+    return client, close
+
+
 def dask_client(request):
     """A Client of a LocalCluster(n_workers=2, threads_per_worker=1, processes=True)."""
-    distributed = pytest.importorskip("distributed")
     if "client" not in _started:
-        # workers import the test modules by name: make the repository importable in them
-        path = os.environ.get("PYTHONPATH", "")
-        os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
-        with warnings.catch_warnings():
-            # a LocalCluster on a small machine may warn about its port or memory settings
-            warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
-            # when port 8787 is taken (another cluster on the machine), the scheduler's HTTP
-            # server retries on another port and leaves its probe socket to the collector
-            warnings.filterwarnings("ignore", category=ResourceWarning)
-            cluster = distributed.LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-            client = distributed.Client(cluster)
-            gc.collect()  # finalize such sockets here, not later inside some test
+        client, close = start_cluster()
         _started["client"] = client
-
-        def close():
-            client.close()
-            cluster.close()
-            if path:
-                os.environ["PYTHONPATH"] = path
-            else:
-                os.environ.pop("PYTHONPATH", None)
-
         request.session.config.add_cleanup(close)
     return _started["client"]

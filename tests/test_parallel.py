@@ -79,6 +79,24 @@ def die(model, item):
     return item
 
 
+def die_first_time(model, item):
+    """The objective at θ; kills its worker process at the first attempt when a marker path
+    comes with θ (the marker file records that attempt)."""
+    theta, marker = item
+    if marker is not None and not os.path.exists(marker):
+        with open(marker, "w") as handle:
+            handle.write("died")
+        os._exit(3)
+    return float(model.objective(theta))
+
+
+def die_at_large_theta(model, theta):
+    """Kills its worker process whenever θ_0 > 10."""
+    if theta[0] > 10:
+        os._exit(3)
+    return float(model.objective(theta))
+
+
 def model_threads(model, item):
     return model.symbolic.threads
 
@@ -128,6 +146,16 @@ def client(request):
 @pytest.fixture(scope="module")
 def model():
     return matern_poisson()
+
+
+@pytest.fixture(scope="module")
+def fragile_client():
+    """A LocalCluster of its own (2 single-thread workers), for tests that kill workers; its
+    scheduler reports a task whose worker died at once (allowed-failures 0) instead of
+    rescheduling it up to 3 times, so that the library's own retry is what is tested."""
+    client, close = _executors.start_cluster(allowed_failures=0)
+    yield client
+    close()
 
 
 EXECUTORS = ["serial", "pool", "dask"]
@@ -204,6 +232,38 @@ def test_broken_process_pool_is_a_task_error():
     with ProcessPoolExecutor(1, mp_context=context) as executor:
         with pytest.raises(gm.TaskError, match="BrokenProcessPool"):
             parallel.map_model(die, None, [0, 1, 2, 3], executor=executor)
+
+
+def test_dask_worker_dying_in_a_task_is_retried(fragile_client, tmp_path):
+    # a small model of its own: the restarted worker does not hold it and gets it again
+    model = matern_poisson(side=6, seed=4)
+    thetas = [model.theta0 + 0.05 * k for k in range(4)]
+    marker = str(tmp_path / "died")
+    items = [(t, marker if k == 1 else None) for k, t in enumerate(thetas)]
+    stats = {}
+    out = parallel.map_model(
+        die_first_time, model, items, executor=fragile_client, stats=stats, label="point"
+    )
+    assert os.path.exists(marker)  # the worker did die once
+    assert stats["retries"] >= 1  # the task (and any other lost with that worker) ran again
+    reference = [float(matern_poisson(side=6, seed=4).objective(t)) for t in thetas]
+    np.testing.assert_allclose(out, reference, rtol=1e-10)
+
+
+def test_dask_worker_dying_every_time_is_a_task_error(fragile_client):
+    model = matern_poisson(side=6, seed=4)
+    bad = np.array([12.5, 0.25])
+    with pytest.raises(
+        gm.TaskError, match=r"point 1 failed twice .* at \[12\.5\s*,\s+0\.25\]: KilledWorker"
+    ) as info:
+        parallel.map_model(
+            die_at_large_theta,
+            model,
+            [model.theta0, bad],
+            executor=fragile_client,
+            label="point",
+        )
+    assert info.value.index == 1 and np.array_equal(info.value.item, bad)
 
 
 def test_bad_arguments():
