@@ -118,6 +118,9 @@ MODEL_OPTIONS = {
     "matern2d": ("shape", "spacing", "prior"),
 }
 ORDERED_MODELS = ("rw1", "rw2", "ar1")
+# the fewest levels a model of ordered or unordered levels is defined on (random walks
+# of order k need k + 1)
+MINIMUM_LEVELS = {"rw1": 2, "rw2": 3}
 GROUP_MODELS = ("ar1", "rw1", "rw2", "iid")
 # options whose value is a column of the data (a bare name means the column)
 COLUMN_OPTIONS = ("weights", "group")
@@ -387,6 +390,16 @@ def _integer_valued(values):
     return values.size and np.all(np.isfinite(values)) and np.all(values == np.round(values))
 
 
+def _check_levels(term, what, model_name, count, source):
+    """Refuse a model given fewer levels than it is defined on (:data:`MINIMUM_LEVELS`)."""
+    minimum = MINIMUM_LEVELS.get(model_name, 1)
+    if count < minimum:
+        raise InputError(
+            f"formula term {term!r}: {what} needs at least {minimum} levels, {source} gives "
+            f"{count}."
+        )
+
+
 def _levels(series, values, ordered, term):
     """(levels as a pandas.Index, integer codes per row with -1 for missing)."""
     pd = _pandas()
@@ -561,12 +574,7 @@ def _build_term(data, columns, options, term):
         ordered = model_name in ORDERED_MODELS
         levels, codes = _levels(series, options.get("values"), ordered, term)
         n = levels.size
-        minimum = {"rw1": 2, "rw2": 3}.get(model_name, 1)
-        if n < minimum:
-            raise InputError(
-                f"formula term {term!r}: model {model_name!r} needs at least {minimum} levels, "
-                f"column {series.name!r} gives {n}."
-            )
+        _check_levels(term, f"model {model_name!r}", model_name, n, f"column {series.name!r}")
         if model_name == "iid":
             model = _models.IID(n, **_optional(options, "prior"))
         elif model_name == "rw1":
@@ -672,12 +680,7 @@ def _group(data, options, model, projection, levels, positions, term):
     series = _column(data, group_column, term)
     group_levels, group_codes = _levels(series, None, group_model in ORDERED_MODELS, term)
     nt = group_levels.size
-    minimum = {"rw1": 2, "rw2": 3}.get(group_model, 1)
-    if nt < minimum:
-        raise InputError(
-            f"formula term {term!r}: group_model {group_model!r} needs at least {minimum} "
-            f"levels of {group_column!r}, got {nt}."
-        )
+    _check_levels(term, f"group_model {group_model!r}", group_model, nt, f"column {group_column!r}")
     factory = {"ar1": _models.AR1, "rw1": _models.RW1, "rw2": _models.RW2, "iid": _models.IID}
     group = _UnitPrecision(factory[group_model](nt))
     kron = _models.Kronecker(group, model, labels=("group", "main"))

@@ -54,6 +54,7 @@ import scipy.sparse as sp
 from .errors import InputError, PatternError
 from .linalg import Factor
 from .pattern import FixedPattern
+from .rules.dense._common import real_array
 
 __all__ = ["CheckResult", "check_jvp", "check_vjp", "check_grad", "counting_factorizations"]
 
@@ -102,12 +103,7 @@ class CheckResult:
 
 
 def _real_array(value, name):
-    array = np.asarray(value)
-    if array.dtype.kind == "c":
-        raise InputError(f"{name} is complex; the checkers support real values only")
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{name} must be numeric, got dtype {array.dtype} ({type(value)})")
-    return np.asarray(array, dtype=np.float64)
+    return real_array(value, name, "the checkers")
 
 
 def _is_number(value):

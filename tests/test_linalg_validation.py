@@ -67,21 +67,15 @@ _CHILD = textwrap.dedent(
     factor = gm.cholesky(base)
     inverse = factor.selected_inverse()
 
-    def call(M):
-        if entry == "as_csc":
-            as_csc(M)
-        elif entry == "analyze":
-            gm.analyze(M)
-        elif entry == "cholesky":
-            gm.cholesky(M)
-        elif entry == "refactorize":
-            factor.refactorize(M)
-        elif entry == "values_at":
-            inverse.values_at(M)
-        elif entry == "trace_product":
-            inverse.trace_product(M)
-        elif entry == "quadratic_diag":
-            inverse.quadratic_diag(M)
+    call = {
+        "as_csc": as_csc,
+        "analyze": gm.analyze,
+        "cholesky": gm.cholesky,
+        "refactorize": factor.refactorize,
+        "values_at": inverse.values_at,
+        "trace_product": inverse.trace_product,
+        "quadratic_diag": inverse.quadratic_diag,
+    }[entry]
 
     for case in CASES:
         try:

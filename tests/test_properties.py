@@ -39,6 +39,11 @@ from gmrf_core import likelihoods, models
 
 # bounded and reproducible (derandomized, no example database); no "explain" phase
 PHASES = [Phase.explicit, Phase.generate, Phase.shrink]
+# every likelihood family, and the settings of the tests at random points of one likelihood
+FAMILIES = st.sampled_from(["gaussian", "poisson", "bernoulli", "binomial", "negative_binomial"])
+AT_RANDOM_POINTS = settings(
+    max_examples=80, deadline=None, derandomize=True, database=None, phases=PHASES
+)
 # hypothesis' failure report imports a deprecated helper: without this filter a failing
 # example surfaces as a pytest INTERNALERROR instead of its falsifying example
 pytestmark = pytest.mark.filterwarnings(
@@ -171,9 +176,7 @@ def _prior_and_theta(draw, kind):
 @st.composite
 def _problems(draw, kind):
     kind, prior, theta_prior, seed = draw(_prior_and_theta(kind))
-    family = draw(
-        st.sampled_from(["gaussian", "poisson", "bernoulli", "binomial", "negative_binomial"])
-    )
+    family = draw(FAMILIES)
     rng = np.random.default_rng(seed + 1)
     n = prior.n
     projection = draw(st.sampled_from(["identity", "random"]))
@@ -426,9 +429,9 @@ def test_score_identities_hold_by_exact_summation(family, eta, log_size, setting
         assert abs(np.sum(weights * g_eta[0]) + np.sum(weights * d1 * score)) < 1e-6 * scale
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, database=None, phases=PHASES)
+@AT_RANDOM_POINTS
 @given(
-    family=st.sampled_from(["gaussian", "poisson", "bernoulli", "binomial", "negative_binomial"]),
+    family=FAMILIES,
     seed=st.integers(0, 2**31 - 1),
     eta_scale=st.sampled_from([0.5, 3.0, 20.0]),
     theta=st.floats(-3.0, 10.0),
@@ -536,9 +539,9 @@ def test_constrained_intrinsic_models_without_data_on_a_component_are_exact(prob
     assert np.all(np.abs(grad - reference_grad) <= tolerance), (where, grad, reference_grad)
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, database=None, phases=PHASES)
+@AT_RANDOM_POINTS
 @given(
-    family=st.sampled_from(["gaussian", "poisson", "bernoulli", "binomial", "negative_binomial"]),
+    family=FAMILIES,
     seed=st.integers(0, 2**31 - 1),
     eta_scale=st.sampled_from([0.5, 5.0, 40.0]),
     theta=st.floats(-4.0, 30.0),

@@ -29,6 +29,13 @@ def _check_quadrature(points):
     return int(points)
 
 
+def _check_arguments(model, q, quadrature):
+    """Validate (model, q, quadrature) of an ELBO call -> the number of quadrature points."""
+    _check_model(model)
+    _check_q(model, q)
+    return _check_quadrature(quadrature)
+
+
 # -- expectations under q: the rules of gmrf_core.rules.likelihood -----------------------------
 def _expected_cotangents(model, q, theta_lik, points, wrt):
     """The cotangents ``wrt`` of E_q[ℓ] for ȳ = 1 (mean: E_q[ℓ'], var: ½E_q[ℓ''], theta:
@@ -124,9 +131,7 @@ def elbo(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     InputError
         Wrong θ length or non-finite θ, a q of another model, a bad ``quadrature``.
     """
-    _check_model(model)
-    _check_q(model, q)
-    points = _check_quadrature(quadrature)
+    points = _check_arguments(model, q, quadrature)
     return float(_elbo_state(model, theta, q, points)["value"])
 
 
@@ -134,8 +139,9 @@ def elbo_and_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     """The ELBO and its exact gradient in θ at fixed q (see the module docstring).
 
     Prior hyperparameters: −½[tr(Σ_c ∂Q̃_k) + rᵀ∂Q̃_k r − 2 rᵀQ̃ ∂μ̃_k − ∂log det(BᵀQ̃B)/∂θ_k]
-    from the selected inverse of Λ; likelihood hyperparameters: Gauss–Hermite sums of
-    the likelihood's ``theta_derivatives``.
+    from the selected inverse of Λ; likelihood hyperparameters: E_q[∂ℓ/∂θ], the θ-cotangent
+    of :func:`gmrf_core.rules.likelihood.expected_likelihood_vjp` (Gauss–Hermite sums of the
+    likelihood's ``theta_derivatives``).
 
     Returns
     -------
@@ -147,9 +153,7 @@ def elbo_and_grad_theta(model, theta, q, *, quadrature=DEFAULT_QUADRATURE):
     InputError
         As :func:`elbo`.
     """
-    _check_model(model)
-    _check_q(model, q)
-    points = _check_quadrature(quadrature)
+    points = _check_arguments(model, q, quadrature)
     structure = model.structure
     state = _elbo_state(model, theta, q, points, keep_prior_logdet=True)
     theta = state["theta"]

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ConvergenceError, InputError, NotPositiveDefiniteError
 from .elbo import (
     DEFAULT_QUADRATURE,
+    _check_arguments,
     _check_quadrature,
     _elbo_state,
     _expected_eta_derivatives,
@@ -73,10 +74,8 @@ def natural_gradient_step(model, theta, q, step=1.0, *, quadrature=DEFAULT_QUADR
     Khan & Lin (2017), eq. 10: λ ← (1−ρ)λ + ρ(−E[ℓ'']),
     γ ← (1−ρ)γ + ρ(E[ℓ'] − E[ℓ''](E[η] − offset)), base ← (1−ρ) base + ρ prior(θ).
     """
-    _check_model(model)
-    _check_q(model, q)
+    points = _check_arguments(model, q, quadrature)
     rho = _check_step(step)
-    points = _check_quadrature(quadrature)
     structure = model.structure
     split = structure.split_theta(theta)
     theta, theta_lik = split.full, split.likelihood

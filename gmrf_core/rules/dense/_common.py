@@ -16,6 +16,7 @@ __all__ = [
     "EPS",
     "SYMMETRY_RTOL",
     "as_real_array",
+    "real_array",
     "check_finite",
     "square_matrix",
     "like_primal",
@@ -39,18 +40,26 @@ SYMMETRY_RTOL = 1e-8
 # validation
 
 
+def real_array(value, name, who="the dense rules"):
+    """``value`` as a float64 array; complex or non-numeric values are an InputError saying
+    that ``who`` (the dense rules, the derivative checkers) support real values only."""
+    array = np.asarray(value)
+    if array.dtype.kind == "c":
+        raise InputError(f"{name} is complex; {who} support real values only")
+    if array.dtype.kind not in "biuf":
+        raise InputError(
+            f"{name} must be a real numeric array, got dtype {array.dtype} ({type(value).__name__})"
+        )
+    return np.asarray(array, dtype=np.float64)
+
+
 def as_real_array(value, name):
     if sp.issparse(value):
         raise InputError(
             f"{name} is a scipy.sparse matrix, but the dense rules need a dense array: "
             f"pass {name}.toarray(), or use gmrf_core.rules.sparse for sparse matrices"
         )
-    array = np.asarray(value)
-    if array.dtype.kind == "c":
-        raise InputError(f"{name} is complex; the dense rules support real matrices only")
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{name} must be a real numeric array, got dtype {array.dtype}")
-    return np.asarray(array, dtype=np.float64)
+    return real_array(value, name)
 
 
 def check_finite(array, name):
