@@ -485,7 +485,7 @@ class LatentGaussianModel:
         s = self.structure
         w_bar = 0.5 * s.predictor_variance(mode.constrained)
         _out, pullback = likelihood_rules.likelihood_vjp(
-            mode.eta, ev.theta.likelihood, likelihood=self.likelihood
+            mode.eta, ev.theta.likelihood, likelihood=self.likelihood, value=False
         )
         eta_bar, _theta_bar = pullback((None, None, w_bar))
         return w_bar, s.A_obs.T @ eta_bar, pullback

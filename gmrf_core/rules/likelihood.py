@@ -74,12 +74,12 @@ class _Derivatives:
         return self._theta_derivatives
 
 
-def _likelihood_primal(likelihood, eta, theta):
+def _likelihood_primal(likelihood, eta, theta, value=True):
     eta = np.asarray(eta, dtype=np.float64)
     theta = _theta(likelihood, theta)
     derivatives = _Derivatives(likelihood, eta, theta)
-    out = (likelihood.log_density(eta, theta), derivatives.d1, -derivatives.d2)
-    return eta, theta, derivatives, out
+    ll = likelihood.log_density(eta, theta) if value else None
+    return eta, theta, derivatives, (ll, derivatives.d1, -derivatives.d2)
 
 
 def likelihood_jvp(eta, theta, eta_dot, theta_dot, *, likelihood):
@@ -117,18 +117,19 @@ def likelihood_jvp(eta, theta, eta_dot, theta_dot, *, likelihood):
     return out, (ll_dot, s_dot, w_dot)
 
 
-def likelihood_vjp(eta, theta, *, likelihood):
+def likelihood_vjp(eta, theta, *, likelihood, value=True):
     """Reverse rule of (ℓ, s, w) (see :func:`likelihood_jvp`).
 
     η̄ = ℓ̄ ℓ' + s̄ ⊙ ℓ'' − w̄ ⊙ ℓ''',  θ̄_j = ℓ̄ ∂ℓ/∂θ_j + s̄·∂ℓ'/∂θ_j − w̄·∂ℓ''/∂θ_j.
     The θ-derivatives are computed once, on the first pullback that needs them.
+    ``value=False`` skips ℓ (then None): the Laplace gradient has it from Newton.
 
     Returns
     -------
     ((ll, s, w), pullback) : pullback((ll_bar, s_bar, w_bar)) -> (eta_bar, theta_bar);
     any of the three cotangents may be None (zero).
     """
-    eta, theta, derivatives, out = _likelihood_primal(likelihood, eta, theta)
+    eta, theta, derivatives, out = _likelihood_primal(likelihood, eta, theta, value)
 
     def likelihood_pullback(out_bar):
         ll_bar, s_bar, w_bar = out_bar

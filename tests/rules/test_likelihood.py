@@ -101,6 +101,13 @@ def test_likelihood_pullback_parts():
     eta_bar, theta_bar = pullback((-1.0, None, None))
     np.testing.assert_allclose(eta_bar, -d1, rtol=1e-15)
     np.testing.assert_allclose(theta_bar, -g, rtol=1e-15)
+    (ll, s, w), pullback_without = rules.likelihood_vjp(
+        eta, theta, likelihood=likelihood, value=False
+    )
+    assert ll is None and np.array_equal(s, d1) and np.array_equal(w, -d2)
+    np.testing.assert_array_equal(
+        pullback_without((None, None, w_bar))[1], pullback((None, None, w_bar))[1]
+    )
     _out, (ll_dot, s_dot, w_dot) = rules.likelihood_jvp(
         eta, theta, None, None, likelihood=likelihood
     )
