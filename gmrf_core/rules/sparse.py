@@ -49,8 +49,9 @@ at set-up, so the tests of these rules protect those gradients:
 * the adjoint λ = Σ_c v of the mode's implicit dependence on θ is the b-cotangent of
   :func:`solve_vjp` (:func:`inverse_apply`), the tangent ż = −Σ_c ḃ of :meth:`jvp` the
   b-part of :func:`solve_jvp`;
-* r rᵀ and sym(r λᵀ) on Q̃'s pattern are the Q-cotangents of :func:`quad_vjp` and
-  :func:`solve_vjp` (:func:`outer_on_pattern`).
+* ½ r rᵀ on Q̃'s pattern is the Q-cotangent of ½ rᵀQ̃r (:func:`quad_vjp`), and
+  −sym(λ rᵀ) that of −λᵀQ̃r, the prior's part of the implicit term (the same outer
+  product as the Q-cotangent −sym(b̄ xᵀ) of :func:`solve_vjp`): :func:`outer_on_pattern`.
 """
 
 import numpy as np
