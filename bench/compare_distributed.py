@@ -14,8 +14,10 @@
 Timings are medians of runs taken in turns (serial, cluster, serial, cluster, ...) on a
 shared machine: read the ratios.
 
+6. (with gm.inla) ``res.predict`` on many new rows in blocks: serial vs the cluster.
+
 Usage: python bench/compare_distributed.py [--fits 8] [--fit-size 100] [--size 300]
-       [--repeat 3] [--skip-inla]
+       [--repeat 3] [--skip-inla] [--predict-rows 20000] [--predict-far 100]
 """
 
 import argparse
@@ -55,6 +57,62 @@ def timed_gradient(model, theta):
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
+def _timed(work):
+    """Where and when ``work()`` ran: pid, start and end (epoch seconds, one clock for the
+    client and the workers of a LocalCluster), CPU seconds."""
+    start, cpu = time.time(), time.process_time()
+    work()
+    return {
+        "pid": os.getpid(),
+        "start": start,
+        "end": time.time(),
+        "cpu": time.process_time() - cpu,
+    }
+
+
+def timed_fit_task(_options, model):
+    return _timed(lambda: gm.fit(model, progress=False))
+
+
+def timed_gradient_task(model, theta):
+    return _timed(lambda: model.gradient(theta))
+
+
+def where_time_goes(label, serial, spans, t_submit, t_done, slowdown):
+    """Print how a 2-worker map spent its wall time, from each task's own timing: the work
+    itself (its wall time in a worker against the same task run serially, and the slowdown a
+    plain process suffers when two run at once), the time workers sat idle (start latency,
+    imbalance at the end) and what remains (scheduling, serialization, transfers)."""
+    makespan = t_done - t_submit
+    serial_wall = float(np.sum([r["end"] - r["start"] for r in serial]))
+    walls = np.array([r["end"] - r["start"] for r in spans])
+    cpus = np.array([r["cpu"] for r in spans])
+    by_worker = {}
+    for r in spans:
+        by_worker.setdefault(r["pid"], []).append(r)
+    busy = {pid: sum(r["end"] - r["start"] for r in rs) for pid, rs in by_worker.items()}
+    first = min(r["start"] for r in spans) - t_submit
+    ends = sorted(max(r["end"] for r in rs) for rs in by_worker.values())
+    tail = t_done - ends[0] if len(ends) > 1 else 0.0
+    inflation = float(walls.sum()) / serial_wall
+    print(
+        f"   {label}: {len(spans)} tasks on {len(by_worker)} workers, makespan {makespan:.2f} s; "
+        f"serially the same tasks take {serial_wall:.2f} s of wall"
+    )
+    print(
+        f"   in the workers the tasks took {walls.sum():.2f} s of wall ({inflation:.2f}× their "
+        f"serial wall; two plain processes at once: {slowdown:.2f}×), {cpus.sum():.2f} s CPU; "
+        f"workers busy {sum(busy.values()) / (len(by_worker) * makespan):.0%} of the makespan "
+        f"(first task started after {first:.2f} s, one worker idle for the last {tail:.2f} s)"
+    )
+    ideal = serial_wall * slowdown / 2
+    print(
+        f"   makespan if the only cost were the machine's ({slowdown:.2f}× per process): "
+        f"{ideal:.2f} s; the rest, {makespan - ideal:.2f} s, is start-up, imbalance and "
+        f"executor overhead"
+    )
+
+
 CEILING_SCRIPT = """
 import sys, time
 sys.path.insert(0, {bench!r})
@@ -88,6 +146,33 @@ def machine_ceiling(side, count):
     return alone, together, 2 * alone / together
 
 
+def prediction_rows(side, count, far, seed=11):
+    """New rows: bilinear interpolation at random points (the 4 surrounding nodes: on the
+    factor's pattern), then ``far`` areal means over 20 scattered nodes (off it)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    near = count - far
+    u = rng.uniform(0, side - 1, size=(near, 2))
+    i0 = np.minimum(np.floor(u).astype(int), side - 2)
+    f = u - i0
+    rows, cols, vals = [], [], []
+    for di in (0, 1):
+        for dj in (0, 1):
+            w = (f[:, 0] if di else 1 - f[:, 0]) * (f[:, 1] if dj else 1 - f[:, 1])
+            rows.append(np.arange(near))
+            cols.append((i0[:, 0] + di) * side + i0[:, 1] + dj)
+            vals.append(w)
+    for r in range(far):
+        rows.append(np.full(20, near + r))
+        cols.append(rng.choice(side * side, size=20, replace=False))
+        vals.append(np.full(20, 1 / 20))
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(count, side * side),
+    )
+
+
 def turns(candidates, repeat):
     """Median wall time of each candidate, the candidates timed in turns."""
     times = {label: [] for label in candidates}
@@ -109,6 +194,11 @@ def main():
     parser.add_argument("--skip-inla", action="store_true")
     parser.add_argument("--skip-fits", action="store_true")
     parser.add_argument("--repeat-fits", type=int, default=None)
+    parser.add_argument("--compare-old", action="store_true")
+    parser.add_argument("--skip-threads2", action="store_true")
+    parser.add_argument("--predict-rows", type=int, default=20000)
+    parser.add_argument("--predict-far", type=int, default=100)
+    parser.add_argument("--block-size", type=int, default=2048)
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -117,21 +207,40 @@ def main():
     os.environ["PYTHONPATH"] = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
     threadpool_limits(limits=1)  # serial single-thread baseline in this process
     t0 = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = Client(cluster)
+
+    def start_cluster():
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        return cluster, Client(cluster)
+
+    cluster, client = start_cluster()
     print(f"LocalCluster(2 workers × 1 thread) up in {time.perf_counter() - t0:.1f} s")
+    old = None
+    if args.compare_old:
+        # a second cluster whose workers keep Dask's allocator setting (the fixed 128 KiB
+        # mmap threshold that MALLOC_TRIM_THRESHOLD_ implies): the library before it tuned it
+        os.environ["GMRF_CORE_WORKER_MALLOC"] = "keep"
+        old_cluster, old = start_cluster()
+        del os.environ["GMRF_CORE_WORKER_MALLOC"]
+        small = matern_poisson(40, seed=0)
+        parallel.hessian(small, small.theta0, executor=old)  # imports and cache loads
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
 
     alone, together, ceiling = machine_ceiling(args.fit_size, 8)
+    slowdown = together / alone
     print(
         f"machine ceiling: 8 gradients at {args.fit_size}² in one process {alone:.2f} s, in each "
         f"of two processes at once {together:.2f} s: 2 processes do {ceiling:.2f}× the work of one"
+    )
+    alone_big, together_big, ceiling_big = machine_ceiling(args.size, 2)
+    print(
+        f"machine ceiling at {args.size}²: 2 gradients in one process {alone_big:.2f} s, in each "
+        f"of two at once {together_big:.2f} s: {ceiling_big:.2f}×"
     )
     # first task on a fresh worker: Numba kernels from the on-disk cache, not compiled
     small = matern_poisson(40, seed=0)
@@ -161,9 +270,23 @@ def main():
         def cluster_fits():
             results["cluster"] = gm.fit_many(data, executor=client, progress=False)
 
-        med, _ = turns(
-            {"serial": serial_fits, "cluster": cluster_fits}, args.repeat_fits or args.repeat
-        )
+        candidates = {"serial": serial_fits, "cluster": cluster_fits}
+        if old is not None:
+            candidates["old"] = lambda: gm.fit_many(data, executor=old, progress=False)
+        med, _ = turns(candidates, args.repeat_fits or args.repeat)
+        if old is not None:
+            print(
+                f"   workers with Dask's allocator setting (before): {med['old']:.2f} s, "
+                f"{med['serial'] / med['old']:.2f}×"
+            )
+            rows.append(
+                (
+                    f"fit_many, {args.fits} × {args.fit_size}², before (Dask's allocator)",
+                    med["serial"],
+                    med["old"],
+                    med["serial"] / med["old"],
+                )
+            )
         diff = max(
             float(np.max(np.abs(a.theta - b.theta)))
             for a, b in zip(results["serial"], results["cluster"])
@@ -172,6 +295,11 @@ def main():
             f"   serial {med['serial']:.2f} s, 2 workers {med['cluster']:.2f} s: "
             f"{med['serial'] / med['cluster']:.2f}× (max |Δθ̂| {diff:.1e})"
         )
+        # the same fits as map_model tasks that time themselves: where the wall time goes
+        serial_spans = [timed_fit_task(None, m) for m in data]
+        t_submit = time.time()
+        spans = parallel.map_model(timed_fit_task, None, data, executor=client, scatter_items=True)
+        where_time_goes("fits", serial_spans, spans, t_submit, time.time(), slowdown)
         rows.append(
             (
                 f"fit_many, {args.fits} × {args.fit_size}²",
@@ -200,7 +328,23 @@ def main():
         hess["stats"] = st
         hess["wall"] = time.perf_counter() - t0
 
-    med, _ = turns({"serial": serial_hessian, "cluster": cluster_hessian}, args.repeat)
+    candidates = {"serial": serial_hessian, "cluster": cluster_hessian}
+    if old is not None:
+        candidates["old"] = lambda: parallel.hessian(model, theta, executor=old)
+    med, _ = turns(candidates, args.repeat)
+    if old is not None:
+        print(
+            f"   workers with Dask's allocator setting (before): {med['old']:.2f} s, "
+            f"{med['serial'] / med['old']:.2f}×"
+        )
+        rows.append(
+            (
+                f"Hessian {args.size}², before (Dask's allocator)",
+                med["serial"],
+                med["old"],
+                med["serial"] / med["old"],
+            )
+        )
     st = hessian_stats = hess["stats"]
     # what shipping costs: map_model of a no-op on the (changed since) model, 2 tasks
     model.gradient(theta)
@@ -222,6 +366,24 @@ def main():
         f"   model {st['model_bytes'] / 2**20:.1f} MiB sent once per worker, "
         f"{st['task_bytes']:.0f} B per task; shipping it (pickle, file, unpickle on both "
         f"workers) {t_ship:.2f} s"
+    )
+    steps = 1e-4 * np.maximum(1.0, np.abs(theta))
+    hessian_points = [
+        theta + sign * steps[k] * np.eye(theta.size)[k]
+        for k in range(theta.size)
+        for sign in (1.0, -1.0)
+    ]
+    parallel.map_model(echo, model, [0, 1], executor=client)  # the model on the workers first
+    serial_spans = [timed_gradient_task(model, p) for p in hessian_points]
+    t_submit = time.time()
+    spans = parallel.map_model(timed_gradient_task, model, hessian_points, executor=client)
+    where_time_goes(
+        "Hessian gradients (model already on the workers)",
+        serial_spans,
+        spans,
+        t_submit,
+        time.time(),
+        together_big / alone_big,
     )
     sc, sw = np.mean(serial_cpu, axis=0)
     wc, ww = np.mean(worker_cpu, axis=0)
@@ -245,8 +407,9 @@ def main():
         threaded = matern_poisson(args.size, seed=7, threads=2)
         runs = {}
         # warm-up of every code path (threaded factorizations included) on a small model
-        with threadpool_limits(limits=2):
-            gm.inla(matern_poisson(40, seed=1, threads=2), integration="ccd", progress=False)
+        if not args.skip_threads2:
+            with threadpool_limits(limits=2):
+                gm.inla(matern_poisson(40, seed=1, threads=2), integration="ccd", progress=False)
         gm.inla(matern_poisson(40, seed=1), integration="ccd", progress=False, executor=client)
 
         def inla_serial():
@@ -259,14 +422,19 @@ def main():
             with threadpool_limits(limits=2):
                 runs["threads2"] = gm.inla(threaded, integration="ccd", progress=False)
 
-        whole = {"serial": [], "cluster": [], "threads2": []}
-        part = {"serial": [], "cluster": [], "threads2": []}
+        order = [("serial", inla_serial), ("cluster", inla_cluster)]
+        if old is not None:
+
+            def inla_old():
+                runs["old"] = gm.inla(model, integration="ccd", progress=False, executor=old)
+
+            order.append(("old", inla_old))
+        if not args.skip_threads2:
+            order.append(("threads2", inla_threads))
+        whole = {label: [] for label, _f in order}
+        part = {label: [] for label, _f in order}
         for _ in range(args.inla_repeat):
-            for label, func in (
-                ("serial", inla_serial),
-                ("cluster", inla_cluster),
-                ("threads2", inla_threads),
-            ):
+            for label, func in order:
                 t0 = time.perf_counter()
                 func()
                 whole[label].append(time.perf_counter() - t0)
@@ -274,6 +442,22 @@ def main():
                 part[label].append(timings["hessian"] + timings["points"])
         w = {k: statistics.median(v) for k, v in whole.items()}
         q = {k: statistics.median(v) for k, v in part.items()}
+        if old is not None:
+            print(
+                f"   workers with Dask's allocator setting (before): whole run {w['old']:.1f} s "
+                f"({w['serial'] / w['old']:.2f}×), Hessian + points {q['old']:.1f} s "
+                f"({q['serial'] / q['old']:.2f}×)"
+            )
+            rows.append(
+                (
+                    f"gm.inla CCD {args.size}², Hessian + points, before (Dask's allocator)",
+                    q["serial"],
+                    q["old"],
+                    q["serial"] / q["old"],
+                )
+            )
+        if args.skip_threads2:
+            w["threads2"] = q["threads2"] = float("nan")
         print(
             f"   whole run: serial 1 thread {w['serial']:.1f} s, 2 workers {w['cluster']:.1f} s "
             f"({w['serial'] / w['cluster']:.2f}×), serial threads=2 {w['threads2']:.1f} s "
@@ -285,6 +469,45 @@ def main():
             f"{q['threads2']:.1f} s ({q['serial'] / q['threads2']:.2f}×)"
         )
         runs_inla.update(runs)
+        if args.predict_rows:
+            print(f"\n3b. res.predict on {args.predict_rows} new rows ({args.size}² CCD result)")
+            A_new = prediction_rows(args.size, args.predict_rows, args.predict_far)
+            res = runs["serial"]
+            tables, st = {}, {}
+
+            def predict_serial():
+                tables["serial"] = res.predict(A_new, block_size=args.block_size)
+
+            def predict_cluster():
+                tables["cluster"] = res.predict(
+                    A_new, executor=client, block_size=args.block_size, stats=st
+                )
+
+            med, _ = turns({"serial": predict_serial, "cluster": predict_cluster}, 1)
+            diff = float(np.max(np.abs(tables["serial"].to_numpy() - tables["cluster"].to_numpy())))
+            print(
+                f"   {args.predict_rows - args.predict_far} interpolation rows (4 neighbouring "
+                f"nodes) and {args.predict_far} areal rows (20 scattered nodes, solved with L), "
+                f"blocks of {args.block_size}: serial {med['serial']:.2f} s, 2 workers "
+                f"{med['cluster']:.2f} s ({med['serial'] / med['cluster']:.2f}×; max |diff| "
+                f"{diff:.1e})"
+            )
+            print(
+                f"   {st['points']} points × {st['blocks']} blocks; a point's factor and "
+                f"selected inverse {st['point_bytes'] / 2**20:.1f} MiB sent once per worker, a "
+                f"block task {st['task_bytes'] / 1024:.1f} KiB, a mixture task "
+                f"{st['mixture_task_bytes'] / 1024:.1f} KiB; in the cluster run: points stage "
+                f"{st['points_wall']:.2f} s (the Laplace approximations recomputed in this "
+                f"process included), mixture stage {st['mixture_wall']:.2f} s"
+            )
+            rows.append(
+                (
+                    f"res.predict, {args.predict_rows} rows",
+                    med["serial"],
+                    med["cluster"],
+                    med["serial"] / med["cluster"],
+                )
+            )
         runs_inla["n_points"] = len(np.atleast_1d(runs["serial"].weights))
         a, b = runs["serial"], runs["cluster"]
         print(
@@ -387,6 +610,9 @@ def main():
         print(f"| {label} | {a:.2f} | {b:.2f} | **{ratio:.2f}×** |")
     client.close()
     cluster.close()
+    if old is not None:
+        old.close()
+        old_cluster.close()
 
 
 if __name__ == "__main__":

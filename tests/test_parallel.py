@@ -97,6 +97,19 @@ def die_at_large_theta(model, theta):
     return float(model.objective(theta))
 
 
+def allocation_faults(model, item):
+    """Page faults of 50 allocations of a 4 MiB array, each freed again, in this process."""
+    import resource
+
+    np.ones(1 << 19)  # the heap has held such an array once
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        array = np.ones(1 << 19)
+        del array
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return faults, "MALLOC_TRIM_THRESHOLD_" in os.environ
+
+
 def model_threads(model, item):
     return model.symbolic.threads
 
@@ -340,6 +353,26 @@ def test_model_threads_are_honoured_in_a_worker(pool, client):
     for executor in (pool, client):
         out = parallel.map_model(model_threads, threaded, [0, 1], executor=executor)
         assert out == [2, 2]
+
+
+def test_dask_workers_reuse_freed_memory(client):
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which pins glibc's mmap threshold at 128 KiB:
+    # untuned, each 4 MiB array is a fresh mapping (measured: 25700 page faults for the 50
+    # with GMRF_CORE_WORKER_MALLOC=keep; tuned: 5-50)
+    out = parallel.map_model(allocation_faults, None, [0, 1, 2, 3], executor=client)
+    for faults, trimmed in out:
+        if trimmed:
+            assert faults < 2500
+
+
+def test_allocator_left_alone_outside_dask_or_when_asked(monkeypatch):
+    monkeypatch.setattr(parallel, "_allocator_configured", None)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert parallel._configure_allocator() is False
+    monkeypatch.setattr(parallel, "_allocator_configured", None)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("GMRF_CORE_WORKER_MALLOC", "keep")
+    assert parallel._configure_allocator() is False
 
 
 def test_thread_pool_gives_each_thread_its_own_copy(model):
