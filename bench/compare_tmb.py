@@ -1,0 +1,192 @@
+"""Laplace objective + gradient: gmrf_core's value_and_grad against TMB (framework "TMBad").
+
+One model on both sides: Poisson counts on an m x m lattice (default 100² and 250²),
+log E y = β + x, x ~ N(0, Q(θ)⁻¹) with the SPDE-type Custom prior of
+bench/compare_gradient.py (``anisotropic_prior``, Q(θ) = e^θ₀ C + e^θ₁ (G_h + G_v)²) and
+β ~ N(0, 1/τ_β), τ_β = 10⁻³ (gmrf_core's default ``fixed_precision``). TMB's template is
+bench/tmb/custom_poisson.cpp (x and β random, ``density::GMRF`` for x, which with TMBad
+takes log|Q| through its atomic sparse log-determinant), compiled with
+``TMB::compile(..., framework = "TMBad")`` into a build directory outside the repository.
+Both sides evaluate the same θ path (θ_j = θ0 + 0.05 (cos j, cos(j + π/4)), each call
+warm-started from the mode at θ_(j-1): TMB's inner Newton starts from its last random
+effects) in turns, a few points each per round; TMB's cost per point is ``obj$fn(θ)`` then
+``obj$gr(θ)`` (as nlminb calls them), gmrf_core's is one ``value_and_grad(θ)``. Both
+objectives keep every constant (the Poisson log y!, the Gaussian 2π terms), so they must
+agree up to the inner solvers' tolerances: the largest difference of the values and of
+the gradients over the path is printed. One thread on both sides (OMP/OpenBLAS threads 1,
+``TMB::openmp(1)``, gmrf_core threads=1). Needs R with TMB (bench/install_tmb.sh).
+
+Usage: python bench/compare_tmb.py [--sizes 100 250] [--rounds 5] [--per-round 4]
+       [--build-dir ~/.cache/gmrf_core_tmb]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
+from _env import ensure_cholmod_env  # noqa: E402
+
+ensure_cholmod_env()  # the same OpenBLAS core type for R's OpenBLAS and ours
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from compare_commits import theta_path  # noqa: E402
+from compare_gradient import anisotropic_prior  # noqa: E402
+
+import gmrf_core as gm  # noqa: E402
+from gmrf_core import likelihoods, models  # noqa: E402
+
+TMB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tmb")
+
+
+def write_case(data_dir, m, rng, path_length):
+    """The counts, the two structure matrices and the θ path as little-endian binaries."""
+    matern = models.Matern2D((m, m))
+    field = gm.cholesky(matern.precision(matern.theta_from(m / 10.0, 0.8))).sample(rng=rng)
+    y = rng.poisson(np.exp(1.0 + field)).astype(np.float64)
+    prior = anisotropic_prior(m, 2)
+    theta0 = np.asarray(prior.theta0, dtype=float)
+    structures = prior.precision_grad(np.zeros(theta0.size))  # d/dθ_k e^θ_k S_k at θ = 0
+    y.astype("<f8").tofile(os.path.join(data_dir, f"y_{m}"))
+    for k, s in enumerate(structures):
+        coo = sp.coo_matrix(s)
+        coo.eliminate_zeros()
+        coo.row.astype("<i4").tofile(os.path.join(data_dir, f"S{k}_{m}.i"))
+        coo.col.astype("<i4").tofile(os.path.join(data_dir, f"S{k}_{m}.j"))
+        coo.data.astype("<f8").tofile(os.path.join(data_dir, f"S{k}_{m}.x"))
+        with open(os.path.join(data_dir, f"S{k}_{m}.nnz"), "w") as f:
+            f.write(f"{coo.nnz}\n")
+    path = np.array(theta_path(theta0, path_length))
+    path.astype("<f8").tofile(os.path.join(data_dir, f"path_{m}"))
+    with open(os.path.join(data_dir, f"path_{m}.shape"), "w") as f:
+        f.write(f"{path.shape[0]} {path.shape[1]}\n")
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((m * m, 1)))
+    return model, path
+
+
+class TMBProcess:
+    """Rscript bench/tmb/driver.R, answering θ-path requests over a pipe."""
+
+    def __init__(self, data_dir, build_dir, sizes):
+        os.makedirs(build_dir, exist_ok=True)
+        source = os.path.join(TMB_DIR, "custom_poisson.cpp")
+        target = os.path.join(build_dir, "custom_poisson.cpp")
+        if not os.path.exists(target) or open(source).read() != open(target).read():
+            shutil.copyfile(source, target)
+        self.process = subprocess.Popen(
+            ["Rscript", os.path.join(TMB_DIR, "driver.R"), data_dir, build_dir, *map(str, sizes)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.setup = {}
+        for line in self.process.stdout:
+            words = line.split()
+            if words and words[0] == "setup":
+                self.setup[int(words[1])] = float(words[2])
+            elif words == ["ready"]:
+                break
+        else:
+            raise RuntimeError("bench/tmb/driver.R ended before it was ready (see its stderr)")
+
+    def run(self, m, first, count):
+        self.process.stdin.write(f"run {m} {first} {count}\n")
+        self.process.stdin.flush()
+        times, values, grads = [], [], []
+        for line in self.process.stdout:
+            words = line.split()
+            if words == ["done"]:
+                return times, values, grads
+            times.append((float(words[1]), float(words[2])))
+            values.append(float(words[3]))
+            grads.append([float(w) for w in words[4:]])
+        raise RuntimeError("bench/tmb/driver.R ended while evaluating")
+
+    def close(self):
+        self.process.stdin.write("stop\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 250])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=4, help="evaluations per turn")
+    parser.add_argument(
+        "--build-dir",
+        default=os.path.join(os.path.expanduser("~"), ".cache", "gmrf_core_tmb"),
+        help="where TMB compiles bench/tmb/custom_poisson.cpp",
+    )
+    args = parser.parse_args()
+    if shutil.which("Rscript") is None:
+        sys.exit("compare_tmb: Rscript not found; run bench/install_tmb.sh first")
+    path_length = 1 + args.rounds * args.per_round
+    rng = np.random.default_rng(0)
+    data_dir = tempfile.mkdtemp(prefix="gmrf_tmb_")
+    cases = {}
+    for m in args.sizes:
+        model, path = write_case(data_dir, m, rng, path_length)
+        t0 = time.perf_counter()
+        model.value_and_grad(path[0])  # compilation and the first mode, as TMB's setup
+        cases[m] = (model, path, time.perf_counter() - t0)
+    tmb = TMBProcess(data_dir, args.build_dir, args.sizes)
+
+    results = {(side, m): ([], [], []) for side in ("tmb", "gmrf") for m in args.sizes}
+    for round_ in range(args.rounds):
+        first = 1 + round_ * args.per_round
+        for m in args.sizes:
+            model, path, _ = cases[m]
+            turns = ("tmb", "gmrf") if round_ % 2 == 0 else ("gmrf", "tmb")
+            for side in turns:
+                times, values, grads = results[side, m]
+                if side == "tmb":
+                    t, v, g = tmb.run(m, first, args.per_round)
+                    times += t
+                    values += v
+                    grads += g
+                    continue
+                for theta in path[first : first + args.per_round]:
+                    t0 = time.perf_counter()
+                    value, grad = model.value_and_grad(theta)
+                    times.append(time.perf_counter() - t0)
+                    values.append(float(value))
+                    grads.append(list(grad))
+    tmb.close()
+    shutil.rmtree(data_dir)
+
+    print(
+        "Poisson, SPDE-type Custom prior (2 θ), intercept; objective + gradient of the Laplace "
+        f"approximation along a moving θ (steps of 0.05, warm-started), {args.rounds} rounds x "
+        f"{args.per_round} points per side in turns; medians; 1 thread"
+    )
+    print(
+        f"{'n':>8}{'TMB fn s':>10}{'TMB gr s':>10}{'fn+gr s':>9}{'gmrf_core s':>13}"
+        f"{'TMB/gmrf':>10}{'max|Δ value|':>14}{'max rel Δ grad':>16}{'TMB setup s':>13}"
+    )
+    for m in args.sizes:
+        split, v_tmb, g_tmb = results["tmb", m]
+        t_fn, t_gr = np.median(split, axis=0)
+        t_tmb = np.sum(split, axis=1)
+        t_gm, v_gm, g_gm = results["gmrf", m]
+        dv = np.abs(np.subtract(v_tmb, v_gm)).max()
+        g_tmb, g_gm = np.array(g_tmb), np.array(g_gm)
+        dg = (np.abs(g_tmb - g_gm).max(axis=1) / np.abs(g_gm).max(axis=1)).max()
+        print(
+            f"{m * m:>8,}{t_fn:>10.3f}{t_gr:>10.3f}{np.median(t_tmb):>9.3f}{np.median(t_gm):>13.3f}"
+            f"{np.median(t_tmb) / np.median(t_gm):>10.2f}{dv:>14.1e}{dg:>16.1e}"
+            f"{tmb.setup[m]:>13.1f}"
+        )
+    first_values = ", ".join(f"{results['gmrf', m][1][0]:.6f}" for m in args.sizes)
+    print(f"gmrf_core's objective at θ_1: {first_values}")
+
+
+if __name__ == "__main__":
+    main()
