@@ -496,9 +496,9 @@ def main():
                 f"   {st['points']} points × {st['blocks']} blocks; a point's factor and "
                 f"selected inverse {st['point_bytes'] / 2**20:.1f} MiB sent once per worker, a "
                 f"block task {st['task_bytes'] / 1024:.1f} KiB, a mixture task "
-                f"{st['mixture_task_bytes'] / 1024:.1f} KiB; in the cluster run: points stage "
-                f"{st['points_wall']:.2f} s (the Laplace approximations recomputed in this "
-                f"process included), mixture stage {st['mixture_wall']:.2f} s"
+                f"{st['mixture_task_bytes'] / 1024:.1f} KiB; in the cluster run: the points' "
+                f"Laplace approximations {st['build_wall']:.2f} s, block moments "
+                f"{st['moments_wall']:.2f} s, mixture {st['mixture_wall']:.2f} s"
             )
             rows.append(
                 (

@@ -12,32 +12,38 @@ variances ãᵀΣ_k ã from the Cholesky factor of H_k (with the prior's constra
 * minus the rank-k term of the constraints (kriging) and the grounding correction,
   :meth:`~gmrf_core.constrained.ConstrainedFactor.lowrank_diag`.
 
-Rows are independent, so the work is split into blocks of rows, each a task of
-:func:`gmrf_core.parallel.map_model`:
+Which rows lie on the pattern is decided once, from the model's symbolic analysis of H
+(every point's factor shares it). Rows are independent, so the work is split into blocks
+of rows, tasks of :func:`gmrf_core.parallel.map_model` (which sends a map's "model" to
+each worker once and caches it there):
 
-1. for each point in turn, the point's :class:`PointPredictor` (mean, factor and, when a
-   row needs it, the selected inverse — the heavy part) is the "model" of one
-   :func:`~gmrf_core.parallel.map_model` call, so it is sent to each worker once (the
-   workers' cache) and only one point's factor is held at a time; a task sends a block of
-   rows and gets back that block's means and variances at the point;
-2. the mixture over points (mean, sd, quantiles by the safeguarded Newton iteration of
+1. the points' :class:`PointPredictor` objects (mean, factor and, when a row needs it, the
+   selected inverse — the heavy part) are built by :func:`build_point` tasks on the
+   model, as many at once as there are workers (the Laplace approximations in parallel;
+   at most that many factors held by the caller);
+2. each point's predictor is then the "model" of one map over the blocks: it goes to each
+   worker once, a task sends a block of rows and gets back that block's means and
+   variances at the point;
+3. the mixture over points (mean, sd, quantiles by the safeguarded Newton iteration of
    :func:`~gmrf_core.inference.marginals.mixture_quantiles`) is one more map over the
    blocks, with the weights as the model and each block's means and sds as its item.
 
 The same blocks and the same functions run serially (``executor=None``), on a
 ``concurrent.futures`` executor or on a Dask client, so the results agree to rounding
-whichever is used.
+whichever is used (the Laplace approximations are recomputed where they run: their
+modes agree to the Newton iteration's rounding).
 """
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..parallel import map_model
+from ..parallel import is_dask_client, map_model
 from .marginals import mixture_quantiles
 
 __all__ = [
     "PointPredictor",
+    "build_point",
     "design_rows",
     "rows_in_pattern",
     "predict_mixture",
@@ -99,17 +105,24 @@ def design_rows(A_new, X_new, offset, n_latent, n_fixed):
     return rows, np.ascontiguousarray(offset)
 
 
-def rows_in_pattern(factor, A):
+def rows_in_pattern(analysis, A):
     """Per row of A: whether every pair of its columns lies on the pattern of L (so that the
-    selected inverse holds every entry of Σ its variance needs)."""
+    selected inverse holds every entry of Σ its variance needs).
+
+    Parameters
+    ----------
+    analysis : Symbolic or Factor
+        The symbolic analysis of H (or a factor of it): only the pattern is used.
+    A : sparse matrix (k, n)
+    """
+    s = getattr(analysis, "symbolic", analysis)
+    n = s.n
     A = sp.csr_matrix(A)
-    n = factor.n
-    L = factor.L().tocsc()
-    L.sort_indices()
-    cols_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(L.indptr))
-    keys = cols_of * n + L.indices.astype(np.int64)  # (row, col) of L in factor order, sorted
-    pinv = np.empty(n, dtype=np.int64)
-    pinv[np.asarray(factor.perm)] = np.arange(n)
+    # (supernode, row) of every stored entry of L, sorted: supernode j holds the rows
+    # rows[rows_ptr[j]:rows_ptr[j + 1]] (sorted) of each of its columns, in factor order
+    super_of = np.repeat(np.arange(s.nsuper, dtype=np.int64), np.diff(s.rows_ptr))
+    keys = super_of * n + np.asarray(s.rows, dtype=np.int64)
+    pinv = np.asarray(s.pinv, dtype=np.int64)
     counts = np.diff(A.indptr).astype(np.int64)
     rows = np.repeat(np.arange(A.shape[0]), counts * counts)
     ptr = np.zeros(A.shape[0] + 1, dtype=np.int64)
@@ -119,8 +132,10 @@ def rows_in_pattern(factor, A):
     start = A.indptr[rows]
     a = pinv[A.indices[start + within // r]]
     b = pinv[A.indices[start + within % r]]
-    key = np.minimum(a, b) * n + np.maximum(a, b)
-    pos = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+    # entry (max, min) of L lies in the supernode of column min
+    column = np.minimum(a, b)
+    key = np.asarray(s.col_super, dtype=np.int64)[column] * n + np.maximum(a, b)
+    pos = np.minimum(np.searchsorted(keys, key), max(keys.size - 1, 0))
     found = keys[pos] == key
     inside = np.ones(A.shape[0], dtype=bool)
     np.logical_and.at(inside, rows, found)
@@ -136,8 +151,8 @@ class PointPredictor:
         The point's mean of z = (x, β) (mode plus the simplified-Laplace shift).
     constrained : ConstrainedFactor
         The factor of H at the point with the prior's constraints; not modified here. Its
-        selected inverse, once computed (:func:`predict_mixture` does it before the point
-        is sent, when some row needs it), travels with it: no worker computes it again.
+        selected inverse, once computed (:func:`build_point` does it when some row needs
+        it), travels with it: no worker computes it again.
     """
 
     def __init__(self, mean, constrained):
@@ -200,8 +215,41 @@ def _check_block_size(block_size):
     return int(block_size)
 
 
+def build_point(model, item):
+    """The :class:`PointPredictor` of one integration point (a task: it runs where the model
+    is, serially or on a worker).
+
+    ``item`` = (θ_k, shift_k, selected_inverse): the Laplace approximation at θ_k (a Newton
+    solve, warm-started from the model's last mode), its mean shifted by the
+    simplified-Laplace correction, and the selected inverse computed here when some
+    prediction row needs it, so that it travels with the factor.
+    """
+    from .points import constrained_of
+
+    theta, shift, selected_inverse = item
+    approximation = model.laplace(np.asarray(theta, dtype=float))
+    point = PointPredictor(
+        np.asarray(approximation.mode, dtype=float) + shift,
+        constrained_of(model, approximation),
+    )
+    if selected_inverse:
+        point.constrained.selected_inverse()
+    return point
+
+
+def _worker_count(executor):
+    """How many point predictors to build at once: the executor's workers (1 serially)."""
+    if executor is None:
+        return 1
+    if is_dask_client(executor):
+        return max(1, len(executor.scheduler_info().get("workers", {})))
+    return max(1, int(getattr(executor, "_max_workers", 1) or 1))
+
+
 def predict_mixture(
+    model,
     points,
+    shifts,
     weights,
     rows,
     offset,
@@ -213,26 +261,34 @@ def predict_mixture(
 ):
     """Mixture predictive summaries of Ã_new z + offset over points, in blocks of rows.
 
+    The points' predictors are built by :func:`build_point` tasks, as many at once as the
+    executor has workers (so that the Laplace approximations run in parallel and at most
+    that many factors are held here), each then sent to each worker once for its blocks.
+
     Parameters
     ----------
-    points : iterable of PointPredictor
-        One per point, in the order of ``weights``; a generator, so that one point's
-        factor is held at a time.
+    model : LatentGaussianModel
+        The model of the result (with the priors it was run with).
+    points : array (K, d)
+        Integration points θ_k (internal scale).
+    shifts : array (K, n_total)
+        Simplified-Laplace mean corrections at the points (zeros for Gaussian marginals).
     weights : array (K,)
         Mixture weights (sum 1).
     rows, offset
         From :func:`design_rows`.
     executor : None, concurrent.futures.Executor or dask.distributed.Client
-        Where the blocks run (:func:`gmrf_core.parallel.map_model`).
+        Where the tasks run (:func:`gmrf_core.parallel.map_model`).
     block_size : int
         Rows per task.
     progress : bool or callable
-        Passed to each map (one per point, then the mixture).
+        Passed to each map.
     stats : dict, optional
         Filled with ``blocks``, ``points``, ``point_bytes`` (mean pickled size of a
         point's predictor, sent once per worker; 0 serially), ``task_bytes`` and
         ``mixture_task_bytes`` (mean bytes a task of either stage sends; 0 serially),
-        ``points_wall`` and ``mixture_wall`` (seconds in the two stages).
+        ``build_wall``, ``moments_wall`` and ``mixture_wall`` (seconds in the three
+        kinds of maps).
 
     Returns
     -------
@@ -242,43 +298,62 @@ def predict_mixture(
     """
     block_size = _check_block_size(block_size)
     weights = np.asarray(weights, dtype=float)
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    if len(points) != weights.size or len(shifts) != weights.size:
+        raise InputError(
+            f"{len(points)} point(s) and {len(shifts)} shift(s) given for {weights.size} weight(s)."
+        )
     k = rows.shape[0]
+    if k == 0:
+        return np.zeros(0), np.zeros(0), np.zeros((len(_LEVELS), 0))
     starts = list(range(0, k, block_size))
     blocks = [rows[s : s + block_size] for s in starts]
+
+    def split(inside):
+        return [inside[s : s + block_size] for s in starts]
+
+    analysis = model.symbolic
+    inside_of = {analysis.pattern_token: split(rows_in_pattern(analysis, rows))}
+    need_inverse = any(part.any() for part in inside_of[analysis.pattern_token])
     means = np.empty((weights.size, k))
     variances = np.empty((weights.size, k))
-    inside_of = {}  # pattern token -> per block, rows on the pattern
-    record = {"blocks": len(blocks), "points": weights.size, "point_bytes": 0.0}
-    task_bytes = []
-    point_bytes = []
-    walls = []
-    for j, point in enumerate(points):
-        token = point.pattern_token
-        if token not in inside_of:
-            inside = rows_in_pattern(point.constrained.factor, rows)
-            inside_of[token] = [inside[s : s + block_size] for s in starts]
-        inside = inside_of[token]
-        if any(part.any() for part in inside):
-            point.constrained.selected_inverse()
+    record = {"blocks": len(blocks), "points": weights.size}
+    walls = {"build_wall": 0.0, "moments_wall": 0.0}
+    task_bytes, point_bytes = [], []
+    at_once = _worker_count(executor)
+    for first in range(0, weights.size, at_once):
+        chosen = range(first, min(first + at_once, weights.size))
         step = {}
-        out = map_model(
-            _moments_task,
-            point,
-            list(zip(blocks, inside)),
+        built = map_model(
+            build_point,
+            model,
+            [(points[j], shifts[j], need_inverse) for j in chosen],
             executor=executor,
-            progress=progress,
-            label=f"prediction block (point {j})",
+            label="prediction point",
             stats=step,
         )
-        del point
-        for s, (mean, var) in zip(starts, out):
-            means[j, s : s + mean.size] = mean
-            variances[j, s : s + var.size] = var
-        task_bytes.append(step.get("task_bytes", 0.0))
-        point_bytes.append(step.get("model_bytes", 0))
-        walls.append(step["wall"])
-    if len(walls) != weights.size:
-        raise InputError(f"{len(walls)} point(s) given for {weights.size} weight(s).")
+        walls["build_wall"] += step["wall"]
+        for j, point in zip(chosen, built):
+            token = point.pattern_token
+            if token not in inside_of:  # not the model's analysis: classify the rows again
+                inside_of[token] = split(rows_in_pattern(point.constrained.factor, rows))
+            step = {}
+            out = map_model(
+                _moments_task,
+                point,
+                list(zip(blocks, inside_of[token])),
+                executor=executor,
+                progress=progress,
+                label=f"prediction block (point {j})",
+                stats=step,
+            )
+            for s, (mean, var) in zip(starts, out):
+                means[j, s : s + mean.size] = mean
+                variances[j, s : s + var.size] = var
+            task_bytes.append(step.get("task_bytes", 0.0))
+            point_bytes.append(step.get("model_bytes", 0))
+            walls["moments_wall"] += step["wall"]
+        del built, point
     means += offset
     sds = np.sqrt(variances)
     step = {}
@@ -295,10 +370,10 @@ def predict_mixture(
     sd = np.concatenate([o[1] for o in out]) if out else np.zeros(0)
     quantiles = np.hstack([o[2] for o in out]) if out else np.zeros((len(_LEVELS), 0))
     record.update(
+        walls,
         point_bytes=float(np.mean(point_bytes)) if point_bytes else 0.0,
         task_bytes=float(np.mean(task_bytes)) if task_bytes else 0.0,
         mixture_task_bytes=step.get("task_bytes", 0.0),
-        points_wall=float(np.sum(walls)),
         mixture_wall=step["wall"],
     )
     if stats is not None:

@@ -6,7 +6,7 @@ from scipy.special import logsumexp
 from ..errors import InputError
 from .marginals import mixture_quantiles, natural_density, summarise_density
 from .points import constrained_of
-from .prediction import DEFAULT_BLOCK_SIZE, PointPredictor, design_rows, predict_mixture
+from .prediction import DEFAULT_BLOCK_SIZE, design_rows, predict_mixture
 
 __all__ = ["InlaResult", "table"]
 
@@ -220,14 +220,6 @@ class InlaResult:
         }
 
     # ------------------------------------------------------------------- prediction
-    def _point_predictors(self):
-        """One :class:`~gmrf_core.inference.prediction.PointPredictor` per point, built in
-        turn (one factor of H held at a time)."""
-        for j in range(len(self.weights)):
-            approximation = self._approximation(j)
-            mean = np.asarray(approximation.mode, dtype=float) + self._shifts[j]
-            yield PointPredictor(mean, constrained_of(self._model, approximation))
-
     def predict(
         self,
         A_new,
@@ -246,10 +238,12 @@ class InlaResult:
         simplified-Laplace shift) at θ_k; variances from the selected inverse for rows
         whose pairs of columns lie on the factor's pattern, otherwise from solves with
         the factor L, with the constraints' correction (see
-        :mod:`gmrf_core.inference.prediction`). Rows go in blocks of ``block_size``,
-        independent tasks of :func:`gmrf_core.parallel.map_model`: each point's factor
-        is sent to each worker once, a task sends a block of rows and gets back its
-        means and variances, and the mixture's quantiles are computed per block too.
+        :mod:`gmrf_core.inference.prediction`). The points' Laplace approximations are
+        recomputed as tasks (as many at once as there are workers), and rows go in
+        blocks of ``block_size``, independent tasks of
+        :func:`gmrf_core.parallel.map_model`: each point's factor is sent to each worker
+        once, a task sends a block of rows and gets back its means and variances, and
+        the mixture's quantiles are computed per block too.
 
         Parameters
         ----------
@@ -282,7 +276,9 @@ class InlaResult:
         """
         rows, offset = design_rows(A_new, X_new, offset, self.n_latent, self.n_fixed)
         mean, sd, quantiles = predict_mixture(
-            self._point_predictors(),
+            self._model,
+            self.points,
+            self._shifts,
             self.weights,
             rows,
             offset,

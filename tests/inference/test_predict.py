@@ -147,6 +147,29 @@ def test_predict_matches_the_dense_mixture(poisson_result):
     assert len(res.weights) > 1  # a mixture, not one Gaussian
 
 
+def test_rows_in_pattern_against_the_pattern_of_L():
+    from gmrf_core.inference.prediction import rows_in_pattern
+
+    model = _poisson_model()
+    factor = model.laplace(model.theta0).factor
+    L = factor.L().tocsc()
+    stored = np.zeros((factor.n, factor.n), dtype=bool)  # stored entries, explicit zeros too
+    for c in range(factor.n):
+        stored[L.indices[L.indptr[c] : L.indptr[c + 1]], c] = True
+    pinv = np.empty(factor.n, dtype=int)
+    pinv[np.asarray(factor.perm)] = np.arange(factor.n)
+    A = sp.random(300, factor.n, density=0.06, random_state=1, format="csr")
+    expected = np.array(
+        [
+            all(stored[max(a, b), min(a, b)] for a in pinv[row.indices] for b in pinv[row.indices])
+            for row in A
+        ]
+    )
+    assert 0.2 < expected.mean() < 0.8  # both kinds of rows
+    np.testing.assert_array_equal(rows_in_pattern(model.symbolic, A), expected)
+    np.testing.assert_array_equal(rows_in_pattern(factor, A), expected)
+
+
 def test_predict_same_on_every_executor(poisson_result, executors):
     A, X, offset = _prediction_rows()
     outputs = {}
@@ -156,8 +179,11 @@ def test_predict_same_on_every_executor(poisson_result, executors):
         outputs[name] = poisson_result.predict(
             A, X, offset=offset, executor=executor, block_size=3, stats=stats[name]
         ).to_numpy()
+    scale = np.abs(outputs["serial"]).max()
     for name in ("pool", "dask"):
-        np.testing.assert_allclose(outputs[name], outputs["serial"], rtol=1e-10, atol=1e-12)
+        # the points' Laplace approximations were recomputed in the workers: the modes
+        # agree to the rounding of the Newton iteration
+        np.testing.assert_allclose(outputs[name], outputs["serial"], rtol=1e-10, atol=1e-10 * scale)
         st = stats[name]
         assert st["blocks"] == 4 and st["points"] == len(poisson_result.weights)
         # a point's predictor (factor, selected inverse) travels once per worker; a task
@@ -165,7 +191,7 @@ def test_predict_same_on_every_executor(poisson_result, executors):
         assert st["point_bytes"] > 5 * st["task_bytes"] > 0
     # one block or many: the same numbers
     whole = poisson_result.predict(A, X, offset=offset, block_size=1000).to_numpy()
-    np.testing.assert_allclose(outputs["serial"], whole, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(outputs["serial"], whole, rtol=1e-10, atol=1e-10 * scale)
 
 
 def test_predict_with_constraints_on_a_cluster(grid_result, executors):
@@ -183,7 +209,12 @@ def test_predict_with_constraints_on_a_cluster(grid_result, executors):
     np.testing.assert_allclose(table["mean"].to_numpy(), mean, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(table["sd"].to_numpy(), sd, rtol=1e-6)
     serial = grid_result.predict(A, X, block_size=2)
-    np.testing.assert_allclose(table.to_numpy(), serial.to_numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        table.to_numpy(),
+        serial.to_numpy(),
+        rtol=1e-10,
+        atol=1e-10 * np.abs(serial.to_numpy()).max(),
+    )
 
 
 def test_predict_no_rows_and_bad_block_size(poisson_result):
