@@ -29,6 +29,15 @@ anew; workers keep the last two models (:func:`release` frees them).
   process reads and unpickles it on its first task and keeps it in a per-process cache
   keyed by the token (the file is removed when :func:`map_model` returns).
 
+Scheduling
+----------
+On Dask, as many tasks are in flight as the workers have threads; a new one is submitted
+as one finishes, so that each task goes to the first worker that is free (submitted all at
+once, the scheduler assigns two tasks ahead to each single-thread worker, and one worker
+could end with two long tasks while the other sat idle). Large items (``scatter_items``:
+whole models for ``fit_many``) go by file too when the workers read the model's file, so
+that no task is tied to the worker holding its item; otherwise they are scattered.
+
 Within one worker process, concurrently running tasks (a Dask worker with several threads,
 a ``ThreadPoolExecutor``) each check out their own copy of the model, since a model keeps
 mutable work space (its factor, the last mode as Newton's warm start).
@@ -200,9 +209,24 @@ def _configure_allocator():
     return _allocator_configured
 
 
+class _ItemFile:
+    """An item pickled to a file the workers can read (large items on a LocalCluster or a
+    shared file system: no data dependency, so the scheduler hands each task to whichever
+    worker is free)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def load(self):
+        with open(self.path, "rb") as handle:
+            return pickle.load(handle)
+
+
 def _run(function, token, load, item, threads):
     _configure_allocator()
     _configure_threads(threads)
+    if isinstance(item, _ItemFile):
+        item = item.load()
     model = _checkout(token, load)
     try:
         return function(model, item)
@@ -387,8 +411,11 @@ def map_model(
         once per worker), ``task_bytes`` (mean bytes a task sends: function, token, item),
         ``retries``, ``wall`` (seconds).
     scatter_items : bool
-        Dask only: send items to the cluster with ``client.scatter`` first (for large
-        items such as whole models, which should not sit in the task graph).
+        Dask only: large items (whole models) that should not sit in the task graph. When
+        every worker read the model from its file, each item is pickled to a file next to
+        it and the task carries the path (``item_bytes`` in ``stats``): tasks then have no
+        data dependencies and go to whichever worker is free. Otherwise the items are sent
+        with ``client.scatter``, which places each on a worker and its task with it.
 
     Returns
     -------
@@ -525,17 +552,27 @@ def _map_futures(function, model, items, executor, label, tracker, record, threa
         _remove(path)
 
 
-def _collect(submit, count, items, label, tracker, record, as_completed, missing=None):
-    """Submit every task, gather them as they finish, resubmit a failure once."""
+def _collect(submit, count, items, label, tracker, record, as_completed, missing=None, limit=None):
+    """Submit the tasks, gather them as they finish, resubmit a failure once.
+
+    ``limit``: at most that many tasks in flight (a new one is submitted as one finishes),
+    so that each goes to whichever worker is free first; None submits every task at once.
+    """
     results = [None] * count
     attempts = [0] * count
     pending = {}
-    try:
-        for index in range(count):
+    waiting = collections.deque(range(count))
+
+    def fill():
+        while waiting and (limit is None or len(pending) < limit):
+            index = waiting.popleft()
             try:
                 pending[submit(index)] = index
             except BrokenProcessPool as exc:
                 raise _task_error(label, index, items[index], exc) from exc
+
+    try:
+        fill()
         while pending:
             for future in as_completed(list(pending)):
                 index = pending.pop(future)
@@ -557,6 +594,9 @@ def _collect(submit, count, items, label, tracker, record, as_completed, missing
                     # restart the wait with the resubmitted task included
                     break
                 tracker.step()
+                if waiting:
+                    fill()
+                    break  # restart the wait with the new task included
     finally:
         for future in pending:
             future.cancel()
@@ -612,6 +652,21 @@ def _install_everywhere(client, token, path, blob, label):
     return len(remote)
 
 
+# Dask: as many tasks in flight as the workers have threads, a new one submitted as one
+# finishes, so that each task goes to the first worker that is free. (Submitted all at once,
+# the scheduler assigns up to worker-saturation × threads tasks, rounded up — two for a
+# single-thread worker — to each worker ahead of time, and a worker can end with several
+# long tasks while another sits idle.) Costs one round trip per task (milliseconds).
+_THROTTLE_DASK = True
+# Dask: large items (scatter_items) go by file when every worker reads the model's file
+_ITEMS_BY_FILE = True
+
+
+def _dask_slots(client):
+    workers = client.scheduler_info().get("workers", {})
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+
 def _map_dask(function, model, items, client, label, tracker, record, threads, scatter_items):
     from distributed import as_completed
 
@@ -621,13 +676,26 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
     path = _write_shared(blob, token)
     late = []  # the bytes as Dask data, made only for a worker that joins after the install
     payload = items
+    item_files = []
     try:
         if _INSTALL_ON_WORKERS:
             record["network_copies"] = _install_everywhere(client, token, path, blob, label)
-        if scatter_items and items:
+        if scatter_items and items and _ITEMS_BY_FILE and record.get("network_copies", 1) == 0:
+            # every worker read the model from the file: the items go the same way
+            for index, item in enumerate(items):
+                blob_item = pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
+                item_files.append(_write_shared(blob_item, f"{token}-{index}"))
+                record["item_bytes"] = record.get("item_bytes", 0) + len(blob_item)
+            payload = [_ItemFile(p) for p in item_files]
+        elif scatter_items and items:
             payload = client.scatter(items, hash=False)
         if items:
-            sent = items if not scatter_items else [token] * len(items)
+            if item_files:
+                sent = payload
+            elif scatter_items:
+                sent = [token] * len(items)  # a future's key: about a token's size
+            else:
+                sent = items
             record["task_bytes"] = float(
                 np.mean([len(pickle.dumps((function, token, i, threads), -1)) for i in sent])
             )
@@ -670,10 +738,14 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
             record,
             lambda futures: as_completed(futures),
             missing=missing,
+            limit=_dask_slots(client) if _THROTTLE_DASK else None,
         )
     finally:
         _remove(path)
-        client.cancel(late + (list(payload) if payload is not items else []))
+        for item_path in item_files:
+            _remove(item_path)
+        scattered = payload is not items and not item_files
+        client.cancel(late + (list(payload) if scattered else []))
 
 
 def release(executor=None):

@@ -110,6 +110,21 @@ def allocation_faults(model, item):
     return faults, "MALLOC_TRIM_THRESHOLD_" in os.environ
 
 
+def tasks_held(model, item):
+    """How many tasks this Dask worker holds (running or waiting to run) while running one."""
+    import time
+
+    from distributed import get_worker
+
+    time.sleep(0.05)
+    states = [task.state for task in get_worker().state.tasks.values()]
+    return sum(state in ("executing", "ready", "constrained", "waiting") for state in states)
+
+
+def item_size(model, item):
+    return item.nbytes
+
+
 def model_threads(model, item):
     return model.symbolic.threads
 
@@ -327,6 +342,24 @@ def test_model_is_unpickled_once_per_worker(kind, model, request):
     assert stats["task_bytes"] < 2000
     assert all(o["blas"] and max(o["blas"]) == 1 for o in out)
     assert all(o["numba"] == 1 for o in out)
+
+
+def test_dask_tasks_go_to_the_first_free_worker(client):
+    # one task in flight per worker thread: a worker never holds a second task that another,
+    # idle worker could run
+    out = parallel.map_model(tasks_held, None, list(range(8)), executor=client)
+    assert out == [1] * 8
+
+
+def test_dask_large_items_go_by_file(client):
+    items = [np.full(50_000 + k, float(k)) for k in range(4)]
+    stats = {}
+    out = parallel.map_model(
+        item_size, None, items, executor=client, scatter_items=True, stats=stats
+    )
+    assert out == [item.nbytes for item in items]
+    assert stats["item_bytes"] == sum(len(pickle.dumps(item, -1)) for item in items)
+    assert stats["task_bytes"] < 1000  # a task carries the file's path, not the item
 
 
 def test_dask_worker_without_the_model_gets_it_once(model, client, monkeypatch):
