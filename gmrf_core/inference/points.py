@@ -34,9 +34,10 @@ quadrature): log E[p(y_i | η_i, θ)], log E[1/p], E[log p], E[(log p)²] and
 log E[F(y_i)/p] with F the likelihood's distribution function (for the PIT).
 """
 
+import time
+
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
-from scipy.special import logsumexp
 
 from ..errors import GMRFError
 from .criteria import log_cdf
@@ -129,12 +130,23 @@ def _skewness_terms(model, constrained, d3, observed):
     return kappa
 
 
+def _log_mean_exp(weights, values, work):
+    """log Σ_j w_j exp(values[j]) per column (a matrix-vector product with the weights
+    after removing each column's maximum; ``work`` is scratch of values' shape)."""
+    top = np.max(values, axis=0)
+    top[~np.isfinite(top)] = 0.0
+    np.subtract(values, top, out=work)
+    np.exp(work, out=work)
+    with np.errstate(divide="ignore"):
+        return np.log(weights @ work) + top
+
+
 def _criteria_terms(model, eta_mean, eta_var, theta_lik, nodes, with_cdf=True):
     """Per-observation Gauss–Hermite expectations at one θ (see the module docstring);
     the distribution-function term (PIT) only ``with_cdf``."""
     lik = model.likelihood
     t, w = hermegauss(nodes)
-    log_w = np.log(w / np.sqrt(2.0 * np.pi))
+    weights = w / np.sqrt(2.0 * np.pi)
     sd = np.sqrt(np.maximum(eta_var, 0.0))
     logp = np.empty((nodes, eta_mean.size))
     logf = None
@@ -146,17 +158,33 @@ def _criteria_terms(model, eta_mean, eta_var, theta_lik, nodes, with_cdf=True):
             if logf is None:
                 logf = np.empty((nodes, eta_mean.size))
             logf[j] = lf
-    weights = np.exp(log_w)[:, None]
+    work = np.empty_like(logp)
     out = {
-        "log_mean_p": logsumexp(log_w[:, None] + logp, axis=0),
-        "log_mean_inv_p": logsumexp(log_w[:, None] - logp, axis=0),
-        "mean_logp": np.sum(weights * logp, axis=0),
-        "mean_logp2": np.sum(weights * logp * logp, axis=0),
+        "log_mean_p": _log_mean_exp(weights, logp, work),
+        "mean_logp": weights @ logp,
+        "mean_logp2": weights @ (logp * logp),
     }
-    out["log_mean_f_over_p"] = (
-        None if logf is None else logsumexp(log_w[:, None] + logf - logp, axis=0)
-    )
+    np.negative(logp, out=logp)  # from here on logp holds −log p
+    out["log_mean_inv_p"] = _log_mean_exp(weights, logp, work)
+    if logf is not None:
+        logf += logp
+        out["log_mean_f_over_p"] = _log_mean_exp(weights, logf, work)
+    else:
+        out["log_mean_f_over_p"] = None
     return out
+
+
+class _Stopwatch:
+    """Wall seconds of the successive stages of one task (``laps``: name -> seconds)."""
+
+    def __init__(self):
+        self.laps = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def point_task(model, item):
@@ -165,16 +193,20 @@ def point_task(model, item):
     ``item`` is a dict: ``theta``; ``f_mode`` and ``cutoff`` (skip the expensive part
     when the drop exceeds the cut-off; cutoff None: never skip); ``latent``
     ("gaussian" or "simplified_laplace"); ``criteria`` (bool); ``pit`` (bool: the
-    distribution-function term too); ``nodes`` (Gauss–Hermite).
+    distribution-function term too); ``nodes`` (Gauss–Hermite). The returned dict
+    carries ``timings``: wall seconds of its stages ("laplace", "variance", "predictor
+    variance", "simplified laplace", "criteria").
     """
     theta = np.asarray(item["theta"], dtype=float)
-    out = {"theta": theta, "value": np.inf, "full": False, "error": None}
+    clock = _Stopwatch()
+    out = {"theta": theta, "value": np.inf, "full": False, "error": None, "timings": clock.laps}
     try:
         approximation = model.laplace(theta)
         value = objective_of(model, approximation, theta)
     except GMRFError as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
         return out
+    clock.lap("laplace")
     out["value"] = value
     cutoff = item.get("cutoff")
     if cutoff is not None and value - item["f_mode"] > cutoff:
@@ -182,8 +214,10 @@ def point_task(model, item):
     constrained = constrained_of(model, approximation)
     mode = np.asarray(approximation.mode, dtype=float)
     variance = np.asarray(approximation.marginal_variance(), dtype=float)
+    clock.lap("variance")
     eta = np.asarray(approximation.linear_predictor, dtype=float)
     eta_var = np.asarray(approximation.linear_predictor_variance(), dtype=float)
+    clock.lap("predictor variance")
     theta_lik = theta[model.n_theta_prior :]
     observed = np.asarray(getattr(model.likelihood, "observed", np.ones(model.n_obs, bool)))
     shift = np.zeros(model.n_total)
@@ -196,6 +230,7 @@ def point_task(model, item):
             shift = np.asarray(constrained.solve(b), dtype=float)
             kappa3 = _skewness_terms(model, constrained, d3, observed)
     eta_shift = np.asarray(model.A_full @ shift, dtype=float)
+    clock.lap("simplified laplace")
     out.update(
         full=True,
         mode=mode,
@@ -215,4 +250,5 @@ def point_task(model, item):
             if values is not None:
                 values = np.where(observed, values, np.nan)
             out[key] = values
+        clock.lap("criteria")
     return out

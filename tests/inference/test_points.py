@@ -65,3 +65,38 @@ def test_iid_skewness_is_the_exact_third_cumulant_term():
     np.testing.assert_allclose(out["variance"], var, rtol=1e-12)
     np.testing.assert_allclose(out["kappa3"], -rate * var**3, rtol=1e-10)
     np.testing.assert_allclose(out["shift"], 0.5 * var * (-rate * var), rtol=1e-10)
+
+
+def test_log_mean_exp_matches_logsumexp_with_infinities():
+    from scipy.special import logsumexp
+
+    from gmrf_core.inference.points import _log_mean_exp
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(0.0, 30.0, size=(7, 40))
+    values[:, 3] = -np.inf  # every node -inf: log 0
+    values[2, 5] = -np.inf  # one node -inf
+    values[:, 6] += 800.0  # beyond exp's range without the shift
+    weights = rng.uniform(0.1, 1.0, size=7)
+    out = _log_mean_exp(weights, values, np.empty_like(values))
+    expected = logsumexp(np.log(weights)[:, None] + values, axis=0)
+    assert out[3] == -np.inf
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=1e-13)
+    assert np.array_equal(np.isfinite(out), finite)
+
+
+def test_point_task_times_its_stages_and_inla_sums_them():
+    rng = np.random.default_rng(6)
+    n = 12
+    counts = rng.poisson(2.0, size=n)
+    model = gm.LatentGaussianModel(
+        models.IID(n, prior={"log_tau": PCPrecision(1.0, 0.01)}), likelihoods.Poisson(counts)
+    )
+    out = point_task(model, _item(np.array([0.5])))
+    stages = ["laplace", "variance", "predictor variance", "simplified laplace", "criteria"]
+    assert list(out["timings"]) == stages
+    assert all(seconds >= 0.0 for seconds in out["timings"].values())
+    res = gm.inla(model, integration="grid", progress=False)
+    assert list(res.point_timings) == stages
+    assert 0.0 < sum(res.point_timings.values()) <= res.timings["points"]
