@@ -344,6 +344,16 @@ def test_model_is_unpickled_once_per_worker(kind, model, request):
     assert all(o["numba"] == 1 for o in out)
 
 
+def test_dask_unchanged_model_is_neither_written_nor_sent(client):
+    model = matern_poisson(side=5, seed=6)
+    first, again = {}, {}
+    parallel.map_model(objective_task, model, [model.theta0], executor=client, stats=first)
+    # the objective ran on a worker's copy: the caller's model is unchanged
+    parallel.map_model(objective_task, model, [model.theta0], executor=client, stats=again)
+    assert first["model_file"] and not again["model_file"]
+    assert again["network_copies"] == 0
+
+
 def test_dask_tasks_go_to_the_first_free_worker(client):
     # one task in flight per worker thread: a worker never holds a second task that another,
     # idle worker could run
