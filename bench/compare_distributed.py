@@ -522,12 +522,12 @@ def main():
                 f"{diff:.1e})"
             )
             print(
-                f"   {st['points']} points × {st['blocks']} blocks; a point's factor and "
-                f"selected inverse {st['point_bytes'] / 2**20:.1f} MiB sent once per worker, a "
-                f"block task {st['task_bytes'] / 1024:.1f} KiB, a mixture task "
-                f"{st['mixture_task_bytes'] / 1024:.1f} KiB; in the cluster run: the points' "
-                f"Laplace approximations {st['build_wall']:.2f} s, block moments "
-                f"{st['moments_wall']:.2f} s, mixture {st['mixture_wall']:.2f} s"
+                f"   {st['points']} points × {st['chunks']} chunk(s) of rows as tasks (each "
+                f"recomputes its point's factor where it runs), {st['blocks']} blocks of rows; "
+                f"a point task {st['task_bytes']:.0f} B + its rows by file "
+                f"{st['item_bytes'] / st['point_tasks'] / 1024:.1f} KiB, a mixture task "
+                f"{st['mixture_task_bytes'] / 1024:.1f} KiB; in the cluster run: points "
+                f"{st['points_wall']:.2f} s, mixture {st['mixture_wall']:.2f} s"
             )
             rows.append(
                 (

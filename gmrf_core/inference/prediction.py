@@ -13,20 +13,21 @@ variances ãᵀΣ_k ã from the Cholesky factor of H_k (with the prior's constra
   :meth:`~gmrf_core.constrained.ConstrainedFactor.lowrank_diag`.
 
 Which rows lie on the pattern is decided once, from the model's symbolic analysis of H
-(every point's factor shares it). Rows are independent, so the work is split into blocks
-of rows, tasks of :func:`gmrf_core.parallel.map_model` (which sends a map's "model" to
-each worker once and caches it there):
+(every point's factor shares it). The work is split into tasks of
+:func:`gmrf_core.parallel.map_model` on the model (which goes to each worker once, and is
+already there after ``gm.inla`` on the same executor):
 
-1. the points' :class:`PointPredictor` objects (mean, factor and, when a row needs it, the
-   selected inverse — the heavy part) are built by :func:`build_point` tasks on the
-   model, as many at once as there are workers (the Laplace approximations in parallel;
-   at most that many factors held by the caller);
-2. each point's predictor is then the "model" of one map over the blocks: it goes to each
-   worker once, a task sends a block of rows and gets back that block's means and
-   variances at the point;
-3. the mixture over points (mean, sd, quantiles by the safeguarded Newton iteration of
-   :func:`~gmrf_core.inference.marginals.mixture_quantiles`) is one more map over the
-   blocks, with the weights as the model and each block's means and sds as its item.
+1. one task per integration point — or, with more workers than points, per point and
+   chunk of rows — recomputes the point's Laplace approximation where it runs (Newton from
+   that worker's last mode; the selected inverse when some row needs it) and returns the
+   means and variances of its rows, computed in blocks of ``block_size`` rows. The factor
+   never travels: at 300² a point's factor with its selected inverse pickles to 239 MiB,
+   and sending it to two workers (pickle, digest, file, unpickle) cost more than
+   recomputing it (measured: 0.25× of the serial time with the factors sent, against the
+   Laplace approximation's 1–1.5 s per point);
+2. the mixture over points (mean, sd, quantiles by the safeguarded Newton iteration of
+   :func:`~gmrf_core.inference.marginals.mixture_quantiles`) is one more map over blocks
+   of rows, with the weights as the model and each block's means and sds as its item.
 
 The same blocks and the same functions run serially (``executor=None``), on a
 ``concurrent.futures`` executor or on a Dask client, so the results agree to rounding
@@ -190,12 +191,6 @@ class PointPredictor:
         return mean, np.maximum(var, 0.0)
 
 
-def _moments_task(point, block):
-    """One block of rows at one point: ``(means, variances)``."""
-    rows, inside = block
-    return point.moments(rows, inside)
-
-
 def _mixture_task(weights, block):
     """The mixture over points for one block: ``(mean, sd, quantiles (3, b))``."""
     means, sds = block
@@ -215,18 +210,15 @@ def _check_block_size(block_size):
     return int(block_size)
 
 
-def build_point(model, item):
-    """The :class:`PointPredictor` of one integration point (a task: it runs where the model
-    is, serially or on a worker).
+def build_point(model, theta, shift, selected_inverse):
+    """The :class:`PointPredictor` of one integration point, where the model is.
 
-    ``item`` = (θ_k, shift_k, selected_inverse): the Laplace approximation at θ_k (a Newton
-    solve, warm-started from the model's last mode), its mean shifted by the
-    simplified-Laplace correction, and the selected inverse computed here when some
-    prediction row needs it, so that it travels with the factor.
+    The Laplace approximation at θ_k (a Newton solve, warm-started from the model's last
+    mode), its mean shifted by the simplified-Laplace correction, and the selected inverse
+    when some prediction row needs it.
     """
     from .points import constrained_of
 
-    theta, shift, selected_inverse = item
     approximation = model.laplace(np.asarray(theta, dtype=float))
     point = PointPredictor(
         np.asarray(approximation.mode, dtype=float) + shift,
@@ -237,8 +229,23 @@ def build_point(model, item):
     return point
 
 
+def _point_task(model, item):
+    """One integration point on a chunk of rows (a task on the model): the point's
+    predictor built here, then the chunk's means and variances in blocks of rows."""
+    theta, shift, selected_inverse, rows, inside, block_size = item
+    point = build_point(model, theta, shift, selected_inverse)
+    means = np.empty(rows.shape[0])
+    variances = np.empty(rows.shape[0])
+    for start in range(0, rows.shape[0], block_size):
+        stop = min(start + block_size, rows.shape[0])
+        means[start:stop], variances[start:stop] = point.moments(
+            rows[start:stop], inside[start:stop]
+        )
+    return means, variances
+
+
 def _worker_count(executor):
-    """How many point predictors to build at once: the executor's workers (1 serially)."""
+    """Workers of an executor (1 serially)."""
     if executor is None:
         return 1
     if is_dask_client(executor):
@@ -261,14 +268,11 @@ def predict_mixture(
 ):
     """Mixture predictive summaries of Ã_new z + offset over points, in blocks of rows.
 
-    The points' predictors are built by :func:`build_point` tasks, as many at once as the
-    executor has workers (so that the Laplace approximations run in parallel and at most
-    that many factors are held here), each then sent to each worker once for its blocks.
-
     Parameters
     ----------
     model : LatentGaussianModel
-        The model of the result (with the priors it was run with).
+        The model of the result (with the priors it was run with); sent to each worker
+        once (already there after ``gm.inla(model, executor=...)`` on the same executor).
     points : array (K, d)
         Integration points θ_k (internal scale).
     shifts : array (K, n_total)
@@ -280,15 +284,14 @@ def predict_mixture(
     executor : None, concurrent.futures.Executor or dask.distributed.Client
         Where the tasks run (:func:`gmrf_core.parallel.map_model`).
     block_size : int
-        Rows per task.
+        Rows per block: the unit of the mixture's tasks and of the work inside a point's
+        task.
     progress : bool or callable
-        Passed to each map.
+        Passed to the maps.
     stats : dict, optional
-        Filled with ``blocks``, ``points``, ``point_bytes`` (mean pickled size of a
-        point's predictor, sent once per worker; 0 serially), ``task_bytes`` and
-        ``mixture_task_bytes`` (mean bytes a task of either stage sends; 0 serially),
-        ``build_wall``, ``moments_wall`` and ``mixture_wall`` (seconds in the three
-        kinds of maps).
+        Filled with ``blocks``, ``points``, ``chunks`` (row chunks per point),
+        ``point_tasks``, ``task_bytes`` and ``mixture_task_bytes`` (mean bytes a task of
+        either stage sends; 0 serially), ``points_wall`` and ``mixture_wall`` (seconds).
 
     Returns
     -------
@@ -306,57 +309,42 @@ def predict_mixture(
     k = rows.shape[0]
     if k == 0:
         return np.zeros(0), np.zeros(0), np.zeros((len(_LEVELS), 0))
-    starts = list(range(0, k, block_size))
-    blocks = [rows[s : s + block_size] for s in starts]
-
-    def split(inside):
-        return [inside[s : s + block_size] for s in starts]
-
-    analysis = model.symbolic
-    inside_of = {analysis.pattern_token: split(rows_in_pattern(analysis, rows))}
-    need_inverse = any(part.any() for part in inside_of[analysis.pattern_token])
+    inside = rows_in_pattern(model.symbolic, rows)
+    need_inverse = bool(inside.any())
+    # each task builds its point's factor where it runs (shipping a factor and its selected
+    # inverse costs more than recomputing them): one task per point, or, with more workers
+    # than points, per point and chunk of rows
+    n_blocks = -(-k // block_size)
+    chunks = min(n_blocks, max(1, -(-_worker_count(executor) // weights.size)))
+    per_chunk = -(-n_blocks // chunks) * block_size
+    bounds = [(s, min(s + per_chunk, k)) for s in range(0, k, per_chunk)]
+    items, where = [], []
+    for j in range(weights.size):
+        for lo, hi in bounds:
+            items.append(
+                (points[j], shifts[j], need_inverse, rows[lo:hi], inside[lo:hi], block_size)
+            )
+            where.append((j, lo, hi))
+    step = {}
+    out = map_model(
+        _point_task,
+        model,
+        items,
+        executor=executor,
+        progress=progress,
+        label="prediction point",
+        stats=step,
+        scatter_items=True,
+    )
     means = np.empty((weights.size, k))
     variances = np.empty((weights.size, k))
-    record = {"blocks": len(blocks), "points": weights.size}
-    walls = {"build_wall": 0.0, "moments_wall": 0.0}
-    task_bytes, point_bytes = [], []
-    at_once = _worker_count(executor)
-    for first in range(0, weights.size, at_once):
-        chosen = range(first, min(first + at_once, weights.size))
-        step = {}
-        built = map_model(
-            build_point,
-            model,
-            [(points[j], shifts[j], need_inverse) for j in chosen],
-            executor=executor,
-            label="prediction point",
-            stats=step,
-        )
-        walls["build_wall"] += step["wall"]
-        for j, point in zip(chosen, built):
-            token = point.pattern_token
-            if token not in inside_of:  # not the model's analysis: classify the rows again
-                inside_of[token] = split(rows_in_pattern(point.constrained.factor, rows))
-            step = {}
-            out = map_model(
-                _moments_task,
-                point,
-                list(zip(blocks, inside_of[token])),
-                executor=executor,
-                progress=progress,
-                label=f"prediction block (point {j})",
-                stats=step,
-            )
-            for s, (mean, var) in zip(starts, out):
-                means[j, s : s + mean.size] = mean
-                variances[j, s : s + var.size] = var
-            task_bytes.append(step.get("task_bytes", 0.0))
-            point_bytes.append(step.get("model_bytes", 0))
-            walls["moments_wall"] += step["wall"]
-        del built, point
+    for (j, lo, hi), (mean, var) in zip(where, out):
+        means[j, lo:hi] = mean
+        variances[j, lo:hi] = var
     means += offset
     sds = np.sqrt(variances)
-    step = {}
+    starts = range(0, k, block_size)
+    mixture = {}
     out = map_model(
         _mixture_task,
         weights,
@@ -364,18 +352,22 @@ def predict_mixture(
         executor=executor,
         progress=progress,
         label="prediction mixture block",
-        stats=step,
+        stats=mixture,
     )
-    mean = np.concatenate([o[0] for o in out]) if out else np.zeros(0)
-    sd = np.concatenate([o[1] for o in out]) if out else np.zeros(0)
-    quantiles = np.hstack([o[2] for o in out]) if out else np.zeros((len(_LEVELS), 0))
-    record.update(
-        walls,
-        point_bytes=float(np.mean(point_bytes)) if point_bytes else 0.0,
-        task_bytes=float(np.mean(task_bytes)) if task_bytes else 0.0,
-        mixture_task_bytes=step.get("task_bytes", 0.0),
-        mixture_wall=step["wall"],
-    )
+    mean = np.concatenate([o[0] for o in out])
+    sd = np.concatenate([o[1] for o in out])
+    quantiles = np.hstack([o[2] for o in out])
     if stats is not None:
-        stats.update(record)
+        stats.update(
+            blocks=n_blocks,
+            points=weights.size,
+            chunks=len(bounds),
+            point_tasks=len(items),
+            task_bytes=step.get("task_bytes", 0.0),
+            item_bytes=step.get("item_bytes", 0),
+            model_bytes=step.get("model_bytes", 0),
+            mixture_task_bytes=mixture.get("task_bytes", 0.0),
+            points_wall=step["wall"],
+            mixture_wall=mixture["wall"],
+        )
     return mean, sd, quantiles

@@ -186,12 +186,28 @@ def test_predict_same_on_every_executor(poisson_result, executors):
         np.testing.assert_allclose(outputs[name], outputs["serial"], rtol=1e-10, atol=1e-10 * scale)
         st = stats[name]
         assert st["blocks"] == 4 and st["points"] == len(poisson_result.weights)
-        # a point's predictor (factor, selected inverse) travels once per worker; a task
-        # carries a block of rows only
-        assert st["point_bytes"] > 5 * st["task_bytes"] > 0
+        assert st["point_tasks"] == st["points"] * st["chunks"]
+    # on the cluster the rows go by file: a task carries a path, not the rows
+    assert stats["dask"]["item_bytes"] > 0 and stats["dask"]["task_bytes"] < 1000
     # one block or many: the same numbers
     whole = poisson_result.predict(A, X, offset=offset, block_size=1000).to_numpy()
     np.testing.assert_allclose(outputs["serial"], whole, rtol=1e-10, atol=1e-10 * scale)
+
+
+def test_one_point_is_split_into_chunks_of_rows(poisson_result, executors):
+    # more workers than points: a point's rows are split over the workers
+    from gmrf_core.inference.prediction import design_rows, predict_mixture
+
+    res = poisson_result
+    A, X, offset = _prediction_rows()
+    rows, offset = design_rows(A, X, offset, res.n_latent, res.n_fixed)
+    args = (res._model, res.points[:1], res._shifts[:1], [1.0], rows, offset)
+    stats = {}
+    cluster = predict_mixture(*args, executor=executors["dask"], block_size=3, stats=stats)
+    serial = predict_mixture(*args, block_size=3)
+    assert stats["chunks"] == 2 and stats["point_tasks"] == 2
+    for a, b in zip(cluster, serial):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_predict_with_constraints_on_a_cluster(grid_result, executors):
