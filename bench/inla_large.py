@@ -13,7 +13,11 @@ and the resident memory then; the stages (mode search, Hessian, points, marginal
 criteria) and the points' parts (Laplace, marginal variances by selected inversion,
 predictor variances, simplified-Laplace corrections, criteria terms) summed over the
 points, each with the peak RSS seen while it ran (sampled every 50 ms); the total with
-and without the mode search; and the process's peak RSS (getrusage).
+and without the mode search; and the process's peak RSS (getrusage). Every line carries the
+machine's 1-minute load average: with threads=2, OpenBLAS's spinning threads make every
+small BLAS call slow once the 2 cores are shared with other work (at 100², load 3.6–4.2:
+32–39 s with the default OPENBLAS_THREAD_TIMEOUT, 6.7–10 s with
+OPENBLAS_THREAD_TIMEOUT=4 set before the start), so read the times with the load.
 
 Usage: python bench/inla_large.py [--size 300] [--threads 2] [--theta0 RANGE SIGMA]
 """
@@ -39,6 +43,12 @@ def rss_gib():
     """Resident memory of this process now (GiB)."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * _PAGE / 2**30
+
+
+def load_average():
+    """The 1-minute load average of the machine."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def peak_rss_gib():
@@ -80,7 +90,11 @@ class StampedStream:
             if line.strip():
                 now = time.perf_counter()
                 self.lines.append((now, line))
-                print(f"[{now - self.origin:7.1f} s, {rss_gib():5.2f} GiB] {line}", flush=True)
+                print(
+                    f"[{now - self.origin:7.1f} s, {rss_gib():5.2f} GiB, load "
+                    f"{load_average():4.1f}] {line}",
+                    flush=True,
+                )
 
     def flush(self):
         pass
@@ -95,7 +109,9 @@ def main(size=300, threads=2, theta0=None):
     print(
         f"Matérn–Poisson {size}x{size}: {model.n_total:,} latent, nnz(L) = "
         f"{model.symbolic.nnz:,}, threads={threads} (simulation and analysis "
-        f"{time.perf_counter() - t_start:.1f} s, RSS {rss_gib():.2f} GiB)",
+        f"{time.perf_counter() - t_start:.1f} s, RSS {rss_gib():.2f} GiB); load average "
+        f"{load_average():.1f}, OPENBLAS_THREAD_TIMEOUT="
+        f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}",
         flush=True,
     )
     start = None if theta0 is None else prior.theta_from(*theta0)
@@ -146,7 +162,10 @@ def main(size=300, threads=2, theta0=None):
         f"DIC {res.dic:.1f}, WAIC {res.waic:.1f}, -sum log CPO "
         f"{-np.nansum(np.log(res.cpo)):.1f}"
     )
-    print(f"script wall time {time.perf_counter() - t_start:.1f} s")
+    print(
+        f"script wall time {time.perf_counter() - t_start:.1f} s, load average now "
+        f"{load_average():.1f}"
+    )
     return res
 
 
