@@ -137,7 +137,7 @@ def main(size=300, out="demo_maps.png", threads=1, inla=True):
     )
     # the log intensity η = β₀ + x is what the counts inform (β₀ and the field's mean level
     # are confounded, so x alone carries the intercept's uncertainty)
-    approximation = model.laplace(result.theta)
+    approximation = result.approximation  # the Laplace approximation at θ̂, from the fit
     mean = approximation.linear_predictor
     sd = np.sqrt(approximation.linear_predictor_variance())
     truth = TRUE_INTERCEPT + field

@@ -244,6 +244,16 @@ class ConstrainedFactor:
         other._lock = threading.Lock()
         return other
 
+    def shallow(self):
+        """The same conditioned Gaussian on the same factor (not copied), without this
+        object's selected inverse: solves only, for a holder that must not keep the
+        selected inverse's storage alive."""
+        other = object.__new__(ConstrainedFactor)
+        other.__dict__.update(self.__dict__)
+        other._selinv = None
+        other._lock = threading.Lock()
+        return other
+
     @property
     def constraints(self):
         """(A_c, e), or None without constraints."""

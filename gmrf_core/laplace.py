@@ -8,7 +8,8 @@ Model (the latent vector z = (x, β) stacks the latent field and the fixed effec
 
 For each θ the posterior mode z* is found by Newton's method on the fixed sparsity
 pattern of H = Q̃ + Ãᵀ W Ã (Q̃ = blockdiag(Q, τ_β I), Ã = [A X], W = −∂²ℓ/∂η²),
-with one symbolic analysis per model and a numeric refactorization per step.
+with one symbolic analysis per model and a numeric refactorization per Newton step,
+stretched by chord steps solved with the last factor (see :class:`LatentGaussianModel`).
 The objective is the Laplace approximation of −log p(y | θ) with every constant
 (Tierney & Kadane 1986; Rue, Martino & Chopin 2009)::
 
@@ -35,6 +36,7 @@ covariance of the (constrained) Gaussian approximation,
 forward mode: one tangent solve ż = −Σ_c ∂(∇_z g)/∂θ · v per direction.
 """
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,13 +49,23 @@ from .rules import sparse as sparse_rules
 __all__ = ["LatentGaussianModel", "LaplaceApproximation", "Mode"]
 
 _EPS = np.finfo(float).eps
+# guards a LaplaceApproximation's hand-back and refactorization of its factor (both rare)
+_APPROXIMATION_LOCK = threading.RLock()
 # Newton enters its final ("polish") step once the decrement is small and the step moves
 # the linear predictor by at most _ETA_ENTER, and accepts the polished point when the next
 # step would move η by at most _ETA_FINAL (log|H| depends on η to first order).
 _ETA_ENTER = 1e-4
 _ETA_FINAL = 1e-8
-# The mode predictor is used only when it moves the linear predictor by at most this much.
+# Chord steps (solved with a factor of H at another point) are taken while each moves η by
+# at most _PREDICT_MAX_ETA, contracts by _CHORD_RATIO or better, and is predicted to reach
+# _ETA_CHORD within _CHORD_BUDGET more steps (at most _CHORD_STEPS per factor).
 _PREDICT_MAX_ETA = 1.0
+_CHORD_RATIO = 0.5
+_CHORD_BUDGET = 3.0
+_CHORD_STEPS = 10
+_ETA_CHORD = 1e-14
+# after a Newton step that moves η by more than this, Newton refactorizes at once
+_CHORD_AFTER = 1e-2
 
 
 @dataclass
@@ -103,30 +115,26 @@ class _Evaluation:
             preferred = None if linearization is None else linearization[1]
             item = s.hessian_pool.acquire(preferred)
             self._held = (s.hessian_pool, item)
-            start = z0
+            chord = None
             if (
                 z0 is not None
                 and item is preferred
                 and item[1] is not None
                 and item[1].factorizations == linearization[2]
-                and not np.array_equal(linearization[3], self.theta.full)
             ):
-                # the factor of H at the last mode is still there, unchanged: predict the
-                # new mode from it before Newton refactorizes it
-                start = model._predict(
-                    self.theta.likelihood, self.Q_tilde, self.mu, z0, linearization[0]
-                )
+                # the factor of H at the last mode is still there, unchanged: Newton starts
+                # with chord steps on it before it refactorizes (see LatentGaussianModel)
+                chord = linearization[0]
             self.item = item
             self.mode = None
             # a warm start never makes an evaluation fail: on failure Newton starts again
-            # from the last mode (without the prediction), then from the prior mean
-            starts = (
-                [start] + ([z0] if start is not z0 else []) + ([None] if z0 is not None else [])
-            )
-            for k, z_start in enumerate(starts):
+            # from the last mode (without the chord steps), then from the prior mean
+            starts = [(z0, chord)] + ([(z0, None)] if chord is not None else [])
+            starts += [(None, None)] if z0 is not None else []
+            for k, (z_start, operator) in enumerate(starts):
                 try:
                     self.mode = model._newton(
-                        self.theta.likelihood, self.Q_tilde, self.mu, z_start, item
+                        self.theta.likelihood, self.Q_tilde, self.mu, z_start, item, operator
                     )
                     break
                 except ConvergenceError:
@@ -175,12 +183,21 @@ class LaplaceApproximation:
     objective : float
         The Laplace objective at θ (as :meth:`LatentGaussianModel.objective`).
     constrained : ConstrainedFactor
-        H = Q̃ + Ãᵀ W Ã at the mode with the prior's constraints (a private factor):
-        Σ_c solves, variances, draws, the log-determinant on the constraint surface.
+        H = Q̃ + Ãᵀ W Ã at the mode with the prior's constraints (its own factor, not
+        shared with later calls of the model): Σ_c solves, variances, draws, the
+        log-determinant on the constraint surface.
     factor : Factor
         Its Cholesky factor (of H, or of H with unobserved constrained directions
         grounded, see :class:`~gmrf_core.latent.LatentStructure`).
     newton_iterations : int
+
+    Notes
+    -----
+    Memory: an approximation that :func:`~gmrf_core.fit` returns has handed its factor
+    back to the model for the standard errors' evaluations, so that a fit holds one
+    factor of H at a time; ``constrained`` (and everything that needs it) then
+    refactorizes H at the mode on first use, from the same θ and η*: the same matrix,
+    so the same factor, bit for bit. The marginal variances are kept.
     """
 
     def __init__(self, model, theta, mode, objective, constrained, owned=None):
@@ -192,18 +209,45 @@ class LaplaceApproximation:
         self.fixed_effects = self.mode[model.n_latent :]
         self.linear_predictor = mode.eta.copy()
         self.objective = float(objective)
-        self.constrained = constrained
-        self.factor = constrained.factor
+        self._constrained = constrained
+        self._weights = -np.asarray(mode.d2, dtype=float)  # W(η*), to refactorize H
         self.newton_iterations = mode.iterations
         self._variance = None
 
-    def _release(self):
-        """Give a pool factor back to its model; the approximation is unusable after."""
-        if self._owned is not None:
-            pool, item = self._owned
-            self._owned = None
-            self.constrained = self.factor = None
+    @property
+    def constrained(self):
+        with _APPROXIMATION_LOCK:
+            if self._constrained is None:
+                self._refactorize()
+            return self._constrained
+
+    @property
+    def factor(self):
+        return self.constrained.factor
+
+    def _refactorize(self):
+        """H at the mode again, into a work factor of the model's pool that this
+        approximation then owns (call under the lock)."""
+        s = self._model.structure
+        theta = s.split_theta(self.theta)
+        pool = s.hessian_pool
+        item = pool.acquire()
+        try:
+            self._constrained = s.factorize(item, s.prior_precision(theta.prior), self._weights)
+        except BaseException:
             pool.release(item)
+            raise
+        self._owned = (pool, item)
+
+    def _release(self):
+        """Give a pool factor back to its model (the marginal variances, if computed, are
+        kept; a later use refactorizes H at the mode)."""
+        with _APPROXIMATION_LOCK:
+            if self._owned is not None:
+                pool, item = self._owned
+                self._owned = None
+                self._constrained = None
+                pool.release(item)
 
     def marginal_variance(self):
         """Marginal variances of z = (x, β) under the approximation (selected inversion)."""
@@ -252,18 +296,16 @@ class LatentGaussianModel:
     ordering : str
         Fill-reducing ordering of H (see :func:`gmrf_core.analyze`).
     newton_tol : float
-        Newton's decrement test: the final (polishing) full step is taken once
-        λ²/2 = −½ ∇gᵀΔ ≤ ``newton_tol · max(1, |g|)`` and the step moves η by at
-        most 1e-4 (or the step is below what z can resolve in floating point); the
-        polished point, with H refactorized there, is accepted when the next step would
-        move η by at most 1e-8 or is below rounding (log|H| depends on the mode to first
-        order, so the objective is only as exact as η*; one polishing step at least
-        makes results reproducible to rounding whatever the warm start). Anything else
-        is iterated, and :class:`ConvergenceError` raised after
-        ``max_newton`` iterations or when the line search finds no decrease: Newton
-        never returns a point that is not the mode.
+        Newton's decrement test: a point is accepted only where H is factorized, when
+        λ²/2 = −½ ∇gᵀΔ ≤ ``newton_tol · max(1, |g|)`` and the Newton step Δ from it moves
+        η by at most 1e-8 (or is below what z can resolve in floating point), and only
+        when the point was itself reached by a full step in the region of convergence (a
+        Newton or chord step that moved η by at most 1e-4; see Notes). Anything
+        else is iterated, and :class:`ConvergenceError` raised after ``max_newton``
+        iterations or when the line search finds no decrease: Newton never returns a
+        point that is not the mode.
     max_newton : int
-        Newton iterations before :class:`ConvergenceError`.
+        Steps (Newton and chord) before :class:`ConvergenceError`.
     threads : int
         Threads for factorizations and selected inversions (subtree parallelism and
         BLAS threads, see :func:`gmrf_core.analyze`).
@@ -278,6 +320,30 @@ class LatentGaussianModel:
     θ is the prior's hyperparameters followed by the likelihood's
     (:attr:`theta_names`, :attr:`theta0`). Log-priors of θ enter the objective
     only where the prior or likelihood was given one.
+
+    Newton's method and its accuracy: log|H| depends on the mode to first order,
+    d(½ log|H|)/dη_i = −½ Var(η_i) ℓ‴(η_i), so the objective is only as exact as η*:
+    with Δη the error of the mode,
+
+        |Δ(½ log|H|)| ≲ ½ Σ_i |ℓ‴_i| Var(η_i) |Δη_i| ≤ ½ Σ_i |ℓ‴_i / W_i| |Δη_i|
+
+    (Var(η_i) ≤ 1/W_i since H ⪰ W_i a_i a_iᵀ), while −ℓ + ½ rᵀQ̃r is exact to second
+    order. The accepted point is the one whose H is factorized and whose Newton step
+    moves η by at most 1e-8 (so |Δ(½ log|H|)| ≤ ½·10⁻⁸ Σ_i |ℓ‴_i / W_i|, ½·10⁻⁸ per
+    observation for Poisson counts; in practice that step is near rounding, 1e-12 and
+    below). Factorizations are saved by chord (simplified Newton) steps
+    z ← z − Σ_c,F ∇g(z), solved with the factor F of H at another point (a solve
+    instead of a factorization): at a new θ with the factor at the last mode (still in
+    the pool, unchanged; the first such step is the first-order prediction
+    z*(θ_old) + (dz*/dθ) Δθ of the implicit function theorem), and after a full Newton
+    step that moved η by at most 1e-2, with that step's factor. A chord step is kept
+    when it lowers g (Armijo; F is positive definite, so the step is a descent
+    direction), moves η by at most 1, contracts by at least ½ against the previous
+    step and is predicted, from that ratio, to bring the error in η to 1e-12 within 3
+    more steps; else H is refactorized where the chord steps stopped. Once they have
+    converged (linearly, to 1e-12 in η) the next factorization lands at the mode and is
+    accepted at once: along an optimizer's path about one factorization of H per
+    evaluation late in the path, two early on.
 
     Threads: one model may be used from several threads at once (``objective``,
     ``value_and_grad``, ``jvp``, ``laplace``, same or different θ). Each call
@@ -317,7 +383,7 @@ class LatentGaussianModel:
         self.max_newton = int(max_newton)
         self._last_mode = None
         # (ConstrainedFactor of H at the last mode, its pool item, the factor's count of
-        # factorizations then): the linearization that predicts the next mode
+        # factorizations then): the operator of Newton's first chord steps at the next θ
         self._last_linearization = None
 
     def __getstate__(self):
@@ -359,32 +425,13 @@ class LatentGaussianModel:
         quad = 0.5 * float(r @ (Q_tilde @ r))
         return -ll + quad, ll, 64.0 * _EPS * (abs(ll) + quad + 1.0)
 
-    def _predict(self, theta_lik, Q_tilde, mu, z, constrained):
-        """First-order prediction of the mode at a new θ from the mode z at the last θ.
-
-        One Newton step at the new θ with the last Hessian (its factor is still in the
-        pool): z − Σ_c,old ∇g_new(z). Since ∇g_old(z) = 0, ∇g_new(z) ≈ ∂(∇_z g)/∂θ · Δθ, so
-        this is z*(θ_old) + (dz*/dθ) Δθ (implicit function theorem) up to second order, for
-        one solve and no factorization. Kept only where it lowers g at the new θ.
-        """
-        s = self.structure
-        g0, _ll, _rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
-        d1, _d2, _d3 = self.likelihood.eta_derivatives(s.linear_predictor(z), theta_lik)
-        grad = -(self.A_full.T @ d1) + Q_tilde @ (z - mu)
-        if not (np.isfinite(g0) and np.all(np.isfinite(grad))):
-            return z
-        step = -constrained.solve(grad)
-        if not np.max(np.abs(s.A_obs @ step), initial=0.0) <= _PREDICT_MAX_ETA:
-            return z  # a large move of θ: outside the first-order region
-        predicted = s.feasible(z + step)
-        g1, _ll, _rounding = self._neg_log_joint(predicted, Q_tilde, mu, theta_lik)
-        return predicted if np.isfinite(g1) and g1 < g0 else z
-
-    def _newton(self, theta_lik, Q_tilde, mu, z0, item):
+    def _newton(self, theta_lik, Q_tilde, mu, z0, item, chord=None):
         """Newton's method for z* = argmin g on the constraint surface -> :class:`Mode`.
 
-        Damped Newton with an Armijo backtracking line search; the convergence test
-        is described in the class docstring.
+        Damped Newton with an Armijo backtracking line search, whose factorizations are
+        stretched by chord steps (simplified Newton: the step solved with a factor of H at
+        another point, ``chord`` at the start: the last mode's, still in the pool); the
+        convergence test is described in the class docstring.
         """
         s = self.structure
         lik = self.likelihood
@@ -393,25 +440,36 @@ class LatentGaussianModel:
         if not np.isfinite(g) and z0 is not None:
             z = s.feasible(mu.copy())
             g, ll, rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
-        polishing = False
+            chord = None
+        operator = chord  # the factor the next step is solved with (None: refactorize)
+        fresh = False  # the operator is H at z
+        polished = False  # z was reached by a full step in the region of convergence
+        previous = None  # η move of the last full step taken with this operator
+        chord_steps = 0
+        steps = 0  # steps taken (Newton and chord), against max_newton
         decrement = np.inf
-        for iteration in range(1, self.max_newton + 2):
+        while True:
             eta = s.linear_predictor(z)
             d1, d2, _d3 = lik.eta_derivatives(eta, theta_lik)
-            weights = -d2
-            if np.any(weights < 0) or not np.all(np.isfinite(weights)):
-                raise ConvergenceError(
-                    "the likelihood's curvature −∂²ℓ/∂η² is negative or not finite at "
-                    f"Newton iteration {iteration}; the Laplace approximation needs a "
-                    "log-concave likelihood in η."
-                )
             grad = -(self.A_full.T @ d1) + Q_tilde @ (z - mu)
-            constrained = s.factorize(item, Q_tilde, weights)
-            step = -constrained.solve(grad)
+            if operator is None:
+                weights = -d2
+                if np.any(weights < 0) or not np.all(np.isfinite(weights)):
+                    raise ConvergenceError(
+                        "the likelihood's curvature −∂²ℓ/∂η² is negative or not finite at "
+                        f"Newton iteration {steps + 1}; the Laplace approximation needs a "
+                        "log-concave likelihood in η."
+                    )
+                operator = s.factorize(item, Q_tilde, weights)
+                fresh, previous, chord_steps = True, None, 0
+            step = -operator.solve(grad)
             decrement = -float(grad @ step)
             if not (np.isfinite(decrement) and np.all(np.isfinite(step))):
+                if not fresh:
+                    operator = None
+                    continue
                 raise ConvergenceError(
-                    f"Newton's step is not finite at iteration {iteration}; check the data and "
+                    f"Newton's step is not finite at iteration {steps + 1}; check the data and "
                     "the hyperparameters."
                 )
             eta_move = float(np.max(np.abs(s.A_obs @ step), initial=0.0))
@@ -420,43 +478,87 @@ class LatentGaussianModel:
             at_rounding = np.max(np.abs(step), initial=0.0) <= 64.0 * _EPS * (
                 1.0 + np.max(np.abs(z), initial=0.0)
             )
-            if polishing and (at_rounding or (small and eta_move <= _ETA_FINAL)):
-                return Mode(z, eta, d1, d2, constrained, g, ll, iteration)
-            if iteration > self.max_newton:
-                break
-            if at_rounding or (small and eta_move <= _ETA_ENTER):
-                # ½ log|H| depends on z to first order, so the objective is only as
-                # accurate as the mode itself: a full step in the quadratic region squares
-                # the error (Newton's quadratic convergence); the next iteration checks it
-                polishing = True
-                z = s.feasible(z + step)
-                g, ll, rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
-                continue
-            polishing = False
-            t = 1.0
-            slope = float(grad @ step)
-            for _ in range(60):
-                z_new = z + t * step
-                g_new, ll_new, rounding_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
-                # the Armijo test, with the rounding error of g as slack (near the mode
-                # the decrease is below what g can resolve)
-                if np.isfinite(g_new) and g_new <= g + 1e-4 * t * slope + rounding:
-                    break
-                t *= 0.5
-            else:
-                raise ConvergenceError(
-                    f"Newton's line search failed at iteration {iteration} (decrement "
-                    f"{decrement:.3e}): the objective could not be decreased along the Newton "
-                    "direction, and the point is not the mode. Check the hyperparameters and "
-                    "the data."
+            if fresh:
+                if polished and (at_rounding or (small and eta_move <= _ETA_FINAL)):
+                    return Mode(z, eta, d1, d2, operator, g, ll, steps + 1)
+                if steps >= self.max_newton:
+                    raise ConvergenceError(
+                        f"Newton's method did not converge in {self.max_newton} iterations "
+                        f"(last decrement λ²/2 = {decrement / 2.0:.3e}, tolerance "
+                        f"{self.newton_tol:g}·max(1, |g|)). Try other hyperparameters, a "
+                        "larger max_newton, or check the data."
+                    )
+                steps += 1
+                fresh = False
+                if at_rounding or (small and eta_move <= _ETA_ENTER):
+                    # ½ log|H| depends on z to first order, so the objective is only as
+                    # accurate as the mode itself: a full step in the quadratic region
+                    # squares the error; chord steps or the next factorization check it
+                    z = s.feasible(z + step)
+                    g, ll, rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
+                    polished, previous = True, eta_move
+                    if at_rounding or eta_move <= _ETA_CHORD:
+                        operator = None
+                    continue
+                t, z_new, g_new, ll_new, rounding_new = self._line_search(
+                    z, g, rounding, grad, step, Q_tilde, mu, theta_lik
                 )
-            z = s.feasible(z_new)  # removes rounding drift off the constraint
-            g, ll, rounding = g_new, ll_new, rounding_new
-        raise ConvergenceError(
-            f"Newton's method did not converge in {self.max_newton} iterations (last decrement "
-            f"λ²/2 = {decrement / 2.0:.3e}, tolerance {self.newton_tol:g}·max(1, |g|)). Try "
-            "other hyperparameters, a larger max_newton, or check the data."
-        )
+                if t is None:
+                    raise ConvergenceError(
+                        f"Newton's line search failed at iteration {steps} (decrement "
+                        f"{decrement:.3e}): the objective could not be decreased along the "
+                        "Newton direction, and the point is not the mode. Check the "
+                        "hyperparameters and the data."
+                    )
+                z = s.feasible(z_new)  # removes rounding drift off the constraint
+                g, ll, rounding = g_new, ll_new, rounding_new
+                polished = False
+                if t < 1.0 or eta_move > _CHORD_AFTER:
+                    operator = None  # far from the mode: H changes too much for chord steps
+                else:
+                    previous = eta_move
+                continue
+            # a chord step: kept while it contracts fast enough to beat a factorization
+            chord_steps += 1
+            ratio = None if previous is None else eta_move / max(previous, _EPS)
+            if (
+                not eta_move <= _PREDICT_MAX_ETA
+                or (ratio is not None and ratio > _CHORD_RATIO)
+                or chord_steps > _CHORD_STEPS
+                or steps >= self.max_newton
+            ):
+                operator = None
+                continue
+            z_new = s.feasible(z + step)
+            g_new, ll_new, rounding_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
+            if not (np.isfinite(g_new) and g_new <= g - 1e-4 * decrement + rounding):
+                operator = None
+                continue
+            z, g, ll, rounding = z_new, g_new, ll_new, rounding_new
+            steps += 1
+            polished, previous = eta_move <= _ETA_ENTER, eta_move
+            # the error left in η after this step, ≈ the next step (linear convergence)
+            left = eta_move if ratio is None else eta_move * ratio
+            if at_rounding or left <= _ETA_CHORD:
+                operator = None  # converged: H at the mode is next
+            elif ratio is not None and ratio > 0.0:
+                if np.log(_ETA_CHORD / left) / np.log(ratio) > _CHORD_BUDGET:
+                    operator = None  # too slow: a factorization is cheaper
+
+    def _line_search(self, z, g, rounding, grad, step, Q_tilde, mu, theta_lik):
+        """Armijo backtracking along ``step`` -> (t, z_new, g_new, ℓ_new, rounding_new),
+        t None when 60 halvings find no decrease."""
+        t = 1.0
+        slope = float(grad @ step)
+        for _ in range(60):
+            z_new = z + t * step
+            g_new, ll_new, rounding_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
+            # the Armijo test, with the rounding error of g as slack (near the mode the
+            # decrease is below what g can resolve)
+            if np.isfinite(g_new) and g_new <= g + 1e-4 * t * slope + rounding:
+                return t, z_new, g_new, ll_new, rounding_new
+            t *= 0.5
+        return None, None, None, None, None
 
     # -- evaluations -------------------------------------------------------------------------
     def _evaluate(self, theta):
@@ -465,10 +567,9 @@ class LatentGaussianModel:
         self._last_mode = evaluation.mode.z.copy()
         constrained = evaluation.mode.constrained
         self._last_linearization = (
-            constrained,
+            constrained.shallow(),  # not the selected inverse: its storage is the factor's
             evaluation.item,
             constrained.factor.factorizations,
-            evaluation.theta.full,  # at the same θ again the last mode needs no prediction
         )
         return evaluation
 

@@ -519,6 +519,11 @@ def fit(
             model._last_mode, model._last_linearization = best[2], None
         approximation = model.laplace(theta)
     if std_err:
+        # the marginal sds from the evaluation's own selected inverse, then its factor goes
+        # back to the model for the Hessian's evaluations: a fit holds one factor of H at a
+        # time (the approximation refactorizes H at the mode when it is next used)
+        approximation.marginal_sd()
+        approximation._release()
         se, hess = standard_errors(model.gradient, theta)
     else:
         hess = np.full((theta.size, theta.size), np.nan)

@@ -128,6 +128,44 @@ def test_the_approximation_at_the_optimum_is_reused(monkeypatch):
     np.testing.assert_allclose(fresh.marginal_sd(), result.marginal_sd, rtol=1e-9)
 
 
+def test_a_fit_holds_one_factor_of_h_and_its_approximation_refactorizes_the_same(monkeypatch):
+    """With standard errors the approximation at θ̂ hands its factor back for the Hessian's
+    evaluations (one factor of H is created in the whole fit); used again, it refactorizes H
+    at its mode: the same factor bit for bit, the same variances and draws."""
+    from gmrf_core.linalg import Factor
+
+    model = matern_poisson_model()
+    created = []
+    original = Factor.__init__
+
+    def counting(self, symbolic):
+        if symbolic is model.symbolic:
+            created.append(self)
+        original(self, symbolic)
+
+    monkeypatch.setattr(Factor, "__init__", counting)
+    result = gm.fit(model, progress=False)
+    assert len(created) == 1
+    monkeypatch.undo()
+    assert result.success
+    approx = result.approximation
+    np.testing.assert_array_equal(result.marginal_sd, approx.marginal_sd())
+    # the same fit on a fresh copy of the model, without standard errors: it keeps its factor
+    reference = gm.fit(matern_poisson_model(), progress=False, std_err=False).approximation
+    np.testing.assert_array_equal(reference.theta, approx.theta)
+    np.testing.assert_array_equal(reference.mode, approx.mode)
+    logdet = reference.factor.logdet()
+    values = reference.factor.L().data.copy()
+    variance = reference.linear_predictor_variance()
+    draws = reference.sample(size=3, rng=7)
+    reference._release()
+    assert reference.factor.logdet() == logdet
+    np.testing.assert_array_equal(reference.factor.L().data, values)
+    np.testing.assert_array_equal(reference.linear_predictor_variance(), variance)
+    np.testing.assert_array_equal(reference.sample(size=3, rng=7), draws)
+    np.testing.assert_array_equal(approx.linear_predictor_variance(), variance)
+
+
 def test_bad_bounds_and_models():
     model = tutorial_model()
     with pytest.raises(gm.InputError, match="not an interval"):
