@@ -11,7 +11,8 @@
    ratio and accuracy side by side.
 4. Evaluations along a moving θ (each call warm-started from the mode at another θ, as
    inside an optimizer; objective and value_and_grad in turns), and a real L-BFGS-B path
-   (gm.fit from θ0): factorizations of H and of Q̃ per evaluation.
+   (gm.fit from θ0): factorizations of H and of Q̃ per evaluation, and solves with H's
+   factors (Newton's chord and Newton steps, the adjoint) per evaluation.
 
 Usage: python bench/compare_gradient.py [--size 500] [--repeat 5] [--no-fit]
 """
@@ -28,6 +29,7 @@ from _env import interleaved_medians  # noqa: E402
 
 import gmrf_core as gm  # noqa: E402
 from gmrf_core import likelihoods, models  # noqa: E402
+from gmrf_core.linalg import Factor  # noqa: E402
 from gmrf_core.testing import counting_factorizations  # noqa: E402
 
 
@@ -90,6 +92,28 @@ def moving_theta(model, theta, repeat):
     medians = {kind: float(np.median(values)) for kind, values in times.items()}
     factorizations = {kind: (h / calls[kind], q / calls[kind]) for kind, (h, q) in per.items()}
     return medians, factorizations
+
+
+class counting_solves:
+    """Count Factor.solve calls on factors of H (``model.symbolic``) inside the block."""
+
+    def __init__(self, model):
+        self.model, self.count = model, 0
+
+    def __enter__(self):
+        self.original = Factor.solve
+        original, symbolic = self.original, self.model.symbolic
+
+        def solve(factor, b):
+            if factor.symbolic is symbolic:
+                self.count += 1
+            return original(factor, b)
+
+        Factor.solve = solve
+        return self
+
+    def __exit__(self, *exc):
+        Factor.solve = self.original
 
 
 def finite_differences(model, theta, h=1e-5):
@@ -184,17 +208,21 @@ def main():
     if not args.no_fit:
         print()
         print("a real L-BFGS-B path (gm.fit from θ0, std_err=False): factorizations per evaluation")
-        print(f"{'prior':<26}{'evaluations':>12}{'H/eval':>8}{'Q/eval':>8}{'seconds':>9}")
+        print(
+            f"{'prior':<26}{'evaluations':>12}{'H/eval':>8}{'Q/eval':>8}{'solves/eval':>12}"
+            f"{'seconds':>9}"
+        )
         for label, model, _theta, _t_obj, _t_grad in rows[:2]:
             model._last_mode = None
-            with counting_factorizations(model) as counts:
+            with counting_factorizations(model) as counts, counting_solves(model) as solves:
                 t0 = time.perf_counter()
                 result = gm.fit(model, progress=False, std_err=False)
                 elapsed = time.perf_counter() - t0
             nfev = result.nfev
             print(
                 f"{label:<26}{nfev:>12d}{counts['H'] / nfev:>8.2f}{counts['Q'] / nfev:>8.2f}"
-                f"{elapsed:>9.1f}  (success={result.success})"
+                f"{solves.count / nfev:>12.2f}{elapsed:>9.1f}  (success={result.success}, "
+                f"θ̂ = {np.array2string(result.theta, precision=8)})"
             )
 
 
