@@ -9,9 +9,10 @@ of its own: the current tree, and the older commit from a git worktree (default
 symlinks (``<base>/.import``) on PYTHONPATH (the worktree's ``gmrf_core/``, ``kernels/`` and
 ``bindings/`` arranged as setuptools' ``package-dir`` maps them), so the editable install
 is left alone. The two processes take turns, a few evaluations each per round; medians
-over all evaluations, the ratio old/new, factorizations of H and of Q̃ per evaluation
-(counted by wrapping ``Factor.refactorize``), and the largest difference between the two
-sides' objective values and gradients (the same points, so they must agree).
+over all evaluations, the ratio old/new, factorizations of H and of Q̃, selected
+inversions and triangular solves per evaluation (counted by wrapping their entry points),
+and the largest difference between the two sides' objective values and gradients (the
+same points, so they must agree).
 
 Usage: python bench/compare_commits.py [--base /tmp/gmrf_base] [--commit 16b52df]
        [--new-commit HEAD --new-base /tmp/gmrf_new] [--sizes 100 250] [--rounds 5]
@@ -43,15 +44,18 @@ def theta_path(theta0, count):
 # ------------------------------------------------------------------ worker (one tree)
 
 
-class RefactorizationCounter:
-    """Counts ``Factor.refactorize`` calls while ``active`` (a model) evaluates: those on the
-    model's analysis of H, and all others (its prior's Q̃)."""
+class KernelCounter:
+    """Counts, while ``active`` (a model) evaluates, ``Factor.refactorize`` calls on the
+    model's analysis of H ("H") and on any other (its prior's Q̃, "Q"), selected inversions
+    ("selinv") and triangular solves ("solve"), by wrapping the Python-level entry points
+    (installed after the warm-up, when every kernel is compiled)."""
 
     def __init__(self):
+        from gmrf_core.kernels import cholesky, selinv
         from gmrf_core.linalg import Factor
 
         self.active = None
-        self.counts = {"H": 0, "Q": 0}
+        self.counts = {"H": 0, "Q": 0, "selinv": 0, "solve": 0}
         original = Factor.refactorize
         counter = self
 
@@ -61,6 +65,17 @@ class RefactorizationCounter:
             return original(factor, Q)
 
         Factor.refactorize = counting
+        self._count_calls(selinv, "_selected_inverse", "selinv")
+        self._count_calls(cholesky, "_forward_solve", "solve")
+
+    def _count_calls(self, module, name, key):
+        original = getattr(module, name)
+
+        def counted(*args):
+            self.counts[key] += 1
+            return original(*args)
+
+        setattr(module, name, counted)
 
 
 def worker(data_dir, sizes):
@@ -89,21 +104,21 @@ def worker(data_dir, sizes):
         model.value_and_grad(model.theta0 + 0.01)
         models[m] = model
         paths[m] = theta_path(np.asarray(model.theta0, dtype=float), 10_000)
-    counter = RefactorizationCounter()
+    counter = KernelCounter()
     print(json.dumps({"ready": os.path.dirname(gmrf_core.__file__)}), flush=True)
     for line in sys.stdin:
         command, m, start, count = line.split()
         if command != "run":
             break
         model = counter.active = models[int(m)]
-        out = {"times": [], "H": [], "Q": [], "values": [], "grads": []}
+        out = {"times": [], "values": [], "grads": [], **{key: [] for key in counter.counts}}
         for theta in paths[int(m)][int(start) : int(start) + int(count)]:
             before = dict(counter.counts)
             t0 = time.perf_counter()
             value, grad = model.value_and_grad(theta)
             out["times"].append(time.perf_counter() - t0)
-            out["H"].append(counter.counts["H"] - before["H"])
-            out["Q"].append(counter.counts["Q"] - before["Q"])
+            for key, total in counter.counts.items():
+                out[key].append(total - before[key])
             out["values"].append(float(value))
             out["grads"].append([float(g) for g in grad])
         print(json.dumps(out), flush=True)
@@ -234,8 +249,8 @@ def main():
         "per side, turns interleaved; medians"
     )
     print(
-        f"{'n':>8}{'old s':>9}{'new s':>9}{'old/new':>9}{'H old':>7}{'Q old':>7}"
-        f"{'H new':>7}{'Q new':>7}{'|Δvalue|':>10}{'|Δgrad|':>9}"
+        f"{'n':>8}{'old s':>9}{'new s':>9}{'old/new':>9}{'|Δvalue|':>10}{'|Δgrad|':>9}   "
+        "per evaluation, old | new: factorizations of H, of Q̃, selected inversions, solves"
     )
     for m in args.sizes:
         merged = {}
@@ -247,10 +262,13 @@ def main():
         dv = np.abs(np.subtract(merged["old"]["values"], merged["new"]["values"])).max()
         dg = np.abs(np.subtract(merged["old"]["grads"], merged["new"]["grads"])).max()
         print(
-            f"{m * m:>8,}{t_old:>9.3f}{t_new:>9.3f}{t_old / t_new:>9.2f}"
-            f"{np.mean(merged['old']['H']):>7.2f}{np.mean(merged['old']['Q']):>7.2f}"
-            f"{np.mean(merged['new']['H']):>7.2f}{np.mean(merged['new']['Q']):>7.2f}"
-            f"{dv:>10.1e}{dg:>9.1e}"
+            f"{m * m:>8,}{t_old:>9.3f}{t_new:>9.3f}{t_old / t_new:>9.2f}{dv:>10.1e}{dg:>9.1e}   "
+            + " | ".join(
+                " ".join(
+                    f"{np.mean(merged[side][key]):.2f}" for key in ("H", "Q", "selinv", "solve")
+                )
+                for side in ("old", "new")
+            )
         )
 
 
