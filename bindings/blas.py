@@ -91,18 +91,18 @@ dpotrf = _EXTERNALS["dpotrf"]
 dpotri = _EXTERNALS["dpotri"]
 
 
-def _scipy_openblas():
-    """threadpoolctl's controller of SciPy's own OpenBLAS (the one the kernels call), or None."""
+def _openblas_libraries():
+    """threadpoolctl's controllers of every OpenBLAS in the process: SciPy's own (the one the
+    kernels call) and NumPy's (the one behind ``@`` on the glue's long vectors, which OpenBLAS
+    splits over threads above 10,000 entries: on a loaded machine a 10⁴-long dot product then
+    waits milliseconds for a second thread instead of taking microseconds)."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return None
+        return []
     import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS)
 
-    for lib in ThreadpoolController().lib_controllers:
-        if lib.internal_api == "openblas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
-            return lib
-    return None
+    return [lib for lib in ThreadpoolController().lib_controllers if lib.internal_api == "openblas"]
 
 
 # Process-wide state of the limits: OpenBLAS's thread count is global, so concurrent
@@ -112,17 +112,19 @@ def _scipy_openblas():
 # another's limit, or leave the user's own BLAS calls on one thread for good).
 _limits_lock = threading.Lock()
 _active_limits = {}
-_state = {"library": None, "original": None}
+_state = {"libraries": None, "original": None}
 
 
-def _apply_limit(library):
-    target = min(_active_limits.values()) if _active_limits else _state["original"]
-    if target is not None and library.get_num_threads() != target:
-        library.set_num_threads(target)
+def _apply_limit(libraries):
+    for library, original in zip(libraries, _state["original"] or [None] * len(libraries)):
+        target = min(_active_limits.values()) if _active_limits else original
+        if target is not None and library.get_num_threads() != target:
+            library.set_num_threads(target)
 
 
 class blas_threads:
-    """Context manager limiting SciPy's OpenBLAS to ``limit`` threads (default 1).
+    """Context manager limiting every OpenBLAS of the process (SciPy's and NumPy's) to
+    ``limit`` threads (default 1).
 
     The kernels call BLAS on many small and medium blocks; OpenBLAS threading on
     those costs more in synchronisation than it gains, so factorizations run
@@ -136,21 +138,21 @@ class blas_threads:
 
     def __enter__(self):
         with _limits_lock:
-            if _state["library"] is None:
-                _state["library"] = _scipy_openblas() or False
-            library = _state["library"]
-            if library:
+            if _state["libraries"] is None:
+                _state["libraries"] = _openblas_libraries()
+            libraries = _state["libraries"]
+            if libraries:
                 if not _active_limits:
-                    _state["original"] = library.get_num_threads()
+                    _state["original"] = [lib.get_num_threads() for lib in libraries]
                 _active_limits[id(self)] = self.limit
-                _apply_limit(library)
+                _apply_limit(libraries)
         return self
 
     def __exit__(self, *exc):
         with _limits_lock:
-            library = _state["library"]
-            if library and _active_limits.pop(id(self), None) is not None:
-                _apply_limit(library)
+            libraries = _state["libraries"]
+            if libraries and _active_limits.pop(id(self), None) is not None:
+                _apply_limit(libraries)
                 if not _active_limits:
                     _state["original"] = None
         return False

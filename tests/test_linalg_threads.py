@@ -353,19 +353,34 @@ def test_blas_thread_limits_from_several_threads_restore_the_original():
 
     from gmrf_core.bindings import blas
 
-    library = blas._scipy_openblas()
-    if library is None:
+    libraries = blas._openblas_libraries()
+    if not any("scipy.libs" in lib.filepath.replace("\\", "/") for lib in libraries):
         pytest.skip("SciPy's OpenBLAS is not visible to threadpoolctl")
-    original = library.get_num_threads()
+    original = [lib.get_num_threads() for lib in libraries]
     barrier = threading.Barrier(3)
 
     def hold(limit):
         with blas.blas_threads(limit):
             barrier.wait(timeout=_TIMEOUT)  # all three contexts open at once
-            inside = library.get_num_threads()
+            inside = [lib.get_num_threads() for lib in libraries]
             barrier.wait(timeout=_TIMEOUT)
         return inside
 
     insides = _pool_map(hold, [1, 2, 1], workers=3)
-    assert insides == [1, 1, 1]  # the smallest open limit applies
-    assert library.get_num_threads() == original
+    # the smallest open limit applies, to SciPy's OpenBLAS and to NumPy's alike
+    assert insides == [[1] * len(libraries)] * 3
+    assert [lib.get_num_threads() for lib in libraries] == original
+
+
+def test_blas_thread_limits_cover_numpys_openblas():
+    from gmrf_core.bindings import blas
+
+    numpy_libraries = [
+        lib for lib in blas._openblas_libraries() if "numpy" in lib.filepath.replace("\\", "/")
+    ]
+    if not numpy_libraries:
+        pytest.skip("NumPy's OpenBLAS is not visible to threadpoolctl")
+    original = numpy_libraries[0].get_num_threads()
+    with blas.blas_threads(1):
+        assert numpy_libraries[0].get_num_threads() == 1
+    assert numpy_libraries[0].get_num_threads() == original
