@@ -36,11 +36,13 @@ covariance of the (constrained) Gaussian approximation,
 forward mode: one tangent solve ż = −Σ_c ∂(∇_z g)/∂θ · v per direction.
 """
 
+import functools
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from .bindings import blas
 from .errors import ConvergenceError, InputError
 from .latent import LatentStructure, prior_partials
 from .rules import likelihood as likelihood_rules
@@ -273,6 +275,22 @@ class LaplaceApproximation:
             Shape (n_total,) for ``size=None``, else (size, n_total).
         """
         return self.constrained.sample(size=size, rng=rng, mean=self.mode)
+
+
+def _model_threads(method):
+    """Run a public evaluation of the model with every OpenBLAS of the process (NumPy's
+    included) limited to the model's ``threads``: the Newton glue's dot products on
+    vectors of 10⁴ entries and more would otherwise be split over NumPy's default
+    threads, and on a loaded machine wait milliseconds for them. The factorizations'
+    own limits (one thread per independent subtree) nest inside it: the smallest open
+    limit applies."""
+
+    @functools.wraps(method)
+    def limited(self, *args, **kwargs):
+        with blas.blas_threads(self.structure.symbolic.threads):
+            return method(self, *args, **kwargs)
+
+    return limited
 
 
 class LatentGaussianModel:
@@ -634,6 +652,7 @@ class LatentGaussianModel:
         return LaplaceApproximation(self, ev.theta.full, ev.mode, ev.value, constrained, owned)
 
     # -- public API ----------------------------------------------------------------------
+    @_model_threads
     def objective(self, theta):
         """Laplace approximation of −log p(y | θ) (every constant), minus log π(θ) if set."""
         ev = self._evaluate(theta)
@@ -642,6 +661,7 @@ class LatentGaussianModel:
         finally:
             ev.close()
 
+    @_model_threads
     def laplace(self, theta):
         """The Gaussian approximation at θ -> :class:`LaplaceApproximation`."""
         ev = self._evaluate(theta)
@@ -650,6 +670,7 @@ class LatentGaussianModel:
         finally:
             ev.close()
 
+    @_model_threads
     def value_and_grad(self, theta):
         """Objective and its exact gradient (reverse mode).
 
@@ -663,6 +684,7 @@ class LatentGaussianModel:
         finally:
             ev.close()
 
+    @_model_threads
     def _value_grad_approximation(self, theta):
         """(value, gradient, LaplaceApproximation) from one evaluation; the approximation
         owns H's work factor (no copy)."""
@@ -677,6 +699,7 @@ class LatentGaussianModel:
         """Exact gradient of :meth:`objective` (see :meth:`value_and_grad`)."""
         return self.value_and_grad(theta)[1]
 
+    @_model_threads
     def jvp(self, theta, theta_dot):
         """Forward-mode directional derivative ⟨∇f(θ), θ̇⟩ (one tangent solve with H)."""
         theta_dot = np.asarray(theta_dot, dtype=float).reshape(-1)

@@ -497,3 +497,36 @@ def test_mode_predictor_saves_factorizations_and_changes_no_value(monkeypatch):
         cold.append(model.objective(t))
     np.testing.assert_allclose(predicted, cold, rtol=1e-10)
     np.testing.assert_allclose(plain, cold, rtol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_evaluations_run_numpy_and_scipy_blas_on_the_models_threads(monkeypatch, threads):
+    """threads=1 runs everything on one thread: every OpenBLAS of the process (NumPy's
+    dot products in Newton's glue as well as SciPy's) is held at the model's threads
+    during each public evaluation, also inside the factorizations' own limits, and the
+    count in force before is restored afterwards."""
+    from gmrf_core.bindings import blas
+
+    libraries = blas._openblas_libraries()
+    if not libraries:
+        pytest.skip("no OpenBLAS loaded")
+    before = [lib.get_num_threads() for lib in libraries]
+    model, theta = make_case("matern-poisson")
+    model = gm.LatentGaussianModel(model.prior, model.likelihood, X=model.X, threads=threads)
+    seen = []
+    inner = model.likelihood.eta_derivatives
+
+    def recording(eta, theta=None):
+        seen.append({lib.get_num_threads() for lib in libraries})
+        return inner(eta, theta)
+
+    monkeypatch.setattr(model.likelihood, "eta_derivatives", recording)
+    with blas.blas_threads(8):  # a caller's wider setting does not leak into the model
+        model.objective(theta)
+        model.value_and_grad(theta + 0.01)
+        model.jvp(theta, np.ones(2))
+        model.laplace(theta)
+        model._value_grad_approximation(theta - 0.01)
+    assert len(seen) >= 5
+    assert all(counts == {threads} for counts in seen)
+    assert [lib.get_num_threads() for lib in libraries] == before
