@@ -10,7 +10,6 @@ from scipy import integrate, stats
 
 import gmrf_core as gm
 from gmrf_core import likelihoods, models
-from tests import _executors
 
 
 def smooth_counts(side, seed):
@@ -27,16 +26,6 @@ def poisson_model(side=10, seed=0):
     return gm.LatentGaussianModel(
         models.Matern2D((side, side)), likelihoods.Poisson(y), X=np.ones((n, 1))
     )
-
-
-@pytest.fixture(scope="session")
-def pool(request):
-    return _executors.process_pool(request)
-
-
-@pytest.fixture(scope="session")
-def client(request):
-    return _executors.dask_client(request)
 
 
 @pytest.fixture

@@ -161,16 +161,6 @@ def matern_poisson(side=12, seed=0):
 
 
 # -- fixtures --------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def pool(request):
-    return _executors.process_pool(request)
-
-
-@pytest.fixture(scope="session")
-def client(request):
-    return _executors.dask_client(request)
-
-
 @pytest.fixture(scope="module")
 def model():
     return matern_poisson()
