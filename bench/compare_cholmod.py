@@ -3,7 +3,10 @@
 For the 2-D 5-point Laplacian and the 2-D SPDE alpha=2 precision at 250², 500² and
 1000²: nnz(L), flops, analyze time with the *same* ordering (ours, handed to both
 libraries as a pre-permuted matrix with the natural ordering), numeric
-refactorization time (median), GFLOP/s and the ratios ours / CHOLMOD. CHOLMOD runs
+refactorization time (median), GFLOP/s and the ratios ours / CHOLMOD; then the
+solve Q x = b with the factor (``Factor.solve`` vs CHOLMOD's ``factor(b)``) for k = 1
+and k = 8 right-hand sides, ours with threads=1 and threads=2 against CHOLMOD on 1
+BLAS thread. CHOLMOD runs
 at its best: Debian's OpenBLAS, OMP_THREAD_LIMIT=1, OPENBLAS_CORETYPE set, best of
 1 and 2 BLAS threads. Also checks log-determinants and solve residuals.
 
@@ -54,6 +57,20 @@ def compare(name, Q, repeat, ordering):
         repeat=repeat,
     )
 
+    rng = np.random.default_rng(1)
+    solves = {}
+    for k in (1, 8):
+        B = rng.standard_normal((Q.shape[0], k)) if k > 1 else rng.standard_normal(Q.shape[0])
+        Bp = B[perm]
+        timed = interleaved_medians(
+            {
+                "ours1": lambda B=B: factor.solve(B),
+                "ours2": lambda B=B: factor2.solve(B),
+                "cm1": (lambda Bp=Bp: cm(Bp), lambda: cholmod_blas_threads(1)),
+            },
+            repeat=max(repeat, 7),
+        )
+        solves[k] = timed
     logdet_ours, logdet_cm = factor.logdet(), cm.logdet()
     b = np.random.default_rng(0).standard_normal(Q.shape[0])
     residual = np.linalg.norm(Q @ factor.solve(b) - b) / np.linalg.norm(b)
@@ -72,6 +89,7 @@ def compare(name, Q, repeat, ordering):
         logdet_rel=abs(logdet_ours - logdet_cm) / abs(logdet_cm),
         residual=residual,
         ordering=symbolic.ordering,
+        solves=solves,
     )
 
 
@@ -112,6 +130,20 @@ def main():
                 f"{r['factor_best'] / r['factor_cm']:>7.2f}"
                 f"{r['gflop'] / r['factor']:>9.1f}{r['logdet_rel']:>12.1e}{r['residual']:>9.1e}",
                 flush=True,
+            )
+    print(
+        "\nsolve Q x = b, n x k right-hand sides: ours threads=1 and threads=2 vs CHOLMOD "
+        "(1 BLAS thread), seconds, medians of runs taken in turns"
+    )
+    print(
+        f"{'matrix':<14}{'k':>3}{'ours 1thr':>11}{'ours 2thr':>11}{'CHOLMOD':>9}"
+        f"{'ratio 1thr':>12}{'ratio 2thr':>12}"
+    )
+    for r in rows:
+        for k, t in r["solves"].items():
+            print(
+                f"{r['name']:<14}{k:>3}{t['ours1']:>11.4f}{t['ours2']:>11.4f}{t['cm1']:>9.4f}"
+                f"{t['ours1'] / t['cm1']:>12.2f}{t['ours2'] / t['cm1']:>12.2f}"
             )
     return rows
 

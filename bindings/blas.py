@@ -24,11 +24,13 @@ from numba import types
 
 __all__ = [
     "dgemm",
+    "dgemv",
     "dpotrf",
     "dpotri",
     "dsymm",
     "dsyrk",
     "dtrsm",
+    "dtrsv",
     "blas_threads",
 ]
 
@@ -41,6 +43,8 @@ _ROUTINES = {
     "dsyrk": (_cython_blas, 10),
     "dsymm": (_cython_blas, 12),
     "dtrsm": (_cython_blas, 11),
+    "dgemv": (_cython_blas, 11),
+    "dtrsv": (_cython_blas, 8),
     "dpotrf": (_cython_lapack, 5),
     "dpotri": (_cython_lapack, 5),
 }
@@ -87,6 +91,8 @@ dgemm = _EXTERNALS["dgemm"]
 dsyrk = _EXTERNALS["dsyrk"]
 dsymm = _EXTERNALS["dsymm"]
 dtrsm = _EXTERNALS["dtrsm"]
+dgemv = _EXTERNALS["dgemv"]
+dtrsv = _EXTERNALS["dtrsv"]
 dpotrf = _EXTERNALS["dpotrf"]
 dpotri = _EXTERNALS["dpotri"]
 

@@ -1033,18 +1033,76 @@ class Factor:
                     _kchol._permute_rows(block, s.perm, work)
                 else:
                     work = block.copy()
-                buffer = np.empty((s._max_rows, width))  # per call: solves run concurrently
-                args = (s.nsuper, s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, work, buffer)
                 if forward:
-                    _kchol._forward_solve(*args)
+                    self._forward(work)
                 if backward:
-                    _kchol._backward_solve(*args)
+                    self._backward(work)
                 if permute_out:
                     result = np.empty(work.shape)
                     _kchol._unpermute_rows(work, s.perm, result)
                     work = result
                 out[:, start : start + width] = work
         return out.reshape(b.shape)
+
+    def _forward(self, x):
+        """x ← L⁻¹ x in place (factor ordering; x C-contiguous (n, k)); with a schedule the
+        independent subtrees run concurrently, each adding its updates of the common
+        ancestors' rows into its own copy, summed before the ancestors are solved."""
+        s = self.symbolic
+        # work buffers are per call: solves on the same factor run concurrently
+        buffer = (s._max_rows, x.shape[1])
+
+        def forward(order, owner, me, out):
+            _kchol._forward_solve(
+                s.super_ptr,
+                s.rows_ptr,
+                s.rows,
+                s.lx_ptr,
+                self._lx,
+                x,
+                np.empty(buffer),
+                order,
+                owner,
+                s.col_super,
+                me,
+                out,
+            )
+
+        schedule = self._schedule
+        if schedule is None:
+            with blas.blas_threads(s.threads):
+                forward(s.all_supernodes, s.no_owner, -1, x)
+            return
+        orders, owner, top = schedule
+        outs = [x] + [np.zeros_like(x) for _ in orders[1:]]
+        with blas.blas_threads(1):
+            _run_parallel(forward, [(order, owner, k, outs[k]) for k, order in enumerate(orders)])
+        for extra in outs[1:]:
+            x += extra
+        with blas.blas_threads(s.threads):
+            forward(top, owner, -1, x)
+
+    def _backward(self, x):
+        """x ← L⁻ᵀ x in place; with a schedule the common ancestors first, then the
+        independent subtrees concurrently (each reads only its ancestors' rows)."""
+        s = self.symbolic
+        buffer = (s._max_rows, x.shape[1])
+
+        def backward(order):
+            _kchol._backward_solve(
+                s.super_ptr, s.rows_ptr, s.rows, s.lx_ptr, self._lx, x, np.empty(buffer), order
+            )
+
+        schedule = self._schedule
+        if schedule is None:
+            with blas.blas_threads(s.threads):
+                backward(s.all_supernodes)
+            return
+        orders, _owner, top = schedule
+        with blas.blas_threads(s.threads):
+            backward(top)
+        with blas.blas_threads(1):
+            _run_parallel(backward, [(order,) for order in orders])
 
     def solve(self, b):
         """Solve Q x = b for a real vector (n,) or matrix (n, k) of right-hand sides."""

@@ -267,95 +267,243 @@ def _max_rows(nsuper, rows_ptr):
     return best
 
 
-@jit
-def _forward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x, work):
-    """Solve L y = b in place; x has shape (n, k), C-contiguous, rows in factor order.
+# A supernode's solve goes through BLAS (dtrsv/dgemv for one right-hand side,
+# dtrsm/dgemm for several) once its block has this many entries (nsrow x nscol);
+# below that the call overhead exceeds the arithmetic and plain loops are used.
+_SOLVE_BLAS = 160
 
-    Per supernode: a dense triangular solve on its own rows, then the update of
-    the rows below is accumulated in ``work`` (nsrow x k) column by column of L
-    (contiguous reads) and scattered once per row.
+
+@jit
+def _solve_consts(ints, dbls, chars):
+    # chars: 'L', 'N', 'T', 'R'; dbls: 1.0, 0.0, -1.0; ints[6] = 1 (unit stride)
+    _blas_consts(ints, dbls, chars)
+    ints[6] = 1
+
+
+@jit
+def _contiguous_below(rows, psi, nscol, nsrow):
+    """True if the rows below a supernode's diagonal block are consecutive (their part of
+    the right-hand side is then one contiguous slice: no gather or scatter)."""
+    return rows[_u(psi + nsrow - 1)] - rows[_u(psi + nscol)] == nsrow - nscol - 1
+
+
+@jit
+def _diag_block_solve(lx, psx, xs, k, trans, ints, dbls, chars):
+    """xs ← L₁⁻¹ xs (``trans`` = 1) or L₁⁻ᵀ xs (``trans`` = 2) for the diagonal block at
+    ``lx[psx:]`` (ints[0] = nscol, ints[1] = nsrow, ints[3] = k); xs row-major (nscol, k),
+    so for k > 1 the dtrsm acts on xsᵀ from the right with the other transposition."""
+    if k == 1:
+        blas.dtrsv(
+            chars[0:].ctypes,
+            chars[trans:].ctypes,
+            chars[1:].ctypes,
+            ints[0:].ctypes,
+            lx[psx:].ctypes,
+            ints[1:].ctypes,
+            xs.ctypes,
+            ints[6:].ctypes,
+        )
+    else:
+        blas.dtrsm(
+            chars[3:].ctypes,
+            chars[0:].ctypes,
+            chars[3 - trans :].ctypes,
+            chars[1:].ctypes,
+            ints[3:].ctypes,
+            ints[0:].ctypes,
+            dbls[0:].ctypes,
+            lx[psx:].ctypes,
+            ints[1:].ctypes,
+            xs.ctypes,
+            ints[3:].ctypes,
+        )
+
+
+@jit
+def _panel_product(lx, pl, src, dst, k, transposed, alpha, beta, ints, chars):
+    """dst ← alpha L₂ src + beta dst, or with L₂ᵀ when ``transposed``, for the block L₂ of
+    the rows below a diagonal block (ints[2] x ints[0] at ``lx[pl:]``, leading dimension
+    ints[1]); src and dst row-major with k columns (for k > 1 the dgemm works on their
+    transposes: dstᵀ ← alpha srcᵀ L₂ᵀ + beta dstᵀ, or srcᵀ L₂)."""
+    if k == 1:
+        blas.dgemv(
+            chars[2 if transposed else 1 :].ctypes,
+            ints[2:].ctypes,
+            ints[0:].ctypes,
+            alpha.ctypes,
+            lx[pl:].ctypes,
+            ints[1:].ctypes,
+            src.ctypes,
+            ints[6:].ctypes,
+            beta.ctypes,
+            dst.ctypes,
+            ints[6:].ctypes,
+        )
+    else:
+        blas.dgemm(
+            chars[1:].ctypes,
+            chars[1 if transposed else 2 :].ctypes,
+            ints[3:].ctypes,
+            ints[0 if transposed else 2 :].ctypes,
+            ints[2 if transposed else 0 :].ctypes,
+            alpha.ctypes,
+            src.ctypes,
+            ints[3:].ctypes,
+            lx[pl:].ctypes,
+            ints[1:].ctypes,
+            beta.ctypes,
+            dst.ctypes,
+            ints[3:].ctypes,
+        )
+
+
+@jit
+def _forward_solve(
+    super_ptr, rows_ptr, rows, lx_ptr, lx, x, work, order, owner, col_super, me, out
+):
+    """Solve L y = b in place for the supernodes ``order`` (increasing); x has shape
+    (n, k), C-contiguous, rows in factor order.
+
+    Per supernode s with diagonal block L₁ and rows below L₂ (both read once, in
+    storage order): x_s ← L₁⁻¹ x_s (dtrsv, or dtrsm for k > 1), then x_below −= L₂ x_s
+    (dgemv/dgemm), written straight into x where the rows below are consecutive and
+    otherwise computed into ``work`` (at least nsrow x k) and scattered. Small
+    supernodes use plain loops.
+
+    Independent subtrees can be solved concurrently (``me`` ≥ 0, each call with its own
+    ``work``): the updates of a call to rows of supernodes t with ``owner[t] != me``
+    (the subtrees' common ancestors) go to ``out`` instead of x, which may be x itself
+    for one of the calls; the caller adds the others before solving the ancestors.
+    With ``me`` < 0 every update goes to x.
     """
     k = x.shape[_u(1)]
-    for s in range(nsuper):
+    ints = np.empty(8, dtype=np.int32)
+    dbls = np.empty(3, dtype=np.float64)
+    chars = np.empty(4, dtype=np.int8)
+    _solve_consts(ints, dbls, chars)
+    for idx in range(order.size):
+        s = order[_u(idx)]
         k1 = super_ptr[_u(s)]
         nscol = super_ptr[_u(s + 1)] - k1
         psi = rows_ptr[_u(s)]
         nsrow = rows_ptr[_u(s + 1)] - psi
+        nb = nsrow - nscol
         psx = lx_ptr[_u(s)]
-        for j in range(nscol):
-            cj = psx + j * nsrow
-            inv = 1.0 / lx[_u(cj + j)]
-            row_j = k1 + j
-            for r in range(k):
-                x[_u(row_j), _u(r)] *= inv
-            for i in range(j + 1, nscol):
-                lij = lx[_u(cj + i)]
+        if nsrow * nscol < _SOLVE_BLAS:
+            for j in range(nscol):
+                cj = psx + j * nsrow
+                inv = 1.0 / lx[_u(cj + j)]
+                row_j = k1 + j
                 for r in range(k):
-                    x[_u(k1 + i), _u(r)] -= lij * x[_u(row_j), _u(r)]
-        if nsrow == nscol:
-            continue
-        for i in range(nscol, nsrow):
-            for r in range(k):
-                work[_u(i), _u(r)] = 0.0
-        for j in range(nscol):
-            cj = psx + j * nsrow
-            if k == 1:  # contiguous over i: vectorizes
-                xj = x[_u(k1 + j), _u(0)]
-                for i in range(nscol, nsrow):
-                    work[_u(i), _u(0)] += lx[_u(cj + i)] * xj
-            else:  # contiguous over the right-hand sides
-                for i in range(nscol, nsrow):
+                    x[_u(row_j), _u(r)] *= inv
+                for i in range(j + 1, nscol):
+                    lij = lx[_u(cj + i)]
+                    for r in range(k):
+                        x[_u(k1 + i), _u(r)] -= lij * x[_u(row_j), _u(r)]
+            if nb == 0:
+                continue
+            for i in range(nb):
+                for r in range(k):
+                    work[_u(i), _u(r)] = 0.0
+            for j in range(nscol):
+                cj = psx + j * nsrow + nscol
+                for i in range(nb):
                     lij = lx[_u(cj + i)]
                     for r in range(k):
                         work[_u(i), _u(r)] += lij * x[_u(k1 + j), _u(r)]
-        for i in range(nscol, nsrow):
-            ri = rows[_u(psi + i)]
-            for r in range(k):
-                x[_u(ri), _u(r)] -= work[_u(i), _u(r)]
+        else:
+            ints[_u(0)] = nscol
+            ints[_u(1)] = nsrow
+            ints[_u(2)] = nb
+            ints[_u(3)] = k
+            _diag_block_solve(lx, psx, x[k1:], k, 1, ints, dbls, chars)
+            if nb == 0:
+                continue
+            r0 = rows[_u(psi + nscol)]
+            direct = _contiguous_below(rows, psi, nscol, nsrow) and (
+                me < 0 or owner[_u(col_super[_u(rows[_u(psi + nsrow - 1)])])] == me
+            )
+            # y = alpha L₂ x_s + beta y: into x (-1, 1) or into work (1, 0)
+            alpha = dbls[2:] if direct else dbls[0:]
+            beta = dbls[0:] if direct else dbls[1:]
+            target = x[r0:] if direct else work
+            _panel_product(lx, psx + nscol, x[k1:], target, k, False, alpha, beta, ints, chars)
+            if direct:
+                continue
+        for i in range(nb):
+            ri = rows[_u(psi + nscol + i)]
+            if me < 0 or owner[_u(col_super[_u(ri)])] == me:
+                for r in range(k):
+                    x[_u(ri), _u(r)] -= work[_u(i), _u(r)]
+            else:
+                for r in range(k):
+                    out[_u(ri), _u(r)] -= work[_u(i), _u(r)]
 
 
 @jit
-def _backward_solve(nsuper, super_ptr, rows_ptr, rows, lx_ptr, lx, x, work):
-    """Solve Lᵀ z = y in place; x has shape (n, k), C-contiguous, rows in factor order.
+def _backward_solve(super_ptr, rows_ptr, rows, lx_ptr, lx, x, work, order):
+    """Solve Lᵀ z = y in place for the supernodes ``order`` (taken last to first); x has
+    shape (n, k), C-contiguous, rows in factor order.
 
-    Per supernode (last to first): gather the solution at the rows below into
-    ``work`` once, subtract L_belowᵀ x_below with contiguous dot products, then a
-    dense triangular solve on the supernode's own rows.
+    Per supernode: x_s −= L₂ᵀ x_below (dgemv/dgemm, reading x_below in place where its
+    rows are consecutive, else gathered into ``work`` first), then x_s ← L₁⁻ᵀ x_s
+    (dtrsv/dtrsm); small supernodes use plain loops. A call only writes its own
+    supernodes' rows and reads those of their ancestors, so independent subtrees can be
+    solved concurrently (each call with its own ``work``) once the ancestors are done.
     """
     k = x.shape[_u(1)]
-    for s in range(nsuper - 1, -1, -1):
+    ints = np.empty(8, dtype=np.int32)
+    dbls = np.empty(3, dtype=np.float64)
+    chars = np.empty(4, dtype=np.int8)
+    _solve_consts(ints, dbls, chars)
+    for idx in range(order.size - 1, -1, -1):
+        s = order[_u(idx)]
         k1 = super_ptr[_u(s)]
         nscol = super_ptr[_u(s + 1)] - k1
         psi = rows_ptr[_u(s)]
         nsrow = rows_ptr[_u(s + 1)] - psi
+        nb = nsrow - nscol
         psx = lx_ptr[_u(s)]
-        if nsrow > nscol:
-            for i in range(nscol, nsrow):
-                ri = rows[_u(psi + i)]
-                for r in range(k):
-                    work[_u(i), _u(r)] = x[_u(ri), _u(r)]
-            for j in range(nscol):
-                cj = psx + j * nsrow
-                if k == 1:
-                    acc = 0.0
-                    for i in range(nscol, nsrow):
-                        acc += lx[_u(cj + i)] * work[_u(i), _u(0)]
-                    x[_u(k1 + j), _u(0)] -= acc
-                else:
-                    for i in range(nscol, nsrow):
+        if nsrow * nscol < _SOLVE_BLAS:
+            if nb > 0:
+                for i in range(nb):
+                    ri = rows[_u(psi + nscol + i)]
+                    for r in range(k):
+                        work[_u(i), _u(r)] = x[_u(ri), _u(r)]
+                for j in range(nscol):
+                    cj = psx + j * nsrow + nscol
+                    for i in range(nb):
                         lij = lx[_u(cj + i)]
                         for r in range(k):
                             x[_u(k1 + j), _u(r)] -= lij * work[_u(i), _u(r)]
-        for j in range(nscol - 1, -1, -1):
-            cj = psx + j * nsrow
-            row_j = k1 + j
-            for i in range(j + 1, nscol):
-                lij = lx[_u(cj + i)]
+            for j in range(nscol - 1, -1, -1):
+                cj = psx + j * nsrow
+                row_j = k1 + j
+                for i in range(j + 1, nscol):
+                    lij = lx[_u(cj + i)]
+                    for r in range(k):
+                        x[_u(row_j), _u(r)] -= lij * x[_u(k1 + i), _u(r)]
+                inv = 1.0 / lx[_u(cj + j)]
                 for r in range(k):
-                    x[_u(row_j), _u(r)] -= lij * x[_u(k1 + i), _u(r)]
-            inv = 1.0 / lx[_u(cj + j)]
-            for r in range(k):
-                x[_u(row_j), _u(r)] *= inv
+                    x[_u(row_j), _u(r)] *= inv
+            continue
+        ints[_u(0)] = nscol
+        ints[_u(1)] = nsrow
+        ints[_u(2)] = nb
+        ints[_u(3)] = k
+        if nb > 0:
+            if _contiguous_below(rows, psi, nscol, nsrow):
+                source = x[rows[_u(psi + nscol)] :]
+            else:
+                for i in range(nb):
+                    ri = rows[_u(psi + nscol + i)]
+                    for r in range(k):
+                        work[_u(i), _u(r)] = x[_u(ri), _u(r)]
+                source = work
+            _panel_product(
+                lx, psx + nscol, source, x[k1:], k, True, dbls[2:], dbls[0:], ints, chars
+            )
+        _diag_block_solve(lx, psx, x[k1:], k, 2, ints, dbls, chars)
 
 
 @jit
