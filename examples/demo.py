@@ -116,8 +116,13 @@ def main(size=300, out="demo_maps.png", threads=1, inla=True):
         f"intercept, {counts.size:,} Poisson counts; nnz(L) = {model.symbolic.nnz:,} "
         f"(simulation and analysis {t_setup:.1f} s)"
     )
-    print(f"starting values: {prior.to_natural(model.theta0)}")
-    result = gm.fit(model)
+    # moment-based start from the counts (what gm.fit uses when given no θ0)
+    theta0 = model.start_from_data()
+    print(
+        f"starting values: {prior.to_natural(theta0)} (from the data; default "
+        f"{prior.to_natural(model.theta0)})"
+    )
+    result = gm.fit(model, theta0)
 
     rho, sigma = np.exp(result.theta)
     se_log = result.std_err

@@ -427,6 +427,13 @@ class LatentGaussianModel:
     fixed_precision = property(lambda self: self.structure.fixed_precision)
     symbolic = property(lambda self: self.structure.symbolic)
 
+    def start_from_data(self):
+        """Starting values θ0 chosen from the data where the prior supports it (a cheap
+        moment-based range and σ for the Matérn models on a lattice), else
+        :attr:`theta0`; see :meth:`gmrf_core.latent.LatentStructure.start_from_data`.
+        :func:`gmrf_core.fit` starts from it when no θ0 is given."""
+        return self.structure.start_from_data()
+
     def log_prior(self, theta):
         """log π(θ) from the prior's and the likelihood's hyperparameter priors (0 if none)."""
         return self.structure.log_prior(theta)

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .constrained import ConstrainedFactor, as_constraints
-from .errors import InputError, NotPositiveDefiniteError
+from .errors import GMRFError, InputError, NotPositiveDefiniteError
 from .kernels import assemble as _kasm
 from .linalg import analyze, as_csc
 from .pattern import FixedPattern
@@ -566,6 +566,60 @@ class LatentStructure:
         if self.n_theta_lik:
             parts.append(np.asarray(self.likelihood.log_prior_grad(theta.likelihood), dtype=float))
         return np.concatenate(parts) if parts else np.zeros(0)
+
+    # -- starting values -------------------------------------------------------------------
+    def start_from_data(self):
+        """θ0 with the prior's part chosen from the data where the prior can -> θ.
+
+        The prior's hook ``start_from_data(field)`` (e.g.
+        :meth:`gmrf_core.models.Matern2D.start_from_data`) gets, per latent node, the
+        working response of the likelihood at a constant linear predictor
+        η = offset + c (c fitted by a few scalar Newton steps),
+        u = c + ∂ℓ/∂η / (−∂²ℓ/∂η²) — the first step of iteratively reweighted least
+        squares, x plus independent noise — less its least-squares fit on X. O(n)
+        work. Without a hook, with an A other than the identity, or when anything
+        fails or the hook returns None, :attr:`theta0` is returned unchanged: this never
+        makes a fit fail.
+        """
+        theta0 = self.theta0.copy()
+        hook = getattr(self.prior, "start_from_data", None)
+        if hook is None or self.n_obs != self.n_latent:
+            return theta0
+        A = self.A
+        identity = A.nnz == self.n_latent and np.array_equal(A.indices, np.arange(self.n_latent))
+        if not (identity and np.all(A.data == 1.0)):
+            return theta0
+        k = self.n_theta_prior
+        theta_lik = theta0[k:]
+        observed = self.observed
+        try:
+            with np.errstate(all="ignore"):
+                c = 0.0
+                for _ in range(30):
+                    d1, d2, _d3 = self.likelihood.eta_derivatives(self.offset + c, theta_lik)
+                    step = d1[observed].sum() / -d2[observed].sum()
+                    if not np.isfinite(step):
+                        return theta0
+                    c += float(np.clip(step, -5.0, 5.0))
+                    if abs(step) < 1e-10:
+                        break
+                d1, d2, _d3 = self.likelihood.eta_derivatives(self.offset + c, theta_lik)
+                u = np.full(self.n_latent, np.nan)
+                u[observed] = c + d1[observed] / -d2[observed]
+                if self.n_fixed:
+                    X = self.X[observed]
+                    coef = np.linalg.lstsq(X, u[observed], rcond=None)[0]
+                    u[observed] -= X @ coef
+                theta = hook(u)
+        except (GMRFError, ArithmeticError, ValueError, np.linalg.LinAlgError):
+            return theta0
+        if theta is None:
+            return theta0
+        theta = np.asarray(theta, dtype=float).reshape(-1)
+        if theta.shape != (k,) or not np.all(np.isfinite(theta)):
+            return theta0
+        theta0[:k] = theta
+        return theta0
 
     # -- z -------------------------------------------------------------------------------
     def linear_predictor(self, z):

@@ -221,6 +221,10 @@ def check_bounds(bounds, p):
     return out
 
 
+def _inside(theta, bounds):
+    return bounds is None or all(low <= t <= high for t, (low, high) in zip(theta, bounds))
+
+
 def _projected_gradient(theta, grad, bounds):
     """The gradient with the components that push against an active bound set to 0."""
     if bounds is None:
@@ -408,10 +412,12 @@ def stationarity(driver, bounds, hessian=None):
     return decrement <= _DECREMENT_TOL, decrement
 
 
-def check_theta0(model, theta0):
-    """θ0 (model.theta0 when None) as a finite vector of the model's length."""
+def check_theta0(model, theta0, *, from_data=False):
+    """θ0 (model.theta0 when None, or the model's start from the data with
+    ``from_data``) as a finite vector of the model's length."""
     if theta0 is None:
-        return np.array(model.theta0, dtype=float)
+        start = getattr(model, "start_from_data", None) if from_data else None
+        return np.array(model.theta0 if start is None else start(), dtype=float)
     try:
         theta0 = np.asarray(theta0, dtype=float).reshape(-1)
     except (TypeError, ValueError) as exc:
@@ -443,7 +449,10 @@ def fit(
     ----------
     model : LatentGaussianModel
     theta0 : array_like, optional
-        Starting values (internal scale); ``model.theta0`` by default.
+        Starting values (internal scale); by default
+        ``model.start_from_data()``: moment-based values from the data where the
+        prior supports them (range and σ of :class:`~gmrf_core.models.Matern2D` with
+        A the identity), else ``model.theta0``.
     bounds : sequence of (low, high), optional
         Bounds on θ (internal scale), None for unbounded sides.
     progress : bool
@@ -475,9 +484,12 @@ def fit(
 
     if not isinstance(model, LatentGaussianModel):
         raise InputError(f"model must be a gmrf_core.LatentGaussianModel; got {model!r}.")
-    theta0 = check_theta0(model, theta0)
+    given = theta0 is not None
+    theta0 = check_theta0(model, theta0, from_data=True)
     bounds = check_bounds(bounds, theta0.size)
-    if bounds is not None and not all(low <= t <= high for t, (low, high) in zip(theta0, bounds)):
+    if not given and not _inside(theta0, bounds):
+        theta0 = check_theta0(model, None)  # the data's start lies outside: the default
+    if not _inside(theta0, bounds):
         raise InputError("theta0 lies outside the bounds.")
     stream = sys.stdout if stream is None else stream
     start = time.perf_counter()

@@ -178,3 +178,62 @@ def test_bad_bounds_and_models():
         gm.fit(object())
     with pytest.raises(gm.InputError, match="theta0"):
         gm.fit(model, theta0=["a", "b"])
+
+
+def _matern_counts(size=40, seed=8):
+    prior = models.Matern2D((size, size))
+    rng = np.random.default_rng(seed)
+    x = gm.cholesky(prior.precision(prior.theta_from(6.0, 0.8))).sample(rng=rng)
+    return prior, rng.poisson(np.exp(1.0 + x))
+
+
+def test_fit_starts_from_the_data_and_reaches_the_same_optimum():
+    """Without θ0, fit starts from model.start_from_data() (the moment start of the
+    Matérn range and σ, near the truth rather than the default fifth of the diagonal)
+    and converges to the optimum reached from the default start."""
+    prior, y = _matern_counts()
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
+    start = model.start_from_data()
+    assert not np.allclose(start, model.theta0)
+    rho, sigma = prior.range_sigma(start)
+    assert 3.0 < rho < 12.0 and 0.4 < sigma < 1.6
+    seen = _record_evaluations(model)
+    from_data = gm.fit(model, progress=False, std_err=False)
+    np.testing.assert_array_equal(seen[0], start)
+    from_default = gm.fit(model, model.theta0, progress=False, std_err=False)
+    assert from_data.success and from_default.success
+    np.testing.assert_allclose(from_data.theta, from_default.theta, rtol=1e-4)
+
+
+def _record_evaluations(model):
+    seen = []
+    inner = model._value_grad_approximation
+
+    def recording(theta):
+        seen.append(np.array(theta, dtype=float))
+        return inner(theta)
+
+    model._value_grad_approximation = recording
+    return seen
+
+
+def test_start_from_data_falls_back_to_theta0():
+    """No hook (IID), a projection A, or data without spatial signal: θ0 unchanged."""
+    iid = tutorial_model()
+    np.testing.assert_array_equal(iid.start_from_data(), iid.theta0)
+    prior, y = _matern_counts(size=20)
+    projected = gm.LatentGaussianModel(
+        prior, likelihoods.Poisson(y[::2]), A=np.eye(prior.n)[::2], X=np.ones((y[::2].size, 1))
+    )
+    np.testing.assert_array_equal(projected.start_from_data(), projected.theta0)
+    flat = gm.LatentGaussianModel(
+        prior, likelihoods.Poisson(np.full(prior.n, 3.0)), X=np.ones((prior.n, 1))
+    )
+    np.testing.assert_array_equal(flat.start_from_data(), flat.theta0)
+    # the data's start outside the bounds: fit starts from θ0 instead
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
+    assert model.start_from_data()[0] < model.theta0[0]
+    seen = _record_evaluations(model)
+    low = model.theta0[0] - 1e-9
+    gm.fit(model, bounds=[(low, None), (None, None)], progress=False, std_err=False, maxiter=1)
+    np.testing.assert_array_equal(seen[0], model.theta0)

@@ -285,6 +285,83 @@ class Matern2D(_MaternBase):
         self._log_largest_eigenvalue = math.log(largest)
         self.theta0[0] = min(self.theta0[0], math.log(0.5 * self.max_range))
 
+    def start_from_data(self, field):
+        """A moment-based θ0 from a noisy image of the field -> θ, or None.
+
+        ``field`` holds, per node (NaN where there is none), a value u = x + c + ε with
+        ε independent noise of any variance and c a constant (removed here): e.g. the
+        working response of a likelihood at a constant linear predictor. The empirical
+        covariances C(d) of u along the lattice's axes at lags of 1, 2, 3, 4, 6, 8, ...
+        spacings (up to a quarter of the axis) do not see ε for d > 0, so the range is
+        found from their ratio to the shortest lag d₀: the α = 2 Matérn correlation
+        r(d) = κd K₁(κd) (Lindgren et al. 2011, section 2.1) is solved for κ at the lag
+        whose ratio is nearest ½, in C(d)/C(d₀) = r(d)/r(d₀); and σ² = C(d₀)/r(d₀).
+        O(n) work. None when the data do not determine a start (too few pairs, no
+        positive covariance, ratios all above 0.95 or below 0.05, a root outside the
+        accepted ranges); the caller then keeps :attr:`theta0`.
+        """
+        from scipy.optimize import brentq
+        from scipy.special import k1
+
+        u = np.asarray(field, dtype=float).reshape(self.shape)
+        finite = np.isfinite(u)
+        if finite.sum() < 16:
+            return None
+        u = np.where(finite, u - u[finite].mean(), 0.0)
+        weight = finite.astype(float)
+        lags = {}
+        for axis, h in enumerate(self.spacing):
+            # lags 1, 2, 3, 4, 6, 8, 12, 16, ...: 2^j and 3·2^j
+            limit = max(1, self.shape[axis] // 4)
+            for k in sorted({b << j for b in (1, 3) for j in range(limit.bit_length())}):
+                if k > limit:
+                    break
+                head = [slice(None)] * 2
+                tail = [slice(None)] * 2
+                head[axis], tail[axis] = slice(k, None), slice(None, -k)
+                pairs = float(np.sum(weight[tuple(head)] * weight[tuple(tail)]))
+                if pairs >= 8:
+                    total = float(np.sum(u[tuple(head)] * u[tuple(tail)]))
+                    d = round(k * h, 12)
+                    old = lags.get(d, (0.0, 0.0))
+                    lags[d] = (old[0] + total, old[1] + pairs)
+        distances = np.array(sorted(lags))
+        if distances.size < 2:
+            return None
+        cov = np.array([lags[d][0] / lags[d][1] for d in distances])
+        d0, c0 = distances[0], cov[0]
+        if not c0 > 0:
+            return None
+        ratio = cov[1:] / c0
+        usable = (ratio > 0.05) & (ratio < 0.95)
+        if not np.any(usable):
+            return None
+        pick = np.flatnonzero(usable)[np.argmin(np.abs(ratio[usable] - 0.5))]
+        d, target = distances[1 + pick], ratio[pick]
+
+        def correlation(t):
+            return t * k1(t) if t > 0 else 1.0
+
+        def mismatch(log_kappa):
+            kappa = math.exp(log_kappa)
+            return correlation(kappa * d) / correlation(kappa * d0) - target
+
+        low = math.log(math.sqrt(8.0) / self.max_range)
+        high = math.log(math.sqrt(8.0) / (0.5 * min(self.spacing)))
+        if not mismatch(low) * mismatch(high) < 0:
+            return None
+        kappa = math.exp(brentq(mismatch, low, high, xtol=1e-6))
+        sigma2 = c0 / correlation(kappa * d0)
+        theta = np.array([math.log(math.sqrt(8.0) / kappa), 0.5 * math.log(sigma2)])
+        theta[0] = min(theta[0], math.log(0.5 * self.max_range))
+        if not np.all(np.isfinite(theta)):
+            return None
+        try:
+            self._log_kappa_tau(theta)
+        except InputError:
+            return None
+        return theta
+
     def _eigen_factors(self):
         """Eigenvalues w0 λ_a + w1 λ_b of G (Neumann, DCT-II basis), shape (m, n).
 

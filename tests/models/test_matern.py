@@ -456,3 +456,31 @@ def test_lattice_range_beyond_the_limit_rejected_by_every_method():
     # far beyond, without overflow in the message
     with pytest.raises(InputError, match="too long"):
         model.logdet([300.0, 0.0])
+
+
+def _lattice_sample(shape, practical_range, sigma, seed):
+    model = Matern2D(shape)
+    theta = model.theta_from(practical_range, sigma)
+    x = gm.cholesky(model.precision(theta)).sample(rng=np.random.default_rng(seed))
+    return model, x
+
+
+@pytest.mark.parametrize("noise_sd", [0.0, 1.0])
+def test_lattice_start_from_data_recovers_range_and_sigma(noise_sd):
+    """The moment start lands near the simulating (range, σ) whatever the independent
+    noise: the lag covariances it uses do not see it."""
+    model, x = _lattice_sample((150, 140), 12.0, 0.7, seed=3)
+    rng = np.random.default_rng(4)
+    u = 2.5 + x + noise_sd * rng.standard_normal(x.size)
+    u[rng.random(x.size) < 0.1] = np.nan  # missing nodes
+    rho, sigma = model.range_sigma(model.start_from_data(u))
+    assert rho == pytest.approx(12.0, rel=0.25)
+    assert sigma == pytest.approx(0.7, rel=0.25)
+
+
+def test_lattice_start_from_data_gives_up_without_spatial_signal():
+    model = Matern2D((40, 40))
+    rng = np.random.default_rng(5)
+    assert model.start_from_data(rng.standard_normal(model.n)) is None  # white noise
+    assert model.start_from_data(np.full(model.n, np.nan)) is None
+    assert model.start_from_data(np.ones(model.n)) is None  # no variation
