@@ -444,11 +444,14 @@ class LatentGaussianModel:
 
     # -- the inner problem ----------------------------------------------------------------
     def _neg_log_joint(self, z, Q_tilde, mu, theta_lik):
-        """g(z) = −ℓ(η) + ½ rᵀQ̃r, and a bound on its rounding error."""
+        """g(z) = −ℓ(η) + ½ rᵀQ̃r, a bound on its rounding error, and (z, η, Q̃r): the
+        products Newton's gradient at z reuses."""
         r = z - mu
-        ll = self.likelihood.log_density(self.structure.linear_predictor(z), theta_lik)
-        quad = 0.5 * float(r @ (Q_tilde @ r))
-        return -ll + quad, ll, 64.0 * _EPS * (abs(ll) + quad + 1.0)
+        eta = self.structure.linear_predictor(z)
+        ll = self.likelihood.log_density(eta, theta_lik)
+        q_r = Q_tilde @ r
+        quad = 0.5 * float(r @ q_r)
+        return -ll + quad, ll, 64.0 * _EPS * (abs(ll) + quad + 1.0), (z, eta, q_r)
 
     def _newton(self, theta_lik, Q_tilde, mu, z0, item, chord=None):
         """Newton's method for z* = argmin g on the constraint surface -> :class:`Mode`.
@@ -461,10 +464,10 @@ class LatentGaussianModel:
         s = self.structure
         lik = self.likelihood
         z = s.feasible(np.array(mu if z0 is None else z0, dtype=float))
-        g, ll, rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
+        g, ll, rounding, at = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
         if not np.isfinite(g) and z0 is not None:
             z = s.feasible(mu.copy())
-            g, ll, rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
+            g, ll, rounding, at = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
             chord = None
         operator = chord  # the factor the next step is solved with (None: refactorize)
         fresh = False  # the operator is H at z
@@ -474,9 +477,12 @@ class LatentGaussianModel:
         steps = 0  # steps taken (Newton and chord), against max_newton
         decrement = np.inf
         while True:
-            eta = s.linear_predictor(z)
+            if at[0] is z:  # η and Q̃r from g's evaluation at this very z
+                eta, q_r = at[1], at[2]
+            else:
+                eta, q_r = s.linear_predictor(z), Q_tilde @ (z - mu)
             d1, d2, _d3 = lik.eta_derivatives(eta, theta_lik)
-            grad = -(self.A_full.T @ d1) + Q_tilde @ (z - mu)
+            grad = -(self.A_full.T @ d1) + q_r
             if operator is None:
                 weights = -d2
                 if np.any(weights < 0) or not np.all(np.isfinite(weights)):
@@ -520,12 +526,12 @@ class LatentGaussianModel:
                     # accurate as the mode itself: a full step in the quadratic region
                     # squares the error; chord steps or the next factorization check it
                     z = s.feasible(z + step)
-                    g, ll, rounding = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
+                    g, ll, rounding, at = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
                     polished, previous = True, eta_move
                     if at_rounding or eta_move <= _ETA_CHORD:
                         operator = None
                     continue
-                t, z_new, g_new, ll_new, rounding_new = self._line_search(
+                t, z_new, g_new, ll_new, rounding_new, at = self._line_search(
                     z, g, rounding, grad, step, Q_tilde, mu, theta_lik
                 )
                 if t is None:
@@ -555,10 +561,11 @@ class LatentGaussianModel:
                 operator = None
                 continue
             z_new = s.feasible(z + step)
-            g_new, ll_new, rounding_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
+            g_new, ll_new, rounding_new, at_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
             if not (np.isfinite(g_new) and g_new <= g - 1e-4 * decrement + rounding):
                 operator = None
                 continue
+            at = at_new
             z, g, ll, rounding = z_new, g_new, ll_new, rounding_new
             steps += 1
             polished, previous = eta_move <= _ETA_ENTER, eta_move
@@ -571,19 +578,19 @@ class LatentGaussianModel:
                     operator = None  # too slow: a factorization is cheaper
 
     def _line_search(self, z, g, rounding, grad, step, Q_tilde, mu, theta_lik):
-        """Armijo backtracking along ``step`` -> (t, z_new, g_new, ℓ_new, rounding_new),
-        t None when 60 halvings find no decrease."""
+        """Armijo backtracking along ``step`` -> (t, z_new, g_new, ℓ_new, rounding_new,
+        the products at z_new), t None when 60 halvings find no decrease."""
         t = 1.0
         slope = float(grad @ step)
         for _ in range(60):
             z_new = z + t * step
-            g_new, ll_new, rounding_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
+            g_new, ll_new, rounding_new, at = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
             # the Armijo test, with the rounding error of g as slack (near the mode the
             # decrease is below what g can resolve)
             if np.isfinite(g_new) and g_new <= g + 1e-4 * t * slope + rounding:
-                return t, z_new, g_new, ll_new, rounding_new
+                return t, z_new, g_new, ll_new, rounding_new, at
             t *= 0.5
-        return None, None, None, None, None
+        return None, None, None, None, None, None
 
     # -- evaluations -------------------------------------------------------------------------
     def _evaluate(self, theta):
