@@ -516,6 +516,14 @@ class LatentStructure:
         grads = []
         if not self.n_theta_prior:
             return grads
+        if self._grad_values_on_pattern():
+            # the prior's values on Q̃'s own pattern: the fixed effects' zero diagonal
+            # appended, no matrices assembled
+            tail = np.zeros(self.n_fixed)
+            return [
+                np.concatenate([np.asarray(values, dtype=float), tail])
+                for values in self.prior.precision_grad_values(theta_prior)
+            ]
         for k, dQ in enumerate(self.prior.precision_grad(theta_prior)):
             dQ = as_csc(dQ, f"precision_grad[{k}]")
             if self.n_fixed:
@@ -529,6 +537,20 @@ class LatentStructure:
                 dQ = _append_diagonal(dQ, np.zeros(self.n_fixed))
             grads.append(self.q_pattern.data_of(dQ, f"precision_grad[{k}]"))
         return grads
+
+    def _grad_values_on_pattern(self):
+        """Whether the prior hands dQ/dθ as value arrays (``precision_grad_values``) on
+        the pattern of Q̃'s prior block (decided once)."""
+        known = self.__dict__.get("_grad_values_known")
+        if known is None:
+            pattern = getattr(self.prior, "precision_pattern", None)
+            known = (
+                pattern is not None
+                and hasattr(self.prior, "precision_grad_values")
+                and all(np.array_equal(a, b) for a, b in zip(pattern(), self._prior_pattern))
+            )
+            self._grad_values_known = known
+        return known
 
     def prior_mean(self, theta_prior):
         """μ̃ = (μ(θ), 0) of z = (x, β)."""

@@ -177,6 +177,11 @@ class _MaternBase(LatentModel):
         InputError
             As :meth:`precision`.
         """
+        return [self._csc(data) for data in self.precision_grad_values(theta)]
+
+    def precision_grad_values(self, theta):
+        """The value arrays of :meth:`precision_grad` on the pattern
+        :meth:`precision_pattern` (no matrices built, no index arrays copied)."""
         log_kappa, log_tau = self._log_kappa_tau(theta)
         tau = math.exp(log_tau)
         kappa2 = math.exp(2.0 * log_kappa)
@@ -185,7 +190,14 @@ class _MaternBase(LatentModel):
         d_sigma = (-2.0 * tau * kappa2 * kappa2) * self._mass
         d_sigma -= (4.0 * tau * kappa2) * self._stiffness
         d_sigma -= (2.0 * tau) * self._stiffness_squared
-        return [self._csc(d_range), self._csc(d_sigma)]
+        return [d_range, d_sigma]
+
+    def precision_pattern(self):
+        """(indptr, indices) of the CSC pattern every :meth:`precision` and
+        :meth:`precision_grad` matrix is stored on (read-only views)."""
+        indptr, indices = self._indptr.view(), self._indices.view()
+        indptr.flags.writeable = indices.flags.writeable = False
+        return indptr, indices
 
     def log_prior(self, theta):
         """Log PC prior density of θ (0 when no prior was given)."""

@@ -484,3 +484,17 @@ def test_lattice_start_from_data_gives_up_without_spatial_signal():
     assert model.start_from_data(rng.standard_normal(model.n)) is None  # white noise
     assert model.start_from_data(np.full(model.n, np.nan)) is None
     assert model.start_from_data(np.ones(model.n)) is None  # no variation
+
+
+def test_precision_grad_values_are_the_matrices_values_on_the_fixed_pattern(small_mesh):
+    for model in (Matern2D((7, 9), spacing=(1.0, 2.0)), MaternSPDE(small_mesh)):
+        theta = np.array([0.4, -0.3])
+        indptr, indices = model.precision_pattern()
+        assert not indptr.flags.writeable and not indices.flags.writeable
+        Q = model.precision(theta)
+        np.testing.assert_array_equal(Q.indptr, indptr)
+        np.testing.assert_array_equal(Q.indices, indices)
+        for dQ, values in zip(model.precision_grad(theta), model.precision_grad_values(theta)):
+            np.testing.assert_array_equal(dQ.indptr, indptr)
+            np.testing.assert_array_equal(dQ.indices, indices)
+            np.testing.assert_array_equal(dQ.data, values)
