@@ -1026,17 +1026,27 @@ class Factor:
         with self._lock.shared():
             self._require_valid()
             for start in range(0, b2.shape[1], self._RHS_BLOCK):
-                block = np.ascontiguousarray(b2[:, start : start + self._RHS_BLOCK])
-                width = block.shape[1]
+                columns = b2[:, start : start + self._RHS_BLOCK]
+                width = columns.shape[1]
                 if permute_in:
-                    work = np.empty(block.shape)
-                    _kchol._permute_rows(block, s.perm, work)
-                else:
-                    work = block.copy()
-                if forward:
-                    self._forward(work)
-                if backward:
-                    self._backward(work)
+                    work = np.empty(columns.shape)
+                    _kchol._permute_rows(np.ascontiguousarray(columns), s.perm, work)
+                else:  # one copy, C-contiguous (the caller's b is never written)
+                    work = np.array(columns, dtype=np.float64, order="C")
+                # BLAS on one thread, the ancestors' blocks too: their dgemv/dgemm are
+                # memory-bound and lose to OpenBLAS's thread start-up (500² top separators:
+                # 1.3 ms on one thread, 8.4 ms on two)
+                with blas.blas_threads(1):
+                    if forward:
+                        self._forward(work)
+                    if backward:
+                        self._backward(work)
+                if width == out.shape[1]:  # one block: straight into the result
+                    if permute_out:
+                        _kchol._unpermute_rows(work, s.perm, out)
+                    else:
+                        out = work
+                    break
                 if permute_out:
                     result = np.empty(work.shape)
                     _kchol._unpermute_rows(work, s.perm, result)
@@ -1070,17 +1080,14 @@ class Factor:
 
         schedule = self._schedule
         if schedule is None:
-            with blas.blas_threads(s.threads):
-                forward(s.all_supernodes, s.no_owner, -1, x)
+            forward(s.all_supernodes, s.no_owner, -1, x)
             return
         orders, owner, top = schedule
         outs = [x] + [np.zeros_like(x) for _ in orders[1:]]
-        with blas.blas_threads(1):
-            _run_parallel(forward, [(order, owner, k, outs[k]) for k, order in enumerate(orders)])
+        _run_parallel(forward, [(order, owner, k, outs[k]) for k, order in enumerate(orders)])
         for extra in outs[1:]:
             x += extra
-        with blas.blas_threads(s.threads):
-            forward(top, owner, -1, x)
+        forward(top, owner, -1, x)
 
     def _backward(self, x):
         """x ← L⁻ᵀ x in place; with a schedule the common ancestors first, then the
@@ -1095,14 +1102,11 @@ class Factor:
 
         schedule = self._schedule
         if schedule is None:
-            with blas.blas_threads(s.threads):
-                backward(s.all_supernodes)
+            backward(s.all_supernodes)
             return
         orders, _owner, top = schedule
-        with blas.blas_threads(s.threads):
-            backward(top)
-        with blas.blas_threads(1):
-            _run_parallel(backward, [(order,) for order in orders])
+        backward(top)
+        _run_parallel(backward, [(order,) for order in orders])
 
     def solve(self, b):
         """Solve Q x = b for a real vector (n,) or matrix (n, k) of right-hand sides."""

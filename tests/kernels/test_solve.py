@@ -128,3 +128,19 @@ def test_threads2_concurrent_solves_agree(scheduled):
         results = list(pool.map(two.solve, rhs))
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_right_hand_sides_span_several_blocks(scheduled, threads):
+    Q, one, two = scheduled
+    factor = one if threads == 1 else two
+    k = factor._RHS_BLOCK + 7  # two blocks of columns, the second partial
+    B = np.asfortranarray(_rhs(Q.shape[0], k, seed=5))  # non-contiguous columns
+    X = factor.solve(B)
+    np.testing.assert_allclose(Q @ X, B, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(X[:, -3:], factor.solve(np.ascontiguousarray(B[:, -3:])))
+    Z = factor.solve_Lt(B)
+    np.testing.assert_allclose(factor.L().T @ Z[factor.perm], B, rtol=1e-10, atol=1e-10)
+    before = B.copy()
+    factor.solve_Lt(B[:, 0])
+    np.testing.assert_array_equal(B, before)  # the input is never written
