@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import gmrf_core as gm
+from gmrf_core import linalg
 from gmrf_core.datasets import laplacian_2d, spde_precision_2d
 from gmrf_core.kernels import cholesky as kchol
 
@@ -92,6 +93,12 @@ def test_cases_cover_every_kernel_path():
     assert kinds == {(False, False), (False, True), (True, False), (True, True)}
 
 
+@pytest.fixture
+def concurrent(monkeypatch):
+    """Solve on the subtree schedule at any size (by default only above 2e6 entries of L)."""
+    monkeypatch.setattr(linalg, "_PARALLEL_SOLVE_MIN_NNZ", 0)
+
+
 @pytest.fixture(scope="module")
 def scheduled():
     Q = sp.csc_matrix(spde_precision_2d(80, kappa=0.5))
@@ -103,8 +110,9 @@ def scheduled():
 
 
 @pytest.mark.parametrize("k", [1, 8])
-def test_threads2_solves_match_references(scheduled, k):
+def test_threads2_solves_match_references(scheduled, concurrent, k):
     Q, one, two = scheduled
+    assert two._solve_schedule() is not None
     n = Q.shape[0]
     b = _rhs(n, k, seed=k)
     x = two.solve(b)
@@ -118,7 +126,7 @@ def test_threads2_solves_match_references(scheduled, k):
     np.testing.assert_allclose(L.T @ z[two.perm], b, rtol=1e-10, atol=1e-11)
 
 
-def test_threads2_concurrent_solves_agree(scheduled):
+def test_threads2_concurrent_solves_agree(scheduled, concurrent):
     from concurrent.futures import ThreadPoolExecutor
 
     Q, _one, two = scheduled
@@ -131,7 +139,7 @@ def test_threads2_concurrent_solves_agree(scheduled):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_many_right_hand_sides_span_several_blocks(scheduled, threads):
+def test_many_right_hand_sides_span_several_blocks(scheduled, concurrent, threads):
     Q, one, two = scheduled
     factor = one if threads == 1 else two
     k = factor._RHS_BLOCK + 7  # two blocks of columns, the second partial
@@ -144,3 +152,9 @@ def test_many_right_hand_sides_span_several_blocks(scheduled, threads):
     before = B.copy()
     factor.solve_Lt(B[:, 0])
     np.testing.assert_array_equal(B, before)  # the input is never written
+
+
+def test_small_factors_solve_on_one_thread(scheduled):
+    _Q, _one, two = scheduled
+    assert two.nnz < linalg._PARALLEL_SOLVE_MIN_NNZ
+    assert two._solve_schedule() is None
