@@ -91,6 +91,13 @@ def test_cases_cover_every_kernel_path():
         for ordering in ("natural", "nd"):
             kinds |= _supernode_kinds(gm.analyze(Q, ordering=ordering))
     assert kinds == {(False, False), (False, True), (True, False), (True, True)}
+    # diagonal blocks wider than one panel of the one-right-hand-side triangular solve
+    widest = max(
+        int(np.diff(gm.analyze(Q, ordering=o).super_ptr).max())
+        for Q in CASES.values()
+        for o in ("natural", "nd")
+    )
+    assert widest > kchol._PANEL
 
 
 @pytest.fixture
