@@ -6,18 +6,18 @@ The model of ``examples/demo.py --size SIZE`` (a Matérn field, SPDE α = 2, ran
 compute=("dic", "waic", "cpo"))`` — the issue's 10⁶-latent target at ``--size 1000``
 (under 15 minutes, peak RSS under 16 GiB, threads=2).
 
-The mode search of gm.inla starts at the model's default θ0, or with ``--theta0 RANGE
-SIGMA`` at a known estimate (gm.inla's documented ``theta0=``, as a user would pass the θ̂
-of an earlier ``gm.fit``). Printed: every progress line of gm.inla with its wall time
-and the resident memory then; the stages (mode search, Hessian, points, marginals,
-criteria) and the points' parts (Laplace, marginal variances by selected inversion,
-predictor variances, simplified-Laplace corrections, criteria terms) summed over the
-points, each with the peak RSS seen while it ran (sampled every 50 ms); the total with
+The mode search of gm.inla starts where gm.fit does (the model's start from the data), or
+with ``--theta0 RANGE SIGMA`` at a known estimate (gm.inla's documented ``theta0=``, as a
+user would pass the θ̂ of an earlier ``gm.fit``). Printed: every progress line of gm.inla
+with its wall time and the resident memory then; the stages (mode search, Hessian, points,
+marginals, criteria) and the points' parts (Laplace, marginal variances by selected
+inversion, predictor variances, simplified-Laplace corrections, criteria terms) summed over
+the points, each with the peak RSS seen while it ran (sampled every 50 ms); the total with
 and without the mode search; and the process's peak RSS (getrusage). Every line carries the
 machine's 1-minute load average: with threads=2, OpenBLAS's spinning threads make every
 small BLAS call slow once the 2 cores are shared with other work (at 100², load 3.6–4.2:
-32–39 s with the default OPENBLAS_THREAD_TIMEOUT, 6.7–10 s with
-OPENBLAS_THREAD_TIMEOUT=4 set before the start), so read the times with the load.
+32–39 s with the default OPENBLAS_THREAD_TIMEOUT, 6.7–10 s with OPENBLAS_THREAD_TIMEOUT=4
+set before the start), so read the times with the load.
 
 Usage: python bench/inla_large.py [--size 300] [--threads 2] [--theta0 RANGE SIGMA]
 """

@@ -116,7 +116,9 @@ def inla(
     quadrature_nodes : int
         Gauss–Hermite nodes for the criteria's expectations over η_i.
     theta0 : array, optional
-        Starting values of the mode search (``model.theta0`` by default).
+        Starting values of the mode search; by default ``model.start_from_data()``
+        (moment-based values from the data where the prior has them, else
+        ``model.theta0``), as :func:`gmrf_core.fit` does.
     stream : file-like, optional
         Where progress goes (default stdout).
 
@@ -170,7 +172,7 @@ def inla(
     for line in defaults_applied:
         _log(progress, stream, f"default prior  {line}")
     start = time.perf_counter()
-    theta0 = check_theta0(model, theta0)
+    theta0 = check_theta0(model, theta0, from_data=True)
     # the driver of gm.fit (L-BFGS-B on the exact gradient, restarts after failed trials),
     # on the objective with the default priors
     fitted = minimize_hyperparameters(
