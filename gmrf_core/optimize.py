@@ -157,16 +157,58 @@ def natural_scale(model, theta):
     return out
 
 
+def central_difference_points(theta, step):
+    """The 2·dim θ points of a central-difference Hessian of a gradient at θ.
+
+    Parameters
+    ----------
+    theta : numpy.ndarray, shape (p,)
+    step : float
+        Relative step: ``h_k = step · max(1, |θ_k|)``.
+
+    Returns
+    -------
+    steps : numpy.ndarray, shape (p,)
+        The steps ``h_k``.
+    points : list of numpy.ndarray
+        ``[θ + h_0 e_0, θ − h_0 e_0, θ + h_1 e_1, θ − h_1 e_1, ...]``.
+    """
+    p = theta.size
+    steps = step * np.maximum(1.0, np.abs(theta))
+    points = []
+    for k in range(p):
+        e = np.zeros(p)
+        e[k] = steps[k]
+        points += [theta + e, theta - e]
+    return steps, points
+
+
+def central_difference_hessian(grads, steps):
+    """Symmetrized Hessian from the gradients at :func:`central_difference_points`.
+
+    ``H[:, k] = (∇f(θ + h_k e_k) − ∇f(θ − h_k e_k)) / (2 h_k)``, returned as ½(H + Hᵀ).
+
+    Parameters
+    ----------
+    grads : sequence of numpy.ndarray, shape (p,)
+        The gradients at the points, in their order.
+    steps : numpy.ndarray, shape (p,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (p, p)
+    """
+    p = steps.size
+    hess = np.empty((p, p))
+    for k in range(p):
+        hess[:, k] = (grads[2 * k] - grads[2 * k + 1]) / (2.0 * steps[k])
+    return 0.5 * (hess + hess.T)
+
+
 def hessian_from_gradient(gradient, theta, step=1e-4):
     """Symmetrized central-difference Jacobian of an exact gradient."""
-    p = theta.size
-    hess = np.zeros((p, p))
-    for k in range(p):
-        h = step * max(1.0, abs(theta[k]))
-        e = np.zeros(p)
-        e[k] = h
-        hess[:, k] = (gradient(theta + e) - gradient(theta - e)) / (2.0 * h)
-    return 0.5 * (hess + hess.T)
+    steps, points = central_difference_points(theta, step)
+    return central_difference_hessian([gradient(point) for point in points], steps)
 
 
 def standard_errors(gradient, theta):

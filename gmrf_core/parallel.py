@@ -93,6 +93,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from .errors import InputError, TaskError
+from .optimize import central_difference_hessian, central_difference_points
 
 __all__ = ["map_model", "hessian", "release", "is_dask_client", "worker_cache_info"]
 
@@ -839,13 +840,7 @@ def hessian(model, theta, *, executor=None, step=1e-4, progress=False, stream=No
         raise InputError(f"theta must be a finite vector of length {expected}.")
     if not (np.isfinite(step) and step > 0):
         raise InputError(f"step must be positive; got {step!r}.")
-    p = theta.size
-    steps = step * np.maximum(1.0, np.abs(theta))
-    points = []
-    for k in range(p):
-        e = np.zeros(p)
-        e[k] = steps[k]
-        points += [theta + e, theta - e]
+    steps, points = central_difference_points(theta, step)
     grads = map_model(
         _gradient_task,
         model,
@@ -856,7 +851,4 @@ def hessian(model, theta, *, executor=None, step=1e-4, progress=False, stream=No
         stream=stream,
         stats=stats,
     )
-    hess = np.empty((p, p))
-    for k in range(p):
-        hess[:, k] = (grads[2 * k] - grads[2 * k + 1]) / (2.0 * steps[k])
-    return 0.5 * (hess + hess.T)
+    return central_difference_hessian(grads, steps)

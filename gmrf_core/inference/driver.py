@@ -25,7 +25,13 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..errors import ConvergenceError, InputError
-from ..optimize import check_theta0, minimize_hyperparameters, stationarity
+from ..optimize import (
+    central_difference_hessian,
+    central_difference_points,
+    check_theta0,
+    minimize_hyperparameters,
+    stationarity,
+)
 from ..parallel import map_model
 from .criteria import combine_criteria
 from .design import ZCoordinates, ccd_design, ccd_weights, grid_box
@@ -189,17 +195,9 @@ def inla(
 
     # -- 2. Hessian by central differences of the exact gradient --------------------------
     start = time.perf_counter()
-    steps = hessian_step * np.maximum(1.0, np.abs(theta_mode))
-    items = []
-    for k in range(d):
-        e = np.zeros(d)
-        e[k] = steps[k]
-        items += [theta_mode + e, theta_mode - e]
+    steps, items = central_difference_points(theta_mode, hessian_step)
     grads = _map(gradient_task, proxy, items, executor, progress, "hessian")
-    hessian = np.empty((d, d))
-    for k in range(d):
-        hessian[:, k] = (grads[2 * k] - grads[2 * k + 1]) / (2.0 * steps[k])
-    hessian = 0.5 * (hessian + hessian.T)
+    hessian = central_difference_hessian(grads, steps)
     coordinates = ZCoordinates(theta_mode, hessian)
     stationary, decrement = stationarity(fitted, None, hessian)
     if not stationary:
