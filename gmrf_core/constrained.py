@@ -135,6 +135,20 @@ def as_constraints(constraints, n):
     return Constraints(A, e, n)
 
 
+def _symmetric_cholesky(S, message, index):
+    """Lower Cholesky factor of ½(S + Sᵀ).
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        ½(S + Sᵀ) is not positive definite; ``message`` and ``index`` describe why.
+    """
+    try:
+        return np.linalg.cholesky(0.5 * (S + S.T))
+    except np.linalg.LinAlgError as exc:
+        raise NotPositiveDefiniteError(message, index) from exc
+
+
 class ConstrainedFactor:
     """N(·, M⁻¹) conditioned on A_c x = e, from a Cholesky factor of M.
 
@@ -182,14 +196,12 @@ class ConstrainedFactor:
             A = self._constraints.A
             V = factor.solve(np.ascontiguousarray(A.T)).reshape(self.n, -1)
             S = A @ V
-            try:
-                chol_S = np.linalg.cholesky(0.5 * (S + S.T))
-            except np.linalg.LinAlgError as exc:
-                raise NotPositiveDefiniteError(
-                    "the constraint covariance S = A_c M⁻¹ A_cᵀ is not positive definite; the "
-                    "constraints are (numerically) dependent given the precision.",
-                    -1,
-                ) from exc
+            chol_S = _symmetric_cholesky(
+                S,
+                "the constraint covariance S = A_c M⁻¹ A_cᵀ is not positive definite; the "
+                "constraints are (numerically) dependent given the precision.",
+                -1,
+            )
             self.V = V
             self._chol_S = chol_S
             self.U = cho_solve((chol_S, True), V.T).T  # V S⁻¹
@@ -211,14 +223,12 @@ class ConstrainedFactor:
         E[rows, np.arange(rows.size)] = 1.0
         Y = self.solve(E).reshape(self.n, -1)
         K_inv = np.diag(1.0 / delta) - Y[rows]
-        try:
-            chol_K_inv = np.linalg.cholesky(0.5 * (K_inv + K_inv.T))
-        except np.linalg.LinAlgError as exc:
-            raise NotPositiveDefiniteError(
-                "the precision is not positive definite on the constraint surface (a direction "
-                "that is neither observed nor constrained).",
-                int(rows[0]),
-            ) from exc
+        chol_K_inv = _symmetric_cholesky(
+            K_inv,
+            "the precision is not positive definite on the constraint surface (a direction "
+            "that is neither observed nor constrained).",
+            int(rows[0]),
+        )
         # R Rᵀ = Y K Yᵀ with K = (L Lᵀ)⁻¹: R = Y L⁻ᵀ
         self.R = solve_triangular(chol_K_inv, Y.T, lower=True).T
         self._logdet_ground = float(np.sum(np.log(delta))) + 2.0 * float(
