@@ -7,6 +7,7 @@ import pytest
 
 import gmrf_core as gm
 from gmrf_core import likelihoods, models
+from tests._references import second_difference_hessian
 
 
 def tutorial_model(seed=4):
@@ -39,16 +40,7 @@ def test_standard_errors_from_exact_hessian():
     result = gm.fit(model, progress=False)
     # the Hessian is symmetric positive definite and matches finite differences of f
     theta, h = result.theta, 1e-3
-    hess_fd = np.empty((2, 2))
-    for i in range(2):
-        for j in range(2):
-            ei, ej = np.eye(2)[i] * h, np.eye(2)[j] * h
-            hess_fd[i, j] = (
-                model.objective(theta + ei + ej)
-                - model.objective(theta + ei - ej)
-                - model.objective(theta - ei + ej)
-                + model.objective(theta - ei - ej)
-            ) / (4 * h * h)
+    hess_fd = second_difference_hessian(model.objective, theta, h)
     np.testing.assert_allclose(result.hessian, hess_fd, rtol=1e-4)
     np.testing.assert_allclose(result.std_err, np.sqrt(np.diag(np.linalg.inv(hess_fd))), rtol=1e-4)
     assert "log_tau" in result.summary()

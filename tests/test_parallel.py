@@ -17,6 +17,7 @@ import gmrf_core as gm
 from gmrf_core import likelihoods, models, parallel
 from gmrf_core.optimize import hessian_from_gradient
 from tests import _executors
+from tests._references import second_difference_hessian
 
 # -- helpers the workers import (module level, so they pickle by reference) --------------------
 UNPICKLED = {"count": 0}
@@ -431,17 +432,7 @@ def test_hessian_matches_references(executor, model):
     np.testing.assert_allclose(hess, reference, rtol=1e-10, atol=1e-10 * np.abs(reference).max())
     # independent check: second differences of the objective itself
     h = 1e-3
-    p = theta.size
-    second = np.empty((p, p))
-    for i in range(p):
-        for j in range(p):
-            ei, ej = np.eye(p)[i] * h, np.eye(p)[j] * h
-            second[i, j] = (
-                model.objective(theta + ei + ej)
-                - model.objective(theta + ei - ej)
-                - model.objective(theta - ei + ej)
-                + model.objective(theta - ei - ej)
-            ) / (4 * h * h)
+    second = second_difference_hessian(model.objective, theta, h)
     np.testing.assert_allclose(hess, second, rtol=1e-4, atol=1e-5 * np.abs(second).max())
 
 
