@@ -19,3 +19,17 @@ def second_difference_hessian(f, theta, h):
             ) / (4 * h * h)
     return hess
 
+
+def poisson_mode(M, counts, P, tol):
+    """Mode w and Hessian −∇² at the mode of Σ (y η − e^η) − ½ wᵀPw, η = M w, by dense Newton."""
+    w = np.zeros(M.shape[1])
+    for _ in range(100):
+        eta = M @ w
+        grad = M.T @ (counts - np.exp(eta)) - P @ w
+        hess = P + M.T @ (np.exp(eta)[:, None] * M)
+        step = np.linalg.solve(hess, grad)
+        w = w + step
+        if np.abs(step).max() < tol:
+            break
+    eta = M @ w
+    return w, P + M.T @ (np.exp(eta)[:, None] * M)
