@@ -93,18 +93,23 @@ def random_thetas(rng, count):
     return [np.array([rng.uniform(-1.0, 2.5), rng.uniform(-1.0, 1.0)]) for _ in range(count)]
 
 
+def assert_precision_matches(model, mass, stiffness, rtol, atol_rel):
+    """model.precision(θ) = the dense formula at three random θ (atol = atol_rel · max |Q|)."""
+    rng = np.random.default_rng(RNG_SEED)
+    for theta in random_thetas(rng, 3):
+        kappa, tau = model.kappa_tau(theta)
+        expected = dense_precision(mass, stiffness, kappa, tau)
+        got = model.precision(theta).toarray()
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol_rel * np.abs(expected).max())
+
+
 # ------------------------------------------------------------------ Matern2D
 @pytest.mark.parametrize("shape, spacing", [((5, 4), 1.0), ((4, 6), (0.5, 2.0)), ((2, 2), 3.0)])
 def test_lattice_precision_matches_dense_formula(shape, spacing):
     model = Matern2D(shape, spacing=spacing)
     h0, h1 = np.broadcast_to(np.asarray(spacing, dtype=float), (2,))
     mass, stiffness = dense_lattice_mass_stiffness(*shape, h0, h1)
-    rng = np.random.default_rng(RNG_SEED)
-    for theta in random_thetas(rng, 3):
-        kappa, tau = model.kappa_tau(theta)
-        expected = dense_precision(mass, stiffness, kappa, tau)
-        got = model.precision(theta).toarray()
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    assert_precision_matches(model, mass, stiffness, rtol=1e-12, atol_rel=1e-12)
     np.testing.assert_allclose(model.mass_matrix.toarray(), mass)
     np.testing.assert_allclose(model.stiffness_matrix.toarray(), stiffness, atol=1e-14)
 
@@ -250,12 +255,7 @@ def test_model_uses_pc_prior():
 def test_mesh_precision_matches_dense_assembly(small_mesh):
     model = MaternSPDE(small_mesh)
     mass, stiffness = dense_mesh_mass_stiffness(small_mesh.points, small_mesh.triangles)
-    rng = np.random.default_rng(RNG_SEED)
-    for theta in random_thetas(rng, 3):
-        kappa, tau = model.kappa_tau(theta)
-        expected = dense_precision(mass, stiffness, kappa, tau)
-        got = model.precision(theta).toarray()
-        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-11 * np.abs(expected).max())
+    assert_precision_matches(model, mass, stiffness, rtol=1e-10, atol_rel=1e-11)
     np.testing.assert_allclose(model.mass_matrix.toarray(), mass, rtol=1e-13)
 
 
