@@ -204,6 +204,16 @@ def turns(candidates, repeat):
     return {label: statistics.median(v) for label, v in times.items()}, times
 
 
+def report_before(rows, med, label):
+    """Print the older scheduling's median (``med["old"]``) against serial and add its row."""
+    print(
+        f"   before (Dask's allocator, all tasks at once, items scattered): "
+        f"{med['old']:.2f} s, "
+        f"{med['serial'] / med['old']:.2f}×"
+    )
+    rows.append((label, med["serial"], med["old"], med["serial"] / med["old"]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", type=int, default=8)
@@ -297,19 +307,7 @@ def main():
             )
         med, _ = turns(candidates, args.repeat_fits or args.repeat)
         if old is not None:
-            print(
-                f"   before (Dask's allocator, all tasks at once, items scattered): "
-                f"{med['old']:.2f} s, "
-                f"{med['serial'] / med['old']:.2f}×"
-            )
-            rows.append(
-                (
-                    f"fit_many, {args.fits} × {args.fit_size}², before",
-                    med["serial"],
-                    med["old"],
-                    med["serial"] / med["old"],
-                )
-            )
+            report_before(rows, med, f"fit_many, {args.fits} × {args.fit_size}², before")
         diff = max(
             float(np.max(np.abs(a.theta - b.theta)))
             for a, b in zip(results["serial"], results["cluster"])
@@ -356,19 +354,7 @@ def main():
         candidates["old"] = lambda: run_before(lambda: parallel.hessian(model, theta, executor=old))
     med, _ = turns(candidates, args.repeat)
     if old is not None:
-        print(
-            f"   before (Dask's allocator, all tasks at once, items scattered): "
-            f"{med['old']:.2f} s, "
-            f"{med['serial'] / med['old']:.2f}×"
-        )
-        rows.append(
-            (
-                f"Hessian {args.size}², before",
-                med["serial"],
-                med["old"],
-                med["serial"] / med["old"],
-            )
-        )
+        report_before(rows, med, f"Hessian {args.size}², before")
     st = hessian_stats = hess["stats"]
     # what shipping costs: map_model of a no-op on the (changed since) model, 2 tasks
     model.gradient(theta)
