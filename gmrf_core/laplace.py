@@ -357,9 +357,9 @@ class LatentGaussianModel:
     step that moved η by at most 1e-2, with that step's factor. A chord step is kept
     when it lowers g (Armijo; F is positive definite, so the step is a descent
     direction), moves η by at most 1, contracts by at least ½ against the previous
-    step and is predicted, from that ratio, to bring the error in η to 1e-12 within 3
+    step and is predicted, from that ratio, to bring the error in η to 1e-14 within 3
     more steps; else H is refactorized where the chord steps stopped. Once they have
-    converged (linearly, to 1e-12 in η) the next factorization lands at the mode and is
+    converged (linearly, to 1e-14 in η) the next factorization lands at the mode and is
     accepted at once: along an optimizer's path about one factorization of H per
     evaluation late in the path, two early on.
 
