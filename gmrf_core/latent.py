@@ -395,6 +395,13 @@ class LatentStructure:
             qp.indptr[: self.n_latent + 1],
             qp.indices[: qp.indptr[self.n_latent]],
         )
+        # whether the prior hands dQ/dθ as value arrays (``precision_grad_values``) on it
+        pattern = getattr(self.prior, "precision_pattern", None)
+        self._grad_values_on_pattern = (
+            pattern is not None
+            and hasattr(self.prior, "precision_grad_values")
+            and all(np.array_equal(a, b) for a, b in zip(pattern(), self._prior_pattern))
+        )
         # H's pattern covers every row of Ã, missing ones too, so that predictive variances
         # at unobserved locations are available from the selected inverse
         a_all = self.A_full
@@ -516,7 +523,7 @@ class LatentStructure:
         grads = []
         if not self.n_theta_prior:
             return grads
-        if self._grad_values_on_pattern():
+        if self._grad_values_on_pattern:
             # the prior's values on Q̃'s own pattern: the fixed effects' zero diagonal
             # appended, no matrices assembled
             tail = np.zeros(self.n_fixed)
@@ -537,20 +544,6 @@ class LatentStructure:
                 dQ = _append_diagonal(dQ, np.zeros(self.n_fixed))
             grads.append(self.q_pattern.data_of(dQ, f"precision_grad[{k}]"))
         return grads
-
-    def _grad_values_on_pattern(self):
-        """Whether the prior hands dQ/dθ as value arrays (``precision_grad_values``) on
-        the pattern of Q̃'s prior block (decided once)."""
-        known = self.__dict__.get("_grad_values_known")
-        if known is None:
-            pattern = getattr(self.prior, "precision_pattern", None)
-            known = (
-                pattern is not None
-                and hasattr(self.prior, "precision_grad_values")
-                and all(np.array_equal(a, b) for a, b in zip(pattern(), self._prior_pattern))
-            )
-            self._grad_values_known = known
-        return known
 
     def prior_mean(self, theta_prior):
         """μ̃ = (μ(θ), 0) of z = (x, β)."""

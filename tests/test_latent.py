@@ -241,13 +241,13 @@ def test_prior_precision_grad_from_value_arrays_matches_the_matrices():
     theta = np.array([1.2, -0.2])
     for X in (None, np.ones((prior.n, 2))):
         structure = LatentStructure(prior, likelihoods.Poisson(y), None, X)
-        assert structure._grad_values_on_pattern()
+        assert structure._grad_values_on_pattern
         fast = structure.prior_precision_grad(theta)
-        structure._grad_values_known = False  # the general path through the matrices
+        structure._grad_values_on_pattern = False  # the general path through the matrices
         slow = structure.prior_precision_grad(theta)
         for a, b in zip(fast, slow):
             np.testing.assert_array_equal(a, b)
         assert all(a.shape == (structure.q_pattern.nnz,) for a in fast)
     assert not LatentStructure(
         models.IID(5), likelihoods.Poisson(np.ones(5)), None, None
-    )._grad_values_on_pattern()
+    )._grad_values_on_pattern
