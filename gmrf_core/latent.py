@@ -222,13 +222,17 @@ def prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint=No
     qp = structure.q_pattern
     Q_bar = structure.covariance_on_prior_pattern(constrained)
     Q_bar *= 0.5
-    Q_bar += sparse_rules.outer_on_pattern(qp.indptr, qp.indices, r, r, 0.5)
+    r = np.ascontiguousarray(r, dtype=np.float64)
+    # the outer products are added in place, in one pass over the pattern each
+    _kasm._add_outer_on_pattern(qp.indptr, qp.indices, r, r, 0.5, Q_bar)
     cotangent = prior_logdet.cotangent()
     if cotangent is not None:
-        Q_bar -= 0.5 * cotangent
+        cotangent *= 0.5
+        Q_bar -= cotangent
     mu_bar = -(Q_tilde @ r)
     if adjoint is not None:
-        Q_bar -= sparse_rules.outer_on_pattern(qp.indptr, qp.indices, r, adjoint)
+        adjoint = np.ascontiguousarray(adjoint, dtype=np.float64)
+        _kasm._add_outer_on_pattern(qp.indptr, qp.indices, r, adjoint, -1.0, Q_bar)
         mu_bar += Q_tilde @ adjoint
     return Q_bar, mu_bar
 
@@ -395,13 +399,14 @@ class LatentStructure:
             qp.indptr[: self.n_latent + 1],
             qp.indices[: qp.indptr[self.n_latent]],
         )
-        # whether the prior hands dQ/dθ as value arrays (``precision_grad_values``) on it
+        # whether the prior hands Q and dQ/dθ as value arrays (``precision_values``,
+        # ``precision_grad_values``) on it: the pattern is compared once, here
         pattern = getattr(self.prior, "precision_pattern", None)
-        self._grad_values_on_pattern = (
-            pattern is not None
-            and hasattr(self.prior, "precision_grad_values")
-            and all(np.array_equal(a, b) for a, b in zip(pattern(), self._prior_pattern))
+        on_pattern = pattern is not None and all(
+            np.array_equal(a, b) for a, b in zip(pattern(), self._prior_pattern)
         )
+        self._values_on_pattern = on_pattern and hasattr(self.prior, "precision_values")
+        self._grad_values_on_pattern = on_pattern and hasattr(self.prior, "precision_grad_values")
         # H's pattern covers every row of Ã, missing ones too, so that predictive variances
         # at unobserved locations are available from the selected inverse
         a_all = self.A_full
@@ -512,6 +517,20 @@ class LatentStructure:
     # -- the prior on z ------------------------------------------------------------------
     def prior_precision(self, theta_prior):
         """Q̃ = blockdiag(Q(θ), τ_β I) on its fixed pattern (CSC)."""
+        if self._values_on_pattern:
+            # the prior's values on Q̃'s own pattern (checked at set-up): the fixed effects'
+            # diagonal appended, no matrix converted or mapped onto the pattern
+            values = np.asarray(self.prior.precision_values(theta_prior), dtype=float)
+            k = self._prior_pattern[1].size
+            if values.shape != (k,):
+                raise InputError(
+                    f"prior.precision_values(theta) has shape {values.shape}; expected ({k},), "
+                    "one value per entry of precision_pattern()."
+                )
+            data = np.empty(self.q_pattern.nnz)
+            data[:k] = values
+            data[k:] = self.fixed_precision
+            return self.q_pattern.matrix(data)
         Q_tilde = self._prior_blocks(theta_prior)
         data = self.q_pattern.data_of(
             Q_tilde, "prior.precision(theta)", "The prior's pattern must not change with theta."

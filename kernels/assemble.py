@@ -105,3 +105,16 @@ def _asymmetry(data, transpose_positions):
         if abs(v) > scale:
             scale = abs(v)
     return worst, scale
+
+
+@jit
+def _add_outer_on_pattern(indptr, indices, u, v, scale, out):
+    """out[p] += scale ½(u_i v_j + u_j v_i) at every stored entry p = (i, j) of a CSC
+    pattern (one pass over the pattern, no column index array)."""
+    half = 0.5 * scale
+    for j in range(indptr.size - 1):
+        uj = u[_u(j)]
+        vj = v[_u(j)]
+        for p in range(indptr[_u(j)], indptr[_u(j + 1)]):
+            i = indices[_u(p)]
+            out[_u(p)] += half * (u[_u(i)] * vj + uj * v[_u(i)])

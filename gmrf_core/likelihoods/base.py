@@ -74,7 +74,15 @@ class Likelihood:
         InputError
             If ``eta`` or ``theta`` has the wrong length or is not finite.
         """
-        return float(np.sum(self.pointwise_log_density(eta, theta)))
+        eta = self._check_eta(eta)
+        theta = self._check_theta(theta)
+        with np.errstate(over="ignore"):
+            return float(self._log_density_sum(eta, theta))
+
+    def _log_density_sum(self, eta, theta):
+        """Σ_{i observed} of :meth:`_log_density_terms` (η, θ validated); a subclass with a
+        one-pass kernel for the sum overrides it."""
+        return np.sum(np.where(self.observed, self._log_density_terms(eta, theta), 0.0))
 
     def pointwise_log_density(self, eta, theta=None):
         """Per-observation log p(y_i | η_i, θ), 0 where y_i is missing.

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..errors import InputError
+from ..kernels import likelihood as _klik
 from ._numerics import HALF_LOG_2PI, deviance, stirling_error
 from .base import Likelihood
 
@@ -52,6 +53,11 @@ class Poisson(Likelihood):
         y = self._y[self._positive]
         self._log_y = np.log(y)
         self._constant = -stirling_error(y, self._log_y) - HALF_LOG_2PI - 0.5 * self._log_y
+        # the same per observation (0 where y = 0 or missing), for the one-pass sum
+        self._log_y_all = np.zeros(self.n)
+        self._log_y_all[self._positive] = self._log_y
+        self._constant_all = np.zeros(self.n)
+        self._constant_all[self._positive] = self._constant
 
     def _rate(self, eta):
         return np.exp(self._log_exposure + eta)
@@ -65,6 +71,13 @@ class Poisson(Likelihood):
         t = np.expm1(log_ratio)
         out[positive] = self._constant - deviance(y, t, log_ratio.__getitem__, y * t)
         return out
+
+    def _log_density_sum(self, eta, theta):
+        """The sum of :meth:`_log_density_terms` over the observed in one pass (the same
+        branches, compensated summation; see :mod:`gmrf_core.kernels.likelihood`)."""
+        return _klik._poisson_log_density(
+            eta, self._log_exposure, self._y, self._log_y_all, self._constant_all, self.observed
+        )
 
     def _eta_derivatives(self, eta, theta):
         rate = self._rate(eta)

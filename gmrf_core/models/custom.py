@@ -5,6 +5,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError, NotSymmetricError
 from ..kernels import assemble as _kasm
+from ..kernels import symbolic as _ksym
 from ..linalg import as_csc
 from ..pattern import FixedPattern
 from ..validation import check_count
@@ -174,26 +175,63 @@ class Custom(LatentModel):
                 f"theta = {np.asarray(theta).tolist()}: {exc}"
             ) from exc
 
-    def _on_pattern(self, matrix, what):
+    def _values(self, matrix, what):
+        """The values of a returned matrix on the fixed pattern (a new array), validated.
+
+        A canonical CSC matrix whose index arrays are the pattern's (scipy's sums of
+        matrices on one pattern usually are) is read as it is; any other is mapped onto
+        the pattern by :meth:`FixedPattern.data_of`. Either way the same checks apply.
+        """
         matrix = self._as_matrix(matrix, what)
-        data = self._pattern.data_of(
-            matrix,
-            f"Custom: {what}",
-            hint="The fixed pattern is the one of precision(theta0) plus the diagonal, or "
-            "the one given as pattern=; it must not change with theta.",
-        )
-        worst, scale = _kasm._asymmetry(data, self._pattern.transpose_positions)
+        pattern = self._pattern
+        if matrix.indptr.size == pattern.indptr.size and _ksym._equal(
+            matrix.indptr, pattern.indptr
+        ):
+            nnz = int(matrix.indptr[-1])
+            on_pattern = nnz == pattern.nnz and _ksym._equal(matrix.indices[:nnz], pattern.indices)
+        else:
+            on_pattern = False
+        if on_pattern:
+            data = np.array(matrix.data[: pattern.nnz], dtype=np.float64)
+        else:
+            data = pattern.data_of(
+                matrix,
+                f"Custom: {what}",
+                hint="The fixed pattern is the one of precision(theta0) plus the diagonal, or "
+                "the one given as pattern=; it must not change with theta.",
+            )
+        worst, scale = _kasm._asymmetry(data, pattern.transpose_positions)
         if worst > SYMMETRY_RTOL * scale:
             raise NotSymmetricError(f"Custom: {what} is not symmetric.")
-        return self._pattern.matrix(data)
+        return data
+
+    def _on_pattern(self, matrix, what):
+        return self._pattern.matrix(self._values(matrix, what))
 
     def precision(self, theta):
         """The user's Q(θ), validated and stored on the fixed pattern."""
+        return self._pattern.matrix(self.precision_values(theta))
+
+    def precision_values(self, theta):
+        """The values of :meth:`precision` on :meth:`precision_pattern` (the same checks,
+        no matrix built)."""
         theta = self.check_theta(theta)
-        return self._on_pattern(self._call("precision", theta), "precision(theta)")
+        return self._values(self._call("precision", theta), "precision(theta)")
+
+    def precision_pattern(self):
+        """(indptr, indices) of the fixed pattern every :meth:`precision` and
+        :meth:`precision_grad` matrix is stored on (read-only views)."""
+        indptr, indices = self._pattern.indptr.view(), self._pattern.indices.view()
+        indptr.flags.writeable = indices.flags.writeable = False
+        return indptr, indices
 
     def precision_grad(self, theta):
         """The user's [dQ/dθ_k], validated and stored on the fixed pattern."""
+        return [self._pattern.matrix(values) for values in self.precision_grad_values(theta)]
+
+    def precision_grad_values(self, theta):
+        """The values of :meth:`precision_grad` on :meth:`precision_pattern` (the same
+        checks, no matrices built)."""
         theta = self.check_theta(theta)
         grads = self._call("precision_grad", theta)
         try:
@@ -205,9 +243,7 @@ class Custom(LatentModel):
                 f"Custom: precision_grad returned {len(grads)} matrices for {theta.size} "
                 "hyperparameters."
             )
-        return [
-            self._on_pattern(grad, f"precision_grad(theta)[{k}]") for k, grad in enumerate(grads)
-        ]
+        return [self._values(grad, f"precision_grad(theta)[{k}]") for k, grad in enumerate(grads)]
 
     def to_natural(self, theta):
         """The user's ``to_natural(theta)``, or the identity keyed by theta_names."""

@@ -158,13 +158,18 @@ class _MaternBase(LatentModel):
         InputError
             If θ is not two finite numbers or gives coefficients that overflow.
         """
+        return self._csc(self.precision_values(theta))
+
+    def precision_values(self, theta):
+        """The value array of :meth:`precision` on the pattern :meth:`precision_pattern`
+        (no matrix built, no index arrays copied)."""
         log_kappa, log_tau = self._log_kappa_tau(theta)
         tau = math.exp(log_tau)
         kappa2 = math.exp(2.0 * log_kappa)
         data = (tau * kappa2 * kappa2) * self._mass
         data += (2.0 * tau * kappa2) * self._stiffness
         data += tau * self._stiffness_squared
-        return self._csc(data)
+        return data
 
     def precision_grad(self, theta):
         """[∂Q/∂θ₀, ∂Q/∂θ₁] = [2τ(G C⁻¹ G − κ⁴ C), −2Q], each CSC on Q's pattern.

@@ -175,11 +175,10 @@ def outer_on_pattern(indptr, indices, u, v, y_bar=1.0):
     convention of this module, Σ_p out[p] Q̇.data[p] = ȳ ½(uᵀQ̇v + vᵀQ̇u) for any
     symmetric Q̇ on the pattern.
     """
-    cols = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
-    rows = indices
-    out = u[rows] * v[cols]
-    out += u[cols] * v[rows]
-    out *= 0.5 * y_bar
+    u = np.ascontiguousarray(u, dtype=np.float64)
+    v = np.ascontiguousarray(v, dtype=np.float64)
+    out = np.zeros(int(indptr[-1]))
+    _kasm._add_outer_on_pattern(indptr, indices, u, v, float(y_bar), out)
     return out
 
 
