@@ -251,3 +251,36 @@ def test_prior_precision_grad_from_value_arrays_matches_the_matrices():
     assert not LatentStructure(
         models.IID(5), likelihoods.Poisson(np.ones(5)), None, None
     )._grad_values_on_pattern
+
+
+def test_prior_precision_from_value_arrays_matches_the_matrices():
+    """Priors that hand Q's values on Q̃'s pattern (Matérn, Custom) give the same Q̃ as the
+    general path through their matrices (bit for bit), with and without fixed effects; a
+    value array of the wrong length is refused."""
+    matern = models.Matern2D((8, 6))
+    Q0 = matern.precision(matern.theta0)
+    custom = models.Custom(
+        matern.n,
+        lambda t: np.exp(t[0]) * Q0 + np.exp(t[1]) * sp.identity(matern.n),
+        lambda t: [np.exp(t[0]) * Q0, np.exp(t[1]) * sp.identity(matern.n)],
+        [0.0, -1.0],
+        ("a", "b"),
+    )
+    y = np.arange(matern.n) % 4
+    for prior, theta in ((matern, np.array([1.2, -0.2])), (custom, np.array([0.3, -0.4]))):
+        for X in (None, np.ones((prior.n, 2))):
+            structure = LatentStructure(prior, likelihoods.Poisson(y), None, X)
+            assert structure._values_on_pattern
+            fast = structure.prior_precision(theta)
+            structure._values_on_pattern = False  # the general path through the matrices
+            slow = structure.prior_precision(theta)
+            np.testing.assert_array_equal(fast.indptr, slow.indptr)
+            np.testing.assert_array_equal(fast.indices, slow.indices)
+            np.testing.assert_array_equal(fast.data, slow.data)
+    structure = LatentStructure(matern, likelihoods.Poisson(y), None, None)
+    structure.prior = type("Short", (), {"precision_values": lambda self, t: np.ones(3)})()
+    with pytest.raises(gm.InputError, match="precision_values"):
+        structure.prior_precision(np.array([1.2, -0.2]))
+    assert not LatentStructure(
+        models.IID(5), likelihoods.Poisson(np.ones(5)), None, None
+    )._values_on_pattern

@@ -181,3 +181,48 @@ def test_explicit_zeros_outside_the_pattern_are_dropped():
     np.testing.assert_allclose(mapped.toarray(), ar_like([0.3, 0.1]).toarray())
     with pytest.raises(PatternError, match=r"nonzero at \(\d, \d\) outside"):
         model._on_pattern(ar_like([0.3, 0.1]) + sp.csc_matrix(np.ones((N, N))), "q")
+
+
+def test_a_matrix_on_the_pattern_is_read_as_it_is_others_are_mapped():
+    """precision_values reads a returned CSC matrix with the pattern's own index arrays
+    directly, and maps any other onto the pattern: the same values either way, and the
+    same checks (a pattern with the same column counts but other rows is still refused)."""
+    theta = np.array([0.3, -0.5])
+    pattern_matrix = make().precision(theta)  # on the fixed pattern
+    indptr, indices = make().precision_pattern()
+    assert not indices.flags.writeable
+    np.testing.assert_array_equal(indptr, pattern_matrix.indptr)
+    on_pattern = make(precision=lambda t: make().precision(t))
+    mapped = make(precision=lambda t: sp.csr_matrix(ar_like(t)))  # CSR: converted, mapped
+    values = on_pattern.precision_values(theta)
+    np.testing.assert_array_equal(values, mapped.precision_values(theta))
+    np.testing.assert_array_equal(values, pattern_matrix.data)
+    # the values are a copy: the returned matrix is the user's
+    returned = make().precision(theta)
+    model = make(precision=lambda t: returned)
+    model.precision_values(theta)[0] = 123.0
+    assert returned.data[0] != 123.0
+    # as many entries per column as the pattern, at other rows: a PatternError
+    shifted = pattern_matrix.copy()
+    shifted.indices = (shifted.indices + 2) % N
+    shifted.sort_indices()
+    assert np.array_equal(shifted.indptr, pattern_matrix.indptr)
+    with pytest.raises(PatternError, match=r"nonzero at \(\d, \d\) outside"):
+        make()._values(shifted, "precision(theta)")
+    # on the pattern but not symmetric: refused as before
+    skew = pattern_matrix.copy()
+    skew.data[1] += 1.0
+    with pytest.raises(NotSymmetricError, match="not symmetric"):
+        make()._values(skew, "precision(theta)")
+    bad = pattern_matrix.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(InputError, match="NaN or inf"):
+        make()._values(bad, "precision(theta)")
+
+
+def test_gradient_values_equal_the_gradient_matrices():
+    model = make()
+    theta = np.array([0.3, -0.5])
+    for dQ, values in zip(model.precision_grad(theta), model.precision_grad_values(theta)):
+        np.testing.assert_array_equal(dQ.indices, model.precision_pattern()[1])
+        np.testing.assert_array_equal(dQ.data, values)
