@@ -60,14 +60,21 @@ _ETA_ENTER = 1e-4
 _ETA_FINAL = 1e-8
 # Chord steps (solved with a factor of H at another point) are taken while each moves η by
 # at most _PREDICT_MAX_ETA, contracts by _CHORD_RATIO or better, and is predicted to reach
-# _ETA_CHORD within _CHORD_BUDGET more steps (at most _CHORD_STEPS per factor).
+# _ETA_CHORD in fewer steps than a factorization costs (see _chord_budget; at most
+# _CHORD_STEPS per factor).
 _PREDICT_MAX_ETA = 1.0
 _CHORD_RATIO = 0.5
-_CHORD_BUDGET = 3.0
-_CHORD_STEPS = 10
+_CHORD_STEPS = 24
 _ETA_CHORD = 1e-14
-# after a Newton step that moves η by more than this, Newton refactorizes at once
-_CHORD_AFTER = 1e-2
+# one chord step (a solve: 4 nnz(L) flops at memory speed, with O(n) likelihood and
+# sparse-product work) costs about as much as _CHORD_STEP_FLOPS·nnz(L) flops of the
+# factorization's dense kernels: measured with Poisson counts on lattices of 100², 200² and
+# 500² (factorization / chord step 2.4, 3.4, 5.8 against flops/nnz(L) of 115, 216, 428)
+_CHORD_STEP_FLOPS = 70.0
+_FACTORIZATION_STEPS = (2.0, 20.0)  # the cost of a factorization in chord steps, clipped
+# after a Newton step that moves η by more than this, or a damped one, Newton refactorizes
+# at once (the chord steps with its factor would be rejected)
+_CHORD_AFTER = 1.0
 
 
 @dataclass
@@ -353,15 +360,19 @@ class LatentGaussianModel:
     z ← z − Σ_c,F ∇g(z), solved with the factor F of H at another point (a solve
     instead of a factorization): at a new θ with the factor at the last mode (still in
     the pool, unchanged; the first such step is the first-order prediction
-    z*(θ_old) + (dz*/dθ) Δθ of the implicit function theorem), and after a full Newton
-    step that moved η by at most 1e-2, with that step's factor. A chord step is kept
-    when it lowers g (Armijo; F is positive definite, so the step is a descent
-    direction), moves η by at most 1, contracts by at least ½ against the previous
-    step and is predicted, from that ratio, to bring the error in η to 1e-14 within 3
-    more steps; else H is refactorized where the chord steps stopped. Once they have
-    converged (linearly, to 1e-14 in η) the next factorization lands at the mode and is
-    accepted at once: along an optimizer's path about one factorization of H per
-    evaluation late in the path, two early on.
+    z*(θ_old) + (dz*/dθ) Δθ of the implicit function theorem), and after every full
+    (undamped) Newton step that moved η by at most 1, with that step's factor. A chord
+    step is kept when it lowers g (Armijo; F is positive definite, so the step is a
+    descent direction), moves η by at most 1, contracts by at least ½ against the
+    previous step and is predicted, from that ratio, to bring the error in η to 1e-14
+    in fewer steps than a factorization costs: the factorization itself, counted in
+    chord steps from the symbolic analysis (flops / (70 nnz(L)), between 2 and 20:
+    2 at a 100² lattice, 6 at 500²), plus the chord steps that would follow it (see
+    :meth:`_chord_budget`); else H is refactorized where the chord steps stopped. The
+    choice only decides how the mode is reached, never where Newton stops. Once the
+    chord steps have converged (linearly, to 1e-14 in η) the next factorization lands at
+    the mode and is accepted at once: along an optimizer's path one factorization of H
+    per evaluation once the steps in θ are small, two or three early on.
 
     Threads: one model may be used from several threads at once (``objective``,
     ``value_and_grad``, ``jvp``, ``laplace``, same or different θ). Each call
@@ -473,7 +484,7 @@ class LatentGaussianModel:
         fresh = False  # the operator is H at z
         polished = False  # z was reached by a full step in the region of convergence
         previous = None  # η move of the last full step taken with this operator
-        chord_steps = 0
+        chord_steps = 0  # chord steps with the present operator, at most _CHORD_STEPS
         steps = 0  # steps taken (Newton and chord), against max_newton
         decrement = np.inf
         while True:
@@ -574,8 +585,28 @@ class LatentGaussianModel:
             if at_rounding or left <= _ETA_CHORD:
                 operator = None  # converged: H at the mode is next
             elif ratio is not None and ratio > 0.0:
-                if np.log(_ETA_CHORD / left) / np.log(ratio) > _CHORD_BUDGET:
+                if np.log(_ETA_CHORD / left) / np.log(ratio) > self._chord_budget(left):
                     operator = None  # too slow: a factorization is cheaper
+
+    def _chord_budget(self, left):
+        """The chord steps worth taking, from an error ``left`` in η, instead of a
+        factorization of H now.
+
+        A factorization now costs itself plus the chord steps after it: its Newton step
+        leaves an error of about left², from which chord steps with its factor contract by
+        about ``left`` each (the factor is that far from H at the mode), so about
+        log(ε)/log(left) − 1 of them (ε = 1e-14, counted between 1 and 4). The
+        factorization itself is priced at flops / (70 nnz(L)) chord steps, between 2 and
+        20, from the symbolic analysis, so that the choice does not depend on timings
+        (Poisson counts on lattices, measured against estimated: 100² 2.4 vs 2 (the
+        floor), 200² 3.4 vs 3.1, 500² 5.8 vs 6.1).
+        """
+        symbolic = self.symbolic
+        factorization = symbolic.flops / (_CHORD_STEP_FLOPS * max(symbolic.nnz, 1))
+        low, high = _FACTORIZATION_STEPS
+        factorization = min(max(factorization, low), high)
+        after = np.log(_ETA_CHORD) / np.log(min(left, 0.5)) - 1.0
+        return factorization + min(max(after, 1.0), 4.0)
 
     def _line_search(self, z, g, rounding, grad, step, Q_tilde, mu, theta_lik):
         """Armijo backtracking along ``step`` -> (t, z_new, g_new, ℓ_new, rounding_new,

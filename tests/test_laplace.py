@@ -472,6 +472,15 @@ def test_laplace_approximation_sample_constrained_and_objective():
     )
 
 
+def _cold_objectives(model, path):
+    """The objective at each θ of ``path``, Newton started from the prior mean."""
+    values = []
+    for theta in path:
+        model._last_mode = None
+        values.append(model.objective(theta))
+    return values
+
+
 def test_mode_predictor_saves_factorizations_and_changes_no_value(monkeypatch):
     """Along a moving θ (steps of 0.05, as inside an optimizer) Newton starts from the
     first-order prediction of the mode: fewer factorizations of H than from the last mode,
@@ -491,12 +500,63 @@ def test_mode_predictor_saves_factorizations_and_changes_no_value(monkeypatch):
         plain = [model.objective(t) for t in path[1:]]
         without_prediction = counts["H"]
     assert with_prediction < without_prediction
-    cold = []
-    for t in path[1:]:
-        model._last_mode = None
-        cold.append(model.objective(t))
+    cold = _cold_objectives(model, path[1:])
     np.testing.assert_allclose(predicted, cold, rtol=1e-10)
     np.testing.assert_allclose(plain, cold, rtol=1e-10)
+
+
+def _path_factorizations(model, path):
+    """H factorizations of each objective along ``path`` (each warm-started from the one
+    before), and the values."""
+    with counting_factorizations(model) as counts:
+        model.objective(path[0])
+        per, values = [], []
+        for theta in path[1:]:
+            before = counts["H"]
+            values.append(model.objective(theta))
+            per.append(counts["H"] - before)
+    return per, values
+
+
+def test_chord_steps_are_kept_while_cheaper_than_a_factorization(monkeypatch):
+    """Along a moving θ the chord steps continue while they are predicted to reach the mode
+    in fewer steps than a factorization costs. On this small lattice a factorization costs
+    2 chord steps (the floor) and each evaluation refactorizes once on the way; priced at
+    20 (as on a factor with large supernodes) the chord steps run to the mode and each
+    evaluation factorizes H once, at the mode. The values are those of cold starts."""
+    from gmrf_core import laplace
+
+    model, theta = make_case("matern-poisson")
+    assert model._chord_budget(1e-5) == pytest.approx(2.0 + np.log(1e-14) / np.log(1e-5) - 1)
+    path = [theta + 0.05 * np.cos(j + np.arange(2) * np.pi / 4) for j in range(12)]
+    cheap, cheap_values = _path_factorizations(model, path)
+    monkeypatch.setattr(laplace, "_FACTORIZATION_STEPS", (20.0, 20.0))
+    dear, dear_values = _path_factorizations(model, path)
+    assert cheap == [2] * 11
+    assert dear == [1] * 11
+    cold = _cold_objectives(model, path[1:])
+    np.testing.assert_allclose(cheap_values, cold, rtol=1e-12)
+    np.testing.assert_allclose(dear_values, cold, rtol=1e-12)
+    model.objective(path[0])
+    assert_exact_gradient(model, path[1])
+
+
+def test_chord_steps_after_full_newton_steps_save_factorizations_from_a_cold_start(
+    monkeypatch,
+):
+    """From the prior mean, a chord step is tried after every full Newton step that moved η
+    by at most 1 (not only after those below 1e-2): fewer factorizations, the same value."""
+    from gmrf_core import laplace
+
+    values, counts = [], []
+    for after in (1e-2, laplace._CHORD_AFTER):
+        monkeypatch.setattr(laplace, "_CHORD_AFTER", after)
+        model, theta = make_case("matern-poisson")
+        with counting_factorizations(model) as count:
+            values.append(model.objective(theta))
+        counts.append(count["H"])
+    assert counts[1] < counts[0]
+    assert values[1] == pytest.approx(values[0], rel=1e-13)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

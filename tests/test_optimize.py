@@ -80,13 +80,13 @@ def test_a_fit_that_does_not_move_is_not_a_success():
 
 
 def test_failed_evaluations_are_backtracked_from():
-    """With max_newton = 5 the inner problem fails far from the optimum: the line search's
-    failed trial points are backed off from (trust region), and the fit reaches the same
-    optimum as with the default Newton, reporting the failures; with max_newton = 3 it cannot
-    and says so (success False)."""
+    """With max_newton = 6 (steps, Newton and chord) the inner problem fails far from the
+    optimum: the line search's failed trial points are backed off from (trust region), and
+    the fit reaches the same optimum as with the default Newton, reporting the failures; with
+    max_newton = 3 it cannot and says so (success False)."""
     reference = gm.fit(tutorial_model(), progress=False, std_err=False)
     model = tutorial_model()
-    model.max_newton = 5
+    model.max_newton = 6
     with pytest.raises(gm.ConvergenceError):
         model.objective(np.array([-5.0, -5.0]))  # the region where evaluations fail
     result = gm.fit(model, theta0=[6.0, 2.0], progress=False, std_err=False)
