@@ -22,6 +22,7 @@ work factors, which hand each call its own factor (see :class:`FactorPool`).
 
 import numbers
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,8 +31,10 @@ import scipy.sparse as sp
 
 from .constrained import ConstrainedFactor, as_constraints
 from .errors import GMRFError, InputError, NotPositiveDefiniteError
+from .kernels import _status
 from .kernels import assemble as _kasm
-from .linalg import analyze, as_csc
+from .kernels import symbolic as _ksym
+from .linalg import _CheckedValues, _raise_for, analyze, as_csc
 from .pattern import FixedPattern
 from .rules import sparse as sparse_rules
 
@@ -121,11 +124,17 @@ class FactorPool:
             self.release(item)
 
     @staticmethod
-    def factorize(item, symbolic):
-        """Factorize item's matrix into item's factor (in place) -> the factor."""
+    def factorize(item, symbolic, checked=False):
+        """Factorize item's matrix into item's factor (in place) -> the factor.
+
+        ``checked``: the matrix's values were assembled by the library from validated
+        pieces (finite, symmetric), so the factorization does not check them again.
+        """
         matrix, factor = item
         if factor is None:
             item[1] = symbolic.factorize(matrix)
+        elif checked:
+            factor.refactorize(_CheckedValues(symbolic, matrix.data))
         else:
             factor.refactorize(matrix)
         return item[1]
@@ -156,7 +165,9 @@ class PriorLogdet:
             self._item = s.prior_pool.acquire()
             try:
                 self._item[0].data[:] = Q_tilde.data
-                factor = FactorPool.factorize(self._item, s.prior_symbolic)
+                factor = FactorPool.factorize(
+                    self._item, s.prior_symbolic, checked=s.checked_prior(Q_tilde)
+                )
                 self._constrained = ConstrainedFactor(factor, s.constraints)
                 self.value = self._constrained.logdet()
             except BaseException:
@@ -358,6 +369,16 @@ class LatentStructure:
         self._setup_patterns(ordering, threads)
         self._setup_grounding()
 
+    def __getstate__(self):
+        # which Q̃ arrays were checked is about this process's objects, not the model's value
+        state = dict(self.__dict__)
+        state.pop("_checked", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._checked = weakref.WeakValueDictionary()
+
     # -- set-up ------------------------------------------------------------------------
     def _setup_prior_logdet(self):
         """Decide once whether the prior's log-determinant is analytic."""
@@ -393,8 +414,23 @@ class LatentStructure:
     def _setup_patterns(self, ordering, threads):
         Q_tilde = self._prior_blocks(self.theta0[: self.n_theta_prior])
         self.q_pattern = FixedPattern.of(Q_tilde)
-        # the prior's own pattern: Q̃'s first n_latent columns (the fixed block comes last)
         qp = self.q_pattern
+        # mirror positions of Q̃'s pattern, for checking its values once per θ (None: the
+        # pattern is not symmetric, and the factorizations' own checks report it)
+        self._checked = weakref.WeakValueDictionary()
+        self._q_mirror = np.empty(qp.nnz, dtype=np.int64)
+        self._q_diag = np.empty(self.n_total, dtype=np.int64)
+        code, _column = _ksym._mirror_map(
+            self.n_total,
+            qp.indptr,
+            qp.indices,
+            self._q_mirror,
+            np.empty(self.n_total + 1, dtype=np.int64),
+            self._q_diag,
+        )
+        if code != _status.OK:
+            self._q_mirror = self._q_diag = None
+        # the prior's own pattern: Q̃'s first n_latent columns (the fixed block comes last)
         self._prior_pattern = (
             qp.indptr[: self.n_latent + 1],
             qp.indices[: qp.indptr[self.n_latent]],
@@ -530,12 +566,42 @@ class LatentStructure:
             data = np.empty(self.q_pattern.nnz)
             data[:k] = values
             data[k:] = self.fixed_precision
-            return self.q_pattern.matrix(data)
-        Q_tilde = self._prior_blocks(theta_prior)
-        data = self.q_pattern.data_of(
-            Q_tilde, "prior.precision(theta)", "The prior's pattern must not change with theta."
-        )
-        return self.q_pattern.matrix(data)
+        else:
+            data = self.q_pattern.data_of(
+                self._prior_blocks(theta_prior),
+                "prior.precision(theta)",
+                "The prior's pattern must not change with theta.",
+            )
+        return self._checked_matrix(data)
+
+    def _checked_matrix(self, data):
+        """Q̃ on its pattern with the values ``data``, checked once (finite, symmetric to the
+        factorizations' tolerance), here: the factorizations of H assembled from it, and of
+        Q̃ itself, then take the values as they are (:meth:`checked_prior`). The values are
+        made read-only, so that what was checked cannot change."""
+        if self._q_mirror is not None:
+            code, column = _ksym._check_values(
+                self.n_total,
+                self.q_pattern.indptr,
+                self.q_pattern.indices,
+                data,
+                self._q_mirror,
+                self.symbolic.symmetry_rtol,
+                self._q_diag,
+            )
+            rtol = self.symbolic.symmetry_rtol
+            _raise_for(code, column, name="prior.precision(theta)", rtol=rtol)
+        Q_tilde = self.q_pattern.matrix(data)
+        if self._q_mirror is not None:
+            data.flags.writeable = Q_tilde.data.flags.writeable = False  # (scipy keeps a view)
+            self._checked[id(Q_tilde.data)] = Q_tilde.data
+        return Q_tilde
+
+    def checked_prior(self, Q_tilde):
+        """True if ``Q_tilde`` is a Q̃ from :meth:`prior_precision` (its values checked and
+        read-only since)."""
+        data = Q_tilde.data
+        return self._checked.get(id(data)) is data and not data.flags.writeable
 
     def prior_precision_grad(self, theta_prior):
         """dQ̃/dθ_k as value arrays on the pattern of :meth:`prior_precision`."""
@@ -689,6 +755,9 @@ class LatentStructure:
             self._trip_val,
             weights,
         )
+        # H's values are checked where they come from: Q̃ once per θ, the weights here (the
+        # products a_ik a_il were checked at set-up, and H is symmetric when Q̃ is)
+        checked = self.checked_prior(Q_tilde) and bool(np.all(np.isfinite(weights)))
         ground = None
         if self._ground is not None:
             rows, pos = self._ground
@@ -696,7 +765,7 @@ class LatentStructure:
             matrix.data[pos] += delta
             ground = (rows, delta)
         try:
-            factor = FactorPool.factorize(item, self.symbolic)
+            factor = FactorPool.factorize(item, self.symbolic, checked=checked)
         except NotPositiveDefiniteError as exc:
             raise NotPositiveDefiniteError(
                 f"the Laplace Hessian H = Q + Aᵀ W A is not positive definite ({exc}). For an "

@@ -593,6 +593,8 @@ class Symbolic:
         NotSymmetricError
             If ``|q_ij - q_ji| > symmetry_rtol * sqrt(|q_ii q_jj|)`` somewhere.
         """
+        if type(Q) is _CheckedValues and Q.symbolic is self:
+            return Q.data  # assembled by the library from values it has validated
         data = self._data_on_pattern(Q, name)
         if data is None:
             Q = as_csc(Q, name)
@@ -800,6 +802,19 @@ class Symbolic:
             f"Symbolic(n={self.n}, nnz(L)={self.nnz}, nsuper={self.nsuper}, "
             f"ordering={self.ordering!r})"
         )
+
+
+class _CheckedValues:
+    """Values of a matrix on ``symbolic``'s analysed pattern (float64, in its order) that the
+    library assembled from pieces it has validated (e.g. H = Q̃ + Ãᵀ W Ã with Q̃ checked
+    once per θ, see :class:`gmrf_core.latent.LatentStructure`): :meth:`Symbolic.check_values`
+    hands them to the kernels without checking them again. Never made from user input."""
+
+    __slots__ = ("symbolic", "data")
+
+    def __init__(self, symbolic, data):
+        self.symbolic = symbolic
+        self.data = data
 
 
 class Factor:

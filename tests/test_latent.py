@@ -284,3 +284,87 @@ def test_prior_precision_from_value_arrays_matches_the_matrices():
     assert not LatentStructure(
         models.IID(5), likelihoods.Poisson(np.ones(5)), None, None
     )._values_on_pattern
+
+
+class _PlainPrior:
+    """A prior of the bare protocol (no value arrays): Q(θ) = exp(θ) T + ``extra``."""
+
+    def __init__(self, extra=None):
+        self.n, self.theta0, self.theta_names = 6, np.zeros(1), ("log_tau",)
+        self.base = sp.csc_matrix(
+            sp.diags_array([-np.ones(5), np.full(6, 3.0), -np.ones(5)], offsets=[-1, 0, 1])
+        )
+        self.extra = extra
+
+    def precision(self, theta):
+        Q = np.exp(theta[0]) * self.base
+        return Q if self.extra is None or theta[0] < 0.5 else Q + self.extra
+
+    def precision_grad(self, theta):
+        return [np.exp(theta[0]) * self.base]
+
+    def mean(self, theta):
+        return np.zeros(self.n)
+
+    def mean_grad(self, theta):
+        return np.zeros((1, self.n))
+
+
+def test_h_from_a_checked_prior_precision_is_factorized_without_checking_it_again(monkeypatch):
+    """Q̃ from prior_precision is checked once (then read-only): H assembled from it is
+    factorized as it is, with the same factor as through the factorization's own checks;
+    a Q̃ whose values were not checked there (a copy) goes through those checks."""
+    from gmrf_core.kernels import symbolic as ksym
+
+    y = np.arange(6) % 3
+    s = LatentStructure(_PlainPrior(), likelihoods.Poisson(y), None, np.ones((6, 1)))
+    checks = []
+    original = ksym._check_values
+    monkeypatch.setattr(ksym, "_check_values", lambda *a: checks.append(1) or original(*a))
+    Q_tilde = s.prior_precision(np.array([0.2]))
+    assert s.checked_prior(Q_tilde) and not Q_tilde.data.flags.writeable
+    assert len(checks) == 1
+    with s.hessian_pool.borrow() as item:
+        s.factorize(item, Q_tilde, np.ones(6))  # the first one of the item: checked
+        checks.clear()
+        s.factorize(item, Q_tilde, np.full(6, 2.0))
+        s.factorize(item, Q_tilde.copy(), np.full(6, 2.0))
+    assert len(checks) == 1  # the copy's
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="read-only"):
+        Q_tilde.data[0] = 1.0
+    copy = Q_tilde.copy()
+    assert not s.checked_prior(copy)
+    weights = np.linspace(0.5, 2.0, 6)
+    logdets = []
+    for matrix in (Q_tilde, copy):
+        with s.hessian_pool.borrow() as item:
+            s.factorize(item, matrix, weights)  # the first factorization of the item
+            logdets.append(s.factorize(item, matrix, weights).logdet())
+    assert logdets[0] == logdets[1]
+    copy.data[1] += 1.0  # asymmetric, and not checked by prior_precision
+    with s.hessian_pool.borrow() as item:
+        s.factorize(item, Q_tilde, weights)
+        with pytest.raises(gm.NotSymmetricError):
+            s.factorize(item, copy, weights)
+        with pytest.raises(gm.InputError, match="NaN or infinite"):
+            s.factorize(item, Q_tilde, np.r_[np.nan, weights[1:]])
+    copy = pickle.loads(pickle.dumps(s))
+    assert copy.checked_prior(copy.prior_precision(np.array([0.2])))
+
+
+@pytest.mark.parametrize(
+    "extra, error, match",
+    [
+        (sp.csc_matrix(([1e-3], ([0], [1])), shape=(6, 6)), gm.NotSymmetricError, "symmetric"),
+        (sp.csc_matrix(([np.nan], ([2], [2])), shape=(6, 6)), gm.InputError, "NaN or infinite"),
+    ],
+)
+def test_a_prior_precision_that_is_not_symmetric_or_finite_is_refused(extra, error, match):
+    s = LatentStructure(_PlainPrior(extra), likelihoods.Poisson(np.arange(6) % 3), None, None)
+    s.prior_precision(np.array([0.2]))
+    with pytest.raises(error, match=match):
+        s.prior_precision(np.array([1.0]))
+    model = gm.LatentGaussianModel(_PlainPrior(extra), likelihoods.Poisson(np.arange(6) % 3))
+    with pytest.raises(error, match=match):
+        model.objective(np.array([1.0]))
