@@ -81,6 +81,7 @@ is cold compiles.
 import collections
 import concurrent.futures
 import hashlib
+import io
 import os
 import pickle
 import sys
@@ -95,7 +96,15 @@ import numpy as np
 from .errors import InputError, TaskError
 from .optimize import central_difference_hessian, central_difference_points
 
-__all__ = ["map_model", "hessian", "release", "is_dask_client", "worker_cache_info"]
+__all__ = [
+    "map_model",
+    "hessian",
+    "release",
+    "ship",
+    "Shipment",
+    "is_dask_client",
+    "worker_cache_info",
+]
 
 # -- worker side -----------------------------------------------------------------------------
 # Per process: token -> {"free": [model copies not in use], "blob": pickled bytes or None,
@@ -121,12 +130,16 @@ def worker_cache_info():
         return {token: entry["loads"] for token, entry in _cache.items()}
 
 
-def _checkout(token, load):
+def _checkout(token, load, warm_key=None, warm=None):
     """A model copy for this task: a free one from the cache, else a new one.
 
     ``load()`` returns ``(model, blob)``: the first copy and, where copies could be needed
     (several threads), bytes to make more from, taken before the first task touches the
     model; ``blob=None`` means more copies come from calling ``load()`` again.
+    ``warm_key``/``warm()``: the Newton warm start the caller's model had when this map
+    began (shipped apart from the model, see :func:`_warm_start`); the first task of a map
+    that brings a new one sets it on every copy here, later tasks continue from where this
+    worker's previous task left Newton's start, as in a serial run.
     """
     with _cache_lock:
         entry = _cache.get(token)
@@ -137,11 +150,15 @@ def _checkout(token, load):
                 "loads": 0,
                 "source": None,
                 "ready": threading.Event(),
+                "warm_key": None,
+                "warm": None,
             }
             while len(_cache) > _CACHE_SIZE:
                 _cache.popitem(last=False)
         else:
             _cache.move_to_end(token)
+    _update_warm(entry, warm_key, warm)
+    with _cache_lock:
         if entry["free"]:
             return entry["free"].pop()
         first = entry["loads"] == 0
@@ -156,13 +173,26 @@ def _checkout(token, load):
             raise
         entry["source"], entry["blob"] = model, blob
         entry["ready"].set()
-        return model
+        return _set_warm_start(model, entry["warm"])
     # a second thread running a task of the same model: its own copy, so that nothing
     # mutable (factor, warm start) is shared between threads
     entry["ready"].wait()
-    if entry["blob"] is not None:
-        return pickle.loads(entry["blob"])
-    return load()[0]
+    copy = pickle.loads(entry["blob"]) if entry["blob"] is not None else load()[0]
+    return _set_warm_start(copy, entry["warm"])
+
+
+def _update_warm(entry, warm_key, warm):
+    """Give the cached copies of ``entry`` the warm start ``warm_key`` (``warm()`` returns
+    it) when it is not the one they started this map with."""
+    if warm_key is None or entry.get("warm_key") == warm_key:
+        return
+    value = warm() if callable(warm) else warm
+    with _cache_lock:
+        if entry.get("warm_key") == warm_key:
+            return
+        entry["warm_key"], entry["warm"] = warm_key, value
+        for model in entry["free"]:
+            _set_warm_start(model, value)
 
 
 def _checkin(token, model):
@@ -225,12 +255,12 @@ class _ItemFile:
             return pickle.load(handle)
 
 
-def _run(function, token, load, item, threads):
+def _run(function, token, load, item, threads, warm_key=None, warm=None):
     _configure_allocator()
     _configure_threads(threads)
     if isinstance(item, _ItemFile):
         item = item.load()
-    model = _checkout(token, load)
+    model = _checkout(token, load, warm_key, warm)
     try:
         return function(model, item)
     finally:
@@ -242,9 +272,252 @@ def _load_file(path):
         return pickle.load(handle)
 
 
-def _futures_task(function, token, path, item, threads):
-    """What a concurrent.futures worker runs: the model from the cache or from ``path``."""
-    return _run(function, token, lambda: (_load_file(path), None), item, threads)
+# -- what travels: the compact pickle ------------------------------------------------------------
+# A model's arrays make up its pickle (134 MiB at 300², 1.5 KB per latent variable), and the
+# default pickle of an array writes its whole buffer: a view's base once per view, int64 index
+# arrays whose values fit in 32 bits, value arrays with a handful of distinct entries (the
+# Matérn prior's mass and stiffness values on Q's pattern, unit weights of a projection) and
+# equal arrays kept by several objects each in full. _dumps writes arrays of 64 KiB and more
+# compactly; _loads is pickle.loads, and the arrays come back bit for bit with their dtype,
+# shape and memory order (tested), views of one base again views of one base.
+_COMPACT_MIN_BYTES = 1 << 16
+_FEW_VALUES = 255  # at most this many distinct values are stored as uint8 codes
+_NARROW = {"i": (np.int8, np.int16, np.int32), "u": (np.uint8, np.uint16, np.uint32)}
+
+
+def _widen(narrow, dtype, shape, order, writeable=True):
+    """An integer array stored in a narrower type, back in its own."""
+    return _flagged(narrow.astype(dtype).reshape(shape, order=order), writeable)
+
+
+def _decode(values, codes, shape, order, writeable=True):
+    """An array of few distinct values, stored as the values and uint8 codes."""
+    return _flagged(values[codes].reshape(shape, order=order), writeable)
+
+
+def _view(base, offset, dtype, shape, strides, writeable=True):
+    """A view of ``base`` (pickled once however many views share it)."""
+    view = np.ndarray(shape, dtype, buffer=base, offset=offset, strides=strides)
+    return _flagged(view, writeable)
+
+
+def _copy(array, writeable=True):
+    """A copy of an array written earlier in the same pickle (equal contents)."""
+    return _flagged(np.copy(array), writeable)
+
+
+def _alias(array, writeable=True):
+    """Another array object on the memory of one written earlier in the same pickle."""
+    return _flagged(array.view(), writeable)
+
+
+def _flagged(array, writeable):
+    if not writeable:
+        array.flags.writeable = False  # as the default pickle gives a read-only array back
+    return array
+
+
+def _root(array):
+    """The array owning ``array``'s memory (itself when it owns it), or None if that is not
+    a contiguous ndarray."""
+    base = array
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    if base.base is not None or not (base.flags.c_contiguous or base.flags.f_contiguous):
+        return None
+    return base
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+def _layout(array):
+    return _address(array), array.dtype.str, array.shape, array.strides
+
+
+class _CompactPickler(pickle.Pickler):
+    """The pickler of :func:`_dumps` (see above); ``holder``: the object whose warm start
+    (``_last_mode``) is written as None (it is shipped apart, see :func:`_warm_start`)."""
+
+    def __init__(self, file, holder=None):
+        super().__init__(file, pickle.HIGHEST_PROTOCOL)
+        self.holder = holder
+        self.keep = []  # arrays made here or looked up later: alive until the end
+        self.made = set()  # ids of the arrays made here (stored forms): pickled plainly
+        self.layouts = {}  # (address, dtype, shape, strides) -> the first array seen there
+        self.contents = collections.defaultdict(list)  # (dtype, shape, order) -> arrays
+        self.saved = 0
+
+    def reducer_override(self, obj):
+        if obj is self.holder and obj is not None:
+            # the model holding the warm start: pickled as if it had none (the same bytes
+            # whichever warm start it has)
+            reduced = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+            if (
+                not isinstance(reduced, tuple)
+                or len(reduced) < 3
+                or not isinstance(reduced[2], dict)
+            ):
+                return NotImplemented
+            state = dict(reduced[2])
+            state["_last_mode"] = None
+            return reduced[:2] + (state,) + reduced[3:]
+        if type(obj) is not np.ndarray or id(obj) in self.made:
+            return NotImplemented
+        if obj.nbytes < _COMPACT_MIN_BYTES or obj.dtype.hasobject or obj.size == 0:
+            return NotImplemented
+        layout = _layout(obj)
+        first = self.layouts.get(layout)
+        writeable = bool(obj.flags.writeable)
+        if first is not None and first is not obj:  # another array object on that memory
+            if writeable and not first.flags.writeable:
+                return NotImplemented
+            self.saved += obj.nbytes
+            return _alias, (first, writeable)
+        root = _root(obj)
+        if (
+            root is not None
+            and root is not obj
+            and root.nbytes <= obj.nbytes + _COMPACT_MIN_BYTES
+            and (root.flags.writeable or not writeable)
+        ):
+            # a view: its base once (compactly), this array as a view of it
+            self.keep.append(root)
+            first = self.layouts.setdefault(_layout(root), root)
+            if _layout(root) == layout:
+                return _alias, (first, writeable)
+            self.layouts[layout] = obj
+            offset = _address(obj) - _address(root)
+            return _view, (root, offset, obj.dtype, obj.shape, obj.strides, writeable)
+        self.layouts[layout] = obj
+        if obj.flags.c_contiguous:
+            order = "C"
+        elif obj.flags.f_contiguous:
+            order = "F"
+        else:
+            return NotImplemented
+        key = (obj.dtype.str, obj.shape, order)
+        flat = obj.ravel(order="K")
+        for other in self.contents[key]:
+            if np.array_equal(flat.view(np.uint8), other.ravel(order="K").view(np.uint8)):
+                self.saved += obj.nbytes
+                return _copy, (other, writeable)  # equal contents: written once, copied back
+        self.contents[key].append(obj)
+        stored = self._few_values(obj, flat, order)
+        if stored is None and obj.dtype.kind in _NARROW and obj.dtype.itemsize > 1:
+            stored = self._narrow(obj, flat, order)
+        if stored is None:
+            return NotImplemented
+        stored = stored[0], stored[1] + (writeable,)
+        self.saved += obj.nbytes
+        for part in stored[1]:
+            if isinstance(part, np.ndarray):
+                self.made.add(id(part))
+                self.keep.append(part)
+                self.saved -= part.nbytes
+        return stored
+
+    def _few_values(self, obj, flat, order):
+        if obj.dtype.kind not in "iuf" or obj.dtype.itemsize not in (2, 4, 8):
+            return None
+        bits = flat.view(f"u{obj.dtype.itemsize}")  # bit patterns: -0.0, NaN kept exactly
+        sample = np.unique(bits[:: max(1, bits.size // 4096)])
+        if sample.size > _FEW_VALUES:
+            return None
+        codes = np.minimum(np.searchsorted(sample, bits), sample.size - 1)
+        if not np.array_equal(sample[codes], bits):
+            return None  # a value the sample missed: not few-valued
+        return _decode, (sample.view(obj.dtype), codes.astype(np.uint8), obj.shape, order)
+
+    def _narrow(self, obj, flat, order):
+        low, high = flat.min(), flat.max()
+        for narrow in _NARROW[obj.dtype.kind]:
+            info = np.iinfo(narrow)
+            if (
+                np.dtype(narrow).itemsize < obj.dtype.itemsize
+                and info.min <= low <= high <= info.max
+            ):
+                return _widen, (flat.astype(narrow), obj.dtype.str, obj.shape, order)
+        return None
+
+
+# The Newton warm start (``_last_mode`` of a LatentGaussianModel: the last mode, where the
+# next Laplace approximation starts) is the one part of a model that its own evaluations
+# change. It travels apart from the model, so that the model's bytes and token stay the same
+# while it moves (gm.inla ships the model before its mode search and finds it on the workers
+# afterwards), and each map sets the caller's current warm start on the workers' copies
+# (the same start a freshly pickled model would bring: the same results).
+def _warm_holder(model):
+    """The object holding ``model``'s warm start: the model, or the model a wrapper (the
+    default priors of gm.inla) holds as ``_model``; None for other objects."""
+    holder = model
+    for _depth in range(4):
+        state = getattr(holder, "__dict__", None)
+        if not isinstance(state, dict):
+            return None
+        if "_last_mode" in state:
+            return holder
+        holder = state.get("_model")
+    return None
+
+
+def _warm_start(model):
+    """``model``'s warm start (an array) or None."""
+    holder = _warm_holder(model)
+    warm = None if holder is None else holder.__dict__["_last_mode"]
+    return warm if isinstance(warm, np.ndarray) else None
+
+
+def _set_warm_start(model, warm):
+    """Set the warm start ``warm`` (None: none) on a worker's copy; returns the copy."""
+    holder = _warm_holder(model)
+    if holder is not None:
+        holder.__dict__["_last_mode"] = None if warm is None else np.array(warm, copy=True)
+        if "_last_linearization" in holder.__dict__:
+            holder.__dict__["_last_linearization"] = None  # belongs to the old start
+    return model
+
+
+def _warm_key(warm):
+    if warm is None:
+        return "none"
+    return f"{warm.dtype.str}{warm.shape}" + hashlib.sha256(warm.tobytes()).hexdigest()[:24]
+
+
+def _pack(model):
+    """``(blob, token, warm)``: the model pickled compactly without its warm start, the
+    token naming those bytes, and the warm start itself (None if it has none)."""
+    blob = _dumps(model, _warm_holder(model))
+    return blob, _content_token(blob), _warm_start(model)
+
+
+def _dumps(obj, holder=None):
+    """``pickle.dumps(obj)`` with its large arrays written compactly (see above); loaded by
+    ``pickle.loads``. ``holder``: the object in ``obj`` holding its warm start (written
+    without it, see :func:`_warm_start`)."""
+    out = io.BytesIO()
+    _CompactPickler(out, holder).dump(obj)
+    return out.getvalue()
+
+
+def _futures_task(function, token, path, item, threads, warm_key=None, warm_path=None):
+    """What a concurrent.futures worker runs: the model from the cache or from ``path``, its
+    warm start (when the worker's copies do not have it yet) from ``warm_path``."""
+
+    def warm():
+        return None if warm_path is None else _load_file(warm_path)
+
+    return _run(function, token, lambda: (_load_file(path), None), item, threads, warm_key, warm)
+
+
+def _futures_preload(token, path):
+    """A concurrent.futures task that loads the model into this worker's cache (no work)."""
+    _configure_allocator()
+    model = _checkout(token, lambda: (_load_file(path), None))
+    _checkin(token, model)
+    _warm_kernels()
+    return os.getpid()
 
 
 def _worker_threads():
@@ -256,7 +529,7 @@ def _worker_threads():
         return 1
 
 
-def _dask_task(function, token, blob, item, threads):
+def _dask_task(function, token, blob, item, threads, warm_key=None, warm=None):
     """What a Dask worker runs when the pickled model came as a task dependency (a worker
     that joined late): unpickled once, then cached like an installed one."""
     nthreads = _worker_threads()
@@ -265,7 +538,8 @@ def _dask_task(function, token, blob, item, threads):
         # with several worker threads, copies for the others come from these bytes
         return pickle.loads(blob), (blob if nthreads > 1 else None)
 
-    return _run(function, token, load, item, nthreads if threads is None else threads)
+    threads = nthreads if threads is None else threads
+    return _run(function, token, load, item, threads, warm_key, warm)
 
 
 class _ModelMissing(Exception):
@@ -274,48 +548,93 @@ class _ModelMissing(Exception):
     model as a dependency, which is not counted as a failure."""
 
 
-def _dask_cached_task(function, token, item, threads):
-    """What a Dask worker runs when the model was installed on it by :func:`_install`."""
+def _dask_cached_task(function, token, item, threads, warm_key=None):
+    """What a Dask worker runs when the model (and the map's warm start) was installed on it
+    by :func:`_install`."""
 
     def load():
         raise _ModelMissing(token)
 
     nthreads = _worker_threads()
-    return _run(function, token, load, item, nthreads if threads is None else threads)
+    threads = nthreads if threads is None else threads
+    return _run(function, token, load, item, threads, warm_key, load)
 
 
-def _install(token, path, blob, probe=None):
+def _install(token, path, blob, probe=None, warm_key=None, warm=None, warm_up=False):
     """Unpickle the model once on this Dask worker and cache it under ``token`` (a task
     pinned to the worker): from the file ``path`` where this worker sees it, else from
-    ``blob`` (the scattered bytes). Returns ``(installed, sees)``: installed is False when
-    the model is neither cached nor available; sees, whether the file ``probe`` exists
-    here (the worker sees the caller's file system)."""
+    ``blob`` (the scattered bytes); give its copies the warm start ``warm`` (``warm_key``).
+    ``warm_up``: also load the kernels' machine code (:func:`_warm_kernels`). Returns
+    ``(installed, sees)``: installed is False when the model is neither cached nor
+    available; sees, whether the file ``probe`` exists here (the worker sees the caller's
+    file system)."""
     _configure_allocator()
     nthreads = _worker_threads()
     sees = probe is not None and os.path.exists(probe)
     with _cache_lock:
-        if token in _cache:
-            return True, sees
-    if blob is None:
-        if path is None or not os.path.exists(path):
-            return False, sees
-        with open(path, "rb") as handle:
-            blob = handle.read()
-    model = pickle.loads(blob)
-    entry = {
-        "free": [model],
-        # with several worker threads, copies for the others come from these bytes
-        "blob": blob if nthreads > 1 else None,
-        "loads": 1,
-        "source": model,
-        "ready": threading.Event(),
-    }
-    entry["ready"].set()
-    with _cache_lock:
-        _cache[token] = entry
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        entry = _cache.get(token)
+    if entry is None:
+        if blob is None:
+            if path is None or not os.path.exists(path):
+                return False, sees
+            with open(path, "rb") as handle:
+                blob = handle.read()
+        model = pickle.loads(blob)
+        entry = {
+            "free": [model],
+            # with several worker threads, copies for the others come from these bytes
+            "blob": blob if nthreads > 1 else None,
+            "loads": 1,
+            "source": model,
+            "ready": threading.Event(),
+            "warm_key": None,
+            "warm": None,
+        }
+        entry["ready"].set()
+        with _cache_lock:
+            entry = _cache.setdefault(token, entry)
+            _cache.move_to_end(token)
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+    _update_warm(entry, warm_key, warm)
+    if warm_up:
+        _warm_kernels()
     return True, sees
+
+
+_kernels_warm = False
+
+
+def _warm_kernels():
+    """Load the machine code of every kernel signature in Numba's on-disk cache for this
+    machine (once per process; about 1 s for 70 signatures), so that a worker's first
+    task does not wait for it. Best effort: the cache index is read through Numba's
+    caching internals, and anything unexpected leaves the kernels to load on first use."""
+    global _kernels_warm
+    if _kernels_warm:
+        return
+    _kernels_warm = True
+    try:
+        import importlib
+        import pkgutil
+
+        from numba.core.registry import CPUDispatcher
+
+        from . import kernels
+
+        for info in pkgutil.iter_modules(kernels.__path__):
+            module = importlib.import_module(f"{kernels.__name__}.{info.name}")
+            for value in list(vars(module).values()):
+                cache = getattr(value, "_cache", None)
+                if not isinstance(value, CPUDispatcher) or cache is None:
+                    continue
+                codegen = value.targetctx.codegen()
+                for key in cache._cache_file._load_index():
+                    # entries of this machine and of this source only: loaded, not compiled
+                    if key == cache._index_key(key[0], codegen):
+                        value.compile(key[0])
+    except Exception:  # noqa: BLE001 - a warm-up only: the kernels load on first use
+        return
 
 
 def _drop_all():
@@ -372,6 +691,146 @@ def _task_error(label, index, item, exc):
     return error
 
 
+class Shipment:
+    """A model on its way to an executor's workers, started by :func:`ship`.
+
+    The model is pickled (compactly, without its warm start) when the shipment is made; a
+    background thread then writes it where the workers read it and, on Dask, installs it
+    on every worker and loads the kernels' machine code there (:func:`_warm_kernels`); on
+    a ``concurrent.futures`` executor it submits one load per worker. :func:`map_model`
+    with ``shipment=`` waits for it instead of pickling the model again.
+
+    Attributes
+    ----------
+    token : str
+        The digest naming the model's bytes.
+    model_bytes : int
+        Size of the pickled model.
+    seconds : float or None
+        Wall time the shipment took in the background (None while it runs).
+    network_copies : int
+        Dask: workers that got the bytes over the network (not from the file).
+    """
+
+    def __init__(self, model, executor, label="model", threads_per_worker=None):
+        self.executor = executor
+        self.label = label
+        blob, self.token, _warm = _pack(model)
+        self.model_bytes = len(blob)
+        self.path = self.probe = None
+        self.network_copies = 0
+        self.seconds = None
+        self._blob = blob
+        self._error = None
+        self._files = []
+        self._threads = threads_per_worker
+        self._thread = threading.Thread(target=self._ship, name="gmrf_core-ship", daemon=True)
+        self._thread.start()
+
+    def _ship(self):
+        start = time.perf_counter()
+        try:
+            self.path = _write_shared(self._blob, self.token)
+            self._files.append(self.path)
+            if is_dask_client(self.executor):
+                self.probe = _write_shared(b"", f"{self.token}-probe")
+                self._files.append(self.probe)
+                self.network_copies, sees_all = _install_everywhere(
+                    self.executor,
+                    self.token,
+                    self.bytes,
+                    self.label,
+                    lambda: self.path,
+                    self.probe,
+                    warm_up=True,
+                )
+                if sees_all:
+                    self._blob = None  # every worker reads the file; the bytes are there
+            else:
+                self._blob = None
+                workers = getattr(self.executor, "_max_workers", None) or 1
+                loads = [
+                    self.executor.submit(_futures_preload, self.token, self.path)
+                    for _ in range(int(workers))
+                ]
+                concurrent.futures.wait(loads)
+                for load in loads:
+                    load.result()
+        except BaseException as exc:  # noqa: BLE001 - reported by wait()
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - start
+
+    def bytes(self):
+        """The pickled model (read back from its file where it was let go)."""
+        if self._blob is not None:
+            return self._blob
+        with open(self.path, "rb") as handle:
+            return handle.read()
+
+    def wait(self):
+        """Block until the shipment is done; raise :class:`TaskError` if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise TaskError(
+                f"{self.label}: shipping the model to the workers failed "
+                f"({type(self._error).__name__}: {self._error})",
+                original=self._error,
+            ) from self._error
+        return self
+
+    def close(self):
+        """Wait for the background work and remove the files (the workers keep the model
+        until :func:`release` or until newer models push it out of their cache)."""
+        self._thread.join()
+        for path in self._files:
+            _remove(path)
+        self._files = []
+        self._blob = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def ship(model, executor, *, label="model"):
+    """Start sending ``model`` to the workers of ``executor`` in the background.
+
+    For work that will reach the workers only later — ``gm.inla`` ships the model when it
+    starts, so that it is unpickled on the workers, and their kernels loaded, while the
+    mode search runs in this process — pass the result as ``shipment=`` to
+    :func:`map_model`. Use it as a context manager (or call ``close()``).
+
+    Parameters
+    ----------
+    model : object
+        As for :func:`map_model`; pickled before this returns, so later changes to it are
+        not shipped (its Newton warm start excepted, which every map sends apart).
+    executor : concurrent.futures.Executor or dask.distributed.Client
+    label : str
+        Name used in errors.
+
+    Returns
+    -------
+    Shipment
+
+    Raises
+    ------
+    InputError
+        ``executor`` is None or not an executor.
+    """
+    if executor is None or not (
+        is_dask_client(executor) or isinstance(executor, concurrent.futures.Executor)
+    ):
+        raise InputError(
+            "ship needs a concurrent.futures.Executor or a dask.distributed.Client; "
+            f"got {executor!r}."
+        )
+    return Shipment(model, executor, label)
+
+
 def map_model(
     function,
     model,
@@ -384,6 +843,7 @@ def map_model(
     stream=None,
     stats=None,
     scatter_items=False,
+    shipment=None,
 ):
     """``[function(model, item) for item in items]``, serially or on workers.
 
@@ -415,7 +875,8 @@ def map_model(
     stats : dict, optional
         Filled with what was measured: ``tasks``, ``model_bytes`` (the pickled model, sent
         once per worker), ``task_bytes`` (mean bytes a task sends: function, token, item),
-        ``retries``, ``wall`` (seconds); Dask: ``model_file`` (whether the model had to be
+        ``retries``, ``wall`` (seconds), ``warm_bytes`` (the warm start, sent once per
+        worker and map); Dask: ``model_file`` (whether the model had to be
         written for workers that lacked it), ``network_copies`` (workers that got it over
         the network), ``item_bytes`` (items sent by file).
     scatter_items : bool
@@ -424,6 +885,11 @@ def map_model(
         it and the task carries the path (``item_bytes`` in ``stats``): tasks then have no
         data dependencies and go to whichever worker is free. Otherwise the items are sent
         with ``client.scatter``, which places each on a worker and its task with it.
+    shipment : Shipment, optional
+        This model on its way to the same executor's workers, started earlier by
+        :func:`ship`: the map waits for it and does not pickle the model again. The model
+        must not have changed since, except for its Newton warm start (which each map sends
+        apart, so the results are those of shipping the model now).
 
     Returns
     -------
@@ -446,6 +912,8 @@ def map_model(
         raise InputError(
             f"threads_per_worker must be a positive integer; got {threads_per_worker!r}."
         )
+    if shipment is not None and (executor is None or shipment.executor is not executor):
+        raise InputError("shipment was started for another executor than this map's.")
     start = time.perf_counter()
     record = {"tasks": len(items), "model_bytes": 0, "task_bytes": 0.0, "retries": 0}
     tracker = _Progress(progress, label, len(items), stream)
@@ -462,10 +930,11 @@ def map_model(
             record,
             threads_per_worker,
             scatter_items,
+            shipment,
         )
     elif isinstance(executor, concurrent.futures.Executor):
         results = _map_futures(
-            function, model, items, executor, label, tracker, record, threads_per_worker
+            function, model, items, executor, label, tracker, record, threads_per_worker, shipment
         )
     else:
         raise InputError(
@@ -527,27 +996,37 @@ def _content_token(blob):
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def _map_futures(function, model, items, executor, label, tracker, record, threads):
+def _map_futures(function, model, items, executor, label, tracker, record, threads, shipment):
     if threads is None:
         threads = _default_pool_threads(executor)
-    blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL)
-    token = _content_token(blob)
-    record["model_bytes"] = len(blob)
-    path = _write_shared(blob, token)
-    del blob
+    files = []  # written here, removed at the end
     try:
+        if shipment is None:
+            blob, token, warm = _pack(model)
+            record["model_bytes"] = len(blob)
+            path = _write_shared(blob, token)
+            files.append(path)
+            del blob
+        else:
+            shipment.wait()
+            token, path, warm = shipment.token, shipment.path, _warm_start(model)
+            record["model_bytes"] = shipment.model_bytes
+        warm_key, warm_path = _warm_key(warm), None
+        if warm is not None:
+            warm_path = _write_shared(pickle.dumps(warm, pickle.HIGHEST_PROTOCOL), f"{token}-warm")
+            files.append(warm_path)
+        record["warm_bytes"] = 0 if warm is None else int(warm.nbytes)
+
+        def arguments(item):
+            return function, token, path, item, threads, warm_key, warm_path
+
         if items:
             record["task_bytes"] = float(
-                np.mean(
-                    [
-                        len(pickle.dumps((function, token, path, item, threads), -1))
-                        for item in items
-                    ]
-                )
+                np.mean([len(pickle.dumps(arguments(item), -1)) for item in items])
             )
 
         def submit(index):
-            return executor.submit(_futures_task, function, token, path, items[index], threads)
+            return executor.submit(_futures_task, *arguments(items[index]))
 
         return _collect(
             submit,
@@ -559,7 +1038,8 @@ def _map_futures(function, model, items, executor, label, tracker, record, threa
             lambda futures: concurrent.futures.as_completed(futures),
         )
     finally:
-        _remove(path)
+        for written in files:
+            _remove(written)
 
 
 def _collect(submit, count, items, label, tracker, record, as_completed, missing=None, limit=None):
@@ -621,12 +1101,16 @@ def _collect(submit, count, items, label, tracker, record, as_completed, missing
 _INSTALL_ON_WORKERS = True
 
 
-def _install_everywhere(client, token, blob, label, write_file, probe):
-    """Make every worker hold the model. First each worker is asked whether it already
-    does (an unchanged model sent again: nothing is written or sent); the others read it
-    from a file (``write_file()`` writes it and returns the path) where they see the
-    caller's file system, the rest get the bytes scattered. Returns (network copies,
-    whether every worker sees the file ``probe``)."""
+def _install_everywhere(
+    client, token, blob, label, write_file, probe, warm_key=None, warm=None, warm_up=False
+):
+    """Make every worker hold the model and the warm start ``warm`` (``warm_key``). First
+    each worker is asked whether it already holds the model (an unchanged model sent again,
+    or shipped ahead by :func:`ship`: nothing is written or sent but the warm start); the
+    others read it from a file (``write_file()`` writes it and returns the path) where they
+    see the caller's file system, the rest get the bytes (``blob()``) scattered.
+    ``warm_up``: the workers load the kernels too (:func:`_warm_kernels`). Returns (network
+    copies, whether every worker sees the file ``probe``)."""
     from distributed import wait
 
     def install(addresses, path, data):
@@ -637,6 +1121,9 @@ def _install_everywhere(client, token, blob, label, write_file, probe):
                 path,
                 data,
                 probe,
+                warm_key,
+                warm,
+                warm_up,
                 workers=[address],
                 allow_other_workers=False,
                 pure=False,
@@ -667,7 +1154,7 @@ def _install_everywhere(client, token, blob, label, write_file, probe):
         done = install(lacking, write_file(), None)
         remote = [address for address, (ok, _sees) in done.items() if not ok]
     if remote:
-        data = client.scatter(blob, workers=remote, broadcast=True, direct=True, hash=False)
+        data = client.scatter(blob(), workers=remote, broadcast=True, direct=True, hash=False)
         install(remote, None, data)
         client.cancel([data])
     return len(remote), sees_all
@@ -688,49 +1175,69 @@ def _dask_slots(client):
     return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
 
-def _map_dask(function, model, items, client, label, tracker, record, threads, scatter_items):
+def _map_dask(
+    function, model, items, client, label, tracker, record, threads, scatter_items, shipment
+):
     from distributed import as_completed
 
-    blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL)
-    token = _content_token(blob)
-    record["model_bytes"] = len(blob)
+    files = []  # written here, removed at the end: the model's, a probe, the items'
+    if shipment is None:
+        blob, token, warm = _pack(model)
+        record["model_bytes"] = len(blob)
+
+        def get_blob():
+            return blob
+
+        def write_model():
+            files.append(_write_shared(blob, token))
+            record["model_file"] = True
+            return files[-1]
+
+    else:
+        shipment.wait()
+        token, warm, get_blob = shipment.token, _warm_start(model), shipment.bytes
+        record["model_bytes"] = shipment.model_bytes
+
+        def write_model():
+            record["model_file"] = True
+            return shipment.path
+
+    warm_key = _warm_key(warm)
+    record["warm_bytes"] = 0 if warm is None else int(warm.nbytes)
     late = []  # the bytes as Dask data, made only for a worker that joins after the install
     payload = items
-    files = []  # written here, removed at the end: the model's, a probe, the items'
-    item_files = []
+    scattered = []  # items as Dask data (when not by file)
+    item_files = {}
     sees_all = False
-
-    def write_model():
-        files.append(_write_shared(blob, token))
-        record["model_file"] = True
-        return files[-1]
-
     record["model_file"] = False
     try:
         if _INSTALL_ON_WORKERS:
-            files.append(_write_shared(b"", f"{token}-probe"))
+            probe = shipment.probe if shipment is not None else None
+            if probe is None:
+                probe = _write_shared(b"", f"{token}-probe")
+                files.append(probe)
             record["network_copies"], sees_all = _install_everywhere(
-                client, token, blob, label, write_model, files[-1]
+                client, token, get_blob, label, write_model, probe, warm_key, warm
             )
-        if scatter_items and items and _ITEMS_BY_FILE and sees_all:
-            # every worker sees this file system: the items go by file too
-            for index, item in enumerate(items):
-                blob_item = pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
-                item_files.append(_write_shared(blob_item, f"{token}-{index}"))
+        by_file = bool(scatter_items and items and _ITEMS_BY_FILE and sees_all)
+        if scatter_items and items and not by_file:
+            scattered.extend(client.scatter(list(items), hash=False))
+            payload = scattered
+        sizes = {}
+
+        def item_for(index):
+            if by_file and index not in item_files:
+                # written when its task is first submitted: the first tasks start without
+                # waiting for every item to be pickled
+                blob_item = _dumps(items[index])
+                item_files[index] = _write_shared(blob_item, f"{token}-{index}")
                 record["item_bytes"] = record.get("item_bytes", 0) + len(blob_item)
-            payload = [_ItemFile(p) for p in item_files]
-        elif scatter_items and items:
-            payload = client.scatter(items, hash=False)
-        if items:
-            if item_files:
-                sent = payload
-            elif scatter_items:
-                sent = [token] * len(items)  # a future's key: about a token's size
-            else:
-                sent = items
-            record["task_bytes"] = float(
-                np.mean([len(pickle.dumps((function, token, i, threads), -1)) for i in sent])
-            )
+            item = _ItemFile(item_files[index]) if by_file else payload[index]
+            if index not in sizes:  # what the task sends (a scattered item: about a token)
+                sent = token if scatter_items and not by_file else item
+                sizes[index] = len(pickle.dumps((function, token, sent, threads, warm_key), -1))
+                record["task_bytes"] = float(np.mean(list(sizes.values())))
+            return item
 
         def key(index):
             return f"{label}-{token[:12]}-{index}-{uuid.uuid4().hex[:8]}"
@@ -740,8 +1247,9 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
                 _dask_cached_task,
                 function,
                 token,
-                payload[index],
+                item_for(index),
                 threads,
+                warm_key,
                 pure=False,
                 key=key(index),
             )
@@ -749,14 +1257,16 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
         def missing(index):
             record["late_installs"] = record.get("late_installs", 0) + 1
             if not late:
-                late.append(client.scatter(blob, hash=False))
+                late.append(client.scatter(get_blob(), hash=False))
             return client.submit(
                 _dask_task,
                 function,
                 token,
                 late[0],
-                payload[index],
+                item_for(index),
                 threads,
+                warm_key,
+                warm,
                 pure=False,
                 key=key(index),
             )
@@ -773,10 +1283,9 @@ def _map_dask(function, model, items, client, label, tracker, record, threads, s
             limit=_dask_slots(client) if _THROTTLE_DASK else None,
         )
     finally:
-        for written in files + item_files:
+        for written in files + list(item_files.values()):
             _remove(written)
-        scattered = payload is not items and not item_files
-        client.cancel(late + (list(payload) if scattered else []))
+        client.cancel(late + scattered)
 
 
 def release(executor=None):

@@ -359,7 +359,9 @@ def test_dask_large_items_go_by_file(client):
         item_size, None, items, executor=client, scatter_items=True, stats=stats
     )
     assert out == [item.nbytes for item in items]
-    assert stats["item_bytes"] == sum(len(pickle.dumps(item, -1)) for item in items)
+    # each item pickled once, compactly (constant arrays: one value and uint8 codes)
+    assert stats["item_bytes"] == sum(len(parallel._dumps(item)) for item in items)
+    assert stats["item_bytes"] < sum(item.nbytes for item in items) / 4
     assert stats["task_bytes"] < 1000  # a task carries the file's path, not the item
 
 
@@ -503,3 +505,176 @@ def test_release_frees_the_cached_models(model, client):
     # only the probe's own model (None) is cached now, on each worker
     for tokens in parallel.map_model(cached_tokens, None, [0, 1, 2, 3], executor=client):
         assert len(tokens) == 1
+
+
+# -- the compact pickle ------------------------------------------------------------------------
+def _arrays(obj, path="", seen=None, out=None):
+    """Every ndarray reachable from ``obj`` through pickled state, by path."""
+    seen = set() if seen is None else seen
+    out = {} if out is None else out
+    if id(obj) in seen:
+        return out
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        out[path] = obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _arrays(value, f"{path}[{key!r}]", seen, out)
+    elif isinstance(obj, (list, tuple)):
+        for k, value in enumerate(obj):
+            _arrays(value, f"{path}[{k}]", seen, out)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        state = obj.__getstate__() if hasattr(obj, "__getstate__") else obj.__dict__
+        if isinstance(state, dict):
+            _arrays(state, path, seen, out)
+    return out
+
+
+class Holder:
+    """Arrays of every kind the compact pickle treats (module level: it pickles)."""
+
+    def __init__(self):
+        rng = np.random.default_rng(3)
+        base = rng.integers(0, 70_000, size=40_000)  # int64 values that fit in int32
+        self.indices = base
+        self.prefix = base[:39_000]  # a view of it, pickled as a view
+        self.same = base.view()  # another array object on the same memory
+        self.equal = base.copy()  # equal contents, own memory
+        self.signed = rng.integers(-100, 100, size=30_000).astype(np.int32)  # fits int8
+        special = np.array([0.0, -0.0, np.nan, 1.5, -np.inf])
+        self.few = special[rng.integers(0, 5, size=(200, 100))]  # few distinct bit patterns
+        self.fortran = np.asfortranarray(rng.integers(0, 9, size=(300, 70)))
+        self.dense = rng.standard_normal(20_000)  # nothing to gain: pickled plainly
+        self.readonly = np.arange(20_000)
+        self.readonly.flags.writeable = False
+        self.small = np.arange(10)
+
+
+def test_compact_pickle_gives_the_same_arrays_bit_for_bit():
+    model = matern_poisson(side=60, seed=3)  # arrays above the 64 KiB the compact form needs
+    for obj in (Holder(), model):
+        plain = pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+        blob = parallel._dumps(obj)
+        compact = pickle.loads(blob)
+        a, b = _arrays(plain), _arrays(compact)
+        assert a.keys() == b.keys() and len(a) > 5
+        for path in a:
+            x, y = a[path], b[path]
+            assert (x.dtype, x.shape, x.strides) == (y.dtype, y.shape, y.strides), path
+            assert x.flags.writeable == y.flags.writeable, path
+            assert x.tobytes() == y.tobytes(), path  # bit for bit (-0.0, NaN included)
+        assert len(blob) < 0.75 * len(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+    holder = pickle.loads(parallel._dumps(Holder()))
+    # views of one base stay views of one base; equal arrays stay apart
+    assert np.shares_memory(holder.indices, holder.prefix)
+    assert np.shares_memory(holder.indices, holder.same)
+    assert not np.shares_memory(holder.indices, holder.equal)
+    holder.equal[0] += 1
+    assert holder.indices[0] != holder.equal[0]
+    assert holder.fortran.flags.f_contiguous
+    # the model computes the same numbers from either copy
+    theta = model.theta0 + 0.1
+    plain = pickle.loads(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
+    compact = pickle.loads(parallel._dumps(model))
+    assert plain.value_and_grad(theta)[0] == compact.value_and_grad(theta)[0]
+    assert np.array_equal(plain.gradient(theta), compact.gradient(theta))
+
+
+def test_the_warm_start_travels_apart_from_the_model():
+    model = matern_poisson(side=6, seed=4)
+    blob, token, warm = parallel._pack(model)
+    model.objective(model.theta0 + 0.3)  # moves the Newton warm start only
+    again, token_again, warm_again = parallel._pack(model)
+    assert token_again == token and again == blob
+    assert warm_again is not None and not np.array_equal(
+        warm_again, warm if warm is not None else 0
+    )
+    copy = pickle.loads(again)
+    assert copy._last_mode is None
+    parallel._set_warm_start(copy, warm_again)
+    np.testing.assert_array_equal(copy._last_mode, model._last_mode)
+    assert copy._last_mode is not warm_again
+    # a changed model is a new token
+    assert parallel._pack(matern_poisson(side=6, seed=5))[1] != token
+
+
+def _same_as_fresh_pickle(executor, shipment_first):
+    """Objectives at 5 θ on the executor: with the model shipped ahead (before its warm
+    start moved) or pickled at the map, as before; both start from the same state."""
+    model = matern_poisson(side=10, seed=8)
+    thetas = [model.theta0 + 0.05 * k for k in range(5)]
+    shipment = parallel.ship(model, executor) if shipment_first else None
+    model.objective(model.theta0 - 0.2)  # the warm start moves after the shipment started
+    stats = {}
+    try:
+        out = parallel.map_model(
+            objective_task, model, thetas, executor=executor, shipment=shipment, stats=stats
+        )
+    finally:
+        if shipment is not None:
+            shipment.close()
+    return out, stats
+
+
+@pytest.mark.parametrize("kind", ["pool", "dask"])
+def test_shipped_model_gives_the_results_of_a_fresh_pickle(kind, request):
+    executor = request.getfixturevalue("pool" if kind == "pool" else "client")
+    parallel.release(executor)
+    shipped, stats = _same_as_fresh_pickle(executor, True)
+    parallel.release(executor)
+    fresh, _ = _same_as_fresh_pickle(executor, False)
+    np.testing.assert_allclose(shipped, fresh, rtol=1e-12)
+    assert stats["warm_bytes"] > 0 and stats["model_bytes"] > 0
+    if kind == "dask":
+        assert not stats["model_file"] and stats["network_copies"] == 0  # already there
+
+
+def test_shipment_sends_the_model_once_per_worker(client):
+    parallel.release(client)
+    wrapped = CountingModel(matern_poisson(seed=9))
+    with parallel.ship(wrapped, client) as shipment:
+        shipment.wait()
+        assert shipment.seconds is not None and shipment.model_bytes > 0
+        first = parallel.map_model(
+            probe, wrapped, list(range(6)), executor=client, shipment=shipment
+        )
+        second = parallel.map_model(
+            probe, wrapped, list(range(6)), executor=client, shipment=shipment
+        )
+    counts = {}
+    for o in first + second:
+        counts.setdefault(o["pid"], set()).add(o["unpickled"])
+    # one unpickling per worker process, before its first task
+    assert all(len(c) == 1 for c in counts.values())
+    tokens = parallel.map_model(cached_tokens, None, [0, 1], executor=client)
+    assert all(shipment.token in t for t in tokens)
+
+
+def test_shipment_for_another_executor_is_refused(pool, client):
+    with parallel.ship(np.zeros(3), pool) as shipment:
+        with pytest.raises(gm.InputError, match="another executor"):
+            parallel.map_model(
+                item_size, np.zeros(3), [np.ones(2)], executor=client, shipment=shipment
+            )
+    with pytest.raises(gm.InputError, match="ship needs"):
+        parallel.ship(np.zeros(3), None)
+
+
+def worker_model_loads(model, item):
+    return os.getpid(), sum(parallel.worker_cache_info().values())
+
+
+def test_inla_ships_the_model_once_per_worker(client):
+    from tests.inference.rw1_gaussian import model as rw1_gaussian
+
+    parallel.release(client)
+    serial = gm.inla(rw1_gaussian(), integration="ccd", progress=False)
+    shipped = gm.inla(rw1_gaussian(), integration="ccd", progress=False, executor=client)
+    assert shipped.log_marginal_likelihood == pytest.approx(
+        serial.log_marginal_likelihood, rel=1e-10
+    )
+    np.testing.assert_allclose(shipped.latent_mean, serial.latent_mean, rtol=1e-9, atol=1e-10)
+    # the Hessian's and the points' tasks found the model shipped at the start: each worker
+    # unpickled one copy (plus the probe's model None of this check)
+    loads = dict(parallel.map_model(worker_model_loads, None, [0, 1, 2, 3], executor=client))
+    assert loads and all(count == 2 for count in loads.values())

@@ -17,6 +17,7 @@ Rue 2013, CSDA 67, 68–83):
    CPO / PIT (:mod:`~gmrf_core.inference.criteria`).
 """
 
+import contextlib
 import math
 import sys
 import time
@@ -32,7 +33,7 @@ from ..optimize import (
     minimize_hyperparameters,
     stationarity,
 )
-from ..parallel import map_model
+from ..parallel import map_model, ship
 from .criteria import combine_criteria
 from .design import ZCoordinates, ccd_design, ccd_weights, grid_box
 from .hyperpriors import WithDefaultPriors, default_priors
@@ -47,9 +48,22 @@ _LATENT = ("auto", "gaussian", "simplified_laplace")
 _CRITERIA = ("dic", "waic", "cpo", "pit")
 
 
-def _map(function, model, items, executor, progress, label):
-    """The θ-level tasks through :func:`gmrf_core.parallel.map_model` (serial for None)."""
-    return map_model(function, model, items, executor=executor, progress=False, label=label)
+def _map(function, model, items, executor, label, shipment):
+    """The θ-level tasks through :func:`gmrf_core.parallel.map_model` (serial for None);
+    ``shipment``: the model on its way to the workers (:func:`_shipped`)."""
+    return map_model(function, model, items, executor=executor, label=label, shipment=shipment)
+
+
+@contextlib.contextmanager
+def _shipped(model, executor):
+    """The model sent to the executor's workers in the background while the body runs
+    (:func:`gmrf_core.parallel.ship`; None serially), its files removed at the end."""
+    shipment = None if executor is None else ship(model, executor, label="gm.inla")
+    try:
+        yield shipment
+    finally:
+        if shipment is not None:
+            shipment.close()
 
 
 def _nearest_neighbour_order(z):
@@ -106,7 +120,10 @@ def inla(
         §3.2.3). "auto": gaussian for a Gaussian likelihood, else simplified_laplace.
     executor : None, concurrent.futures.Executor or dask.distributed.Client
         Where the θ-level tasks (Hessian, grid walks, points) run
-        (:func:`gmrf_core.parallel.map_model`); None runs them in this process.
+        (:func:`gmrf_core.parallel.map_model`); None runs them in this process. The model
+        is sent to the workers in the background when the run starts
+        (:func:`gmrf_core.parallel.ship`), so it is there, unpickled, when the Hessian's
+        gradients begin after the mode search.
     progress : bool
         Print the stages.
     compute : sequence of {"dic", "waic", "cpo", "pit"}
@@ -177,84 +194,90 @@ def inla(
     defaults_applied = [f"{name}: {description}" for _k, name, _p, description in defaults]
     for line in defaults_applied:
         _log(progress, stream, f"default prior  {line}")
-    start = time.perf_counter()
-    theta0 = check_theta0(model, theta0, from_data=True)
-    # the driver of gm.fit (L-BFGS-B on the exact gradient, restarts after failed trials),
-    # on the objective with the default priors
-    fitted = minimize_hyperparameters(
-        proxy.value_and_grad, theta0, progress=progress, stream=stream, label="-log pi(theta|y)"
-    )
-    theta_mode = np.asarray(fitted.theta, dtype=float)
-    f_mode = float(fitted.fun)
-    if not fitted.success:
-        raise ConvergenceError(
-            f"the mode of pi(theta | y) was not found ({fitted.message}; |grad| = "
-            f"{np.linalg.norm(fitted.grad):.3e}). Try other starting values (theta0=)."
+    # the workers idle during the mode search: the model goes to them meanwhile (unpickled
+    # there, their kernels loaded, when the Hessian's gradients begin); its Newton warm
+    # start, which the mode search moves, goes apart with each map
+    with _shipped(proxy, executor) as shipment:
+        start = time.perf_counter()
+        theta0 = check_theta0(model, theta0, from_data=True)
+        # the driver of gm.fit (L-BFGS-B on the exact gradient, restarts after failed trials),
+        # on the objective with the default priors
+        fitted = minimize_hyperparameters(
+            proxy.value_and_grad, theta0, progress=progress, stream=stream, label="-log pi(theta|y)"
         )
-    timings["mode"] = time.perf_counter() - start
+        theta_mode = np.asarray(fitted.theta, dtype=float)
+        f_mode = float(fitted.fun)
+        if not fitted.success:
+            raise ConvergenceError(
+                f"the mode of pi(theta | y) was not found ({fitted.message}; |grad| = "
+                f"{np.linalg.norm(fitted.grad):.3e}). Try other starting values (theta0=)."
+            )
+        timings["mode"] = time.perf_counter() - start
 
-    # -- 2. Hessian by central differences of the exact gradient --------------------------
-    start = time.perf_counter()
-    steps, items = central_difference_points(theta_mode, hessian_step)
-    grads = _map(gradient_task, proxy, items, executor, progress, "hessian")
-    hessian = central_difference_hessian(grads, steps)
-    coordinates = ZCoordinates(theta_mode, hessian)
-    stationary, decrement = stationarity(fitted, None, hessian)
-    if not stationary:
-        raise ConvergenceError(
-            f"the optimizer stopped at theta = {theta_mode}, which is not the mode of "
-            f"pi(theta | y): the Newton decrement of the gradient is {decrement:.3g}. Try other "
-            "starting values (theta0=)."
+        # -- 2. Hessian by central differences of the exact gradient --------------------------
+        start = time.perf_counter()
+        steps, items = central_difference_points(theta_mode, hessian_step)
+        grads = _map(gradient_task, proxy, items, executor, "hessian", shipment)
+        hessian = central_difference_hessian(grads, steps)
+        coordinates = ZCoordinates(theta_mode, hessian)
+        stationary, decrement = stationarity(fitted, None, hessian)
+        if not stationary:
+            raise ConvergenceError(
+                f"the optimizer stopped at theta = {theta_mode}, which is not the mode of "
+                f"pi(theta | y): the Newton decrement of the gradient is {decrement:.3g}. Try "
+                "other starting values (theta0=)."
+            )
+        timings["hessian"] = time.perf_counter() - start
+        _log(
+            progress, stream, f"Hessian at the mode ({2 * d} gradients, {timings['hessian']:.1f} s)"
         )
-    timings["hessian"] = time.perf_counter() - start
-    _log(progress, stream, f"Hessian at the mode ({2 * d} gradients, {timings['hessian']:.1f} s)")
 
-    # -- 3./4. integration points --------------------------------------------------------
-    start = time.perf_counter()
-    criteria = bool(compute)
-    base_item = {
-        "f_mode": f_mode,
-        "latent": latent,
-        "criteria": criteria,
-        "pit": "cpo" in compute or "pit" in compute,
-        "nodes": quadrature_nodes,
-    }
-    grid_state = None
-    if integration == "eb":
-        z_points = np.zeros((1, d))
-        volume = np.ones(1)
-        cutoff = None
-    elif integration == "ccd":
-        z_points = ccd_design(d, f0)
-        volume = ccd_weights(len(z_points), d, f0)
-        cutoff = None
-    else:
-        walks = []
-        for j in range(d):
-            for sign in (1.0, -1.0):
-                walks.append(
-                    (theta_mode, sign * dz * coordinates.scale[:, j], f_mode, diff_logdens, 40)
-                )
-        walked = _map(axis_task, proxy, walks, executor, progress, "grid axes")
-        upper = [len(walked[2 * j]) for j in range(d)]
-        lower = [-len(walked[2 * j + 1]) for j in range(d)]
-        z_points, shape = grid_box(lower, upper, dz)
-        volume = np.full(len(z_points), dz**d)
-        cutoff = diff_logdens
-        grid_state = (lower, upper)
-    theta_points = coordinates.theta(z_points)
-    order = _nearest_neighbour_order(z_points)
-    items = [dict(base_item, theta=theta_points[i], cutoff=cutoff) for i in order]
-    _log(progress, stream, f"{integration}: {len(items)} point(s) in {d}-dimensional θ")
-    results = [None] * len(items)
-    for i, out in zip(order, _map(point_task, proxy, items, executor, progress, "points")):
-        results[i] = out
-    timings["points"] = time.perf_counter() - start
-    point_timings = {}
-    for r in results:
-        for part, seconds in r.get("timings", {}).items():
-            point_timings[part] = point_timings.get(part, 0.0) + seconds
-    _log(progress, stream, f"points done ({timings['points']:.1f} s)")
+        # -- 3./4. integration points --------------------------------------------------------
+        start = time.perf_counter()
+        criteria = bool(compute)
+        base_item = {
+            "f_mode": f_mode,
+            "latent": latent,
+            "criteria": criteria,
+            "pit": "cpo" in compute or "pit" in compute,
+            "nodes": quadrature_nodes,
+        }
+        grid_state = None
+        if integration == "eb":
+            z_points = np.zeros((1, d))
+            volume = np.ones(1)
+            cutoff = None
+        elif integration == "ccd":
+            z_points = ccd_design(d, f0)
+            volume = ccd_weights(len(z_points), d, f0)
+            cutoff = None
+        else:
+            walks = []
+            for j in range(d):
+                for sign in (1.0, -1.0):
+                    walks.append(
+                        (theta_mode, sign * dz * coordinates.scale[:, j], f_mode, diff_logdens, 40)
+                    )
+            walked = _map(axis_task, proxy, walks, executor, "grid axes", shipment)
+            upper = [len(walked[2 * j]) for j in range(d)]
+            lower = [-len(walked[2 * j + 1]) for j in range(d)]
+            z_points, shape = grid_box(lower, upper, dz)
+            volume = np.full(len(z_points), dz**d)
+            cutoff = diff_logdens
+            grid_state = (lower, upper)
+        theta_points = coordinates.theta(z_points)
+        order = _nearest_neighbour_order(z_points)
+        items = [dict(base_item, theta=theta_points[i], cutoff=cutoff) for i in order]
+        _log(progress, stream, f"{integration}: {len(items)} point(s) in {d}-dimensional θ")
+        results = [None] * len(items)
+        for i, out in zip(order, _map(point_task, proxy, items, executor, "points", shipment)):
+            results[i] = out
+        timings["points"] = time.perf_counter() - start
+        point_timings = {}
+        for r in results:
+            for part, seconds in r.get("timings", {}).items():
+                point_timings[part] = point_timings.get(part, 0.0) + seconds
+        _log(progress, stream, f"points done ({timings['points']:.1f} s)")
 
     # -- 5. weights, mlik, θ marginals --------------------------------------------------
     start = time.perf_counter()
