@@ -15,9 +15,16 @@ Timings are medians of runs taken in turns (serial, cluster, serial, cluster, ..
 shared machine: read the ratios.
 
 6. (with gm.inla) ``res.predict`` on many new rows in blocks: serial vs the cluster.
+7. Shipping the model: bytes and wall time of the compact pickle against the plain one
+   (each shipped to freshly emptied workers), and gm.inla with the model shipped in the
+   background during the mode search against shipping it when the Hessian begins.
+
+The last lines are a table ready for README: each row with the load when it was measured
+and the machine ceiling of the run (the same gradients in two plain processes at once
+against one: what any 2-worker run can reach on this machine at that time).
 
 Usage: python bench/compare_distributed.py [--fits 8] [--fit-size 100] [--size 300]
-       [--repeat 3] [--skip-inla] [--predict-rows 20000] [--predict-far 100]
+       [--repeat 3] [--inla-repeat 2] [--skip-inla] [--predict-rows 20000] [--predict-far 100]
 """
 
 import argparse
@@ -51,6 +58,16 @@ def echo(model, item):
     return item
 
 
+def ship_cost(client, model):
+    """Wall seconds and bytes of sending ``model`` to freshly emptied workers (a no-op map
+    of 2 tasks: pickle, file, unpickle on every worker)."""
+    parallel.release(client)
+    stats = {}
+    t0 = time.perf_counter()
+    parallel.map_model(echo, model, [0, 1], executor=client, stats=stats)
+    return time.perf_counter() - t0, stats["model_bytes"]
+
+
 class before:
     """The executor as it was before its overheads were removed: all tasks submitted at
     once (the scheduler pre-assigns two to a single-thread worker) and items scattered
@@ -68,6 +85,43 @@ class before:
 def run_before(func):
     with before():
         return func()
+
+
+class plain_pickle:
+    """map_model with the plain pickle of the model (warm start included), as before the
+    compact one."""
+
+    def __enter__(self):
+        self.saved = parallel._pack
+
+        def pack(model):
+            blob = pickle.dumps(model, pickle.HIGHEST_PROTOCOL)
+            return blob, parallel._content_token(blob), None
+
+        parallel._pack = pack
+
+    def __exit__(self, *exc):
+        parallel._pack = self.saved
+
+
+class ship_late:
+    """gm.inla without the background shipment: the model goes to the workers when the
+    Hessian's map begins, as before."""
+
+    def __enter__(self):
+        import contextlib
+
+        from gmrf_core.inference import driver
+
+        self.driver, self.saved = driver, driver._shipped
+        driver._shipped = lambda model, executor: contextlib.nullcontext(None)
+
+    def __exit__(self, *exc):
+        self.driver._shipped = self.saved
+
+
+def load():
+    return os.getloadavg()[0]
 
 
 def timed_gradient(model, theta):
@@ -204,14 +258,18 @@ def turns(candidates, repeat):
     return {label: statistics.median(v) for label, v in times.items()}, times
 
 
-def report_before(rows, med, label):
+def report_before(rows, med, label, loads):
     """Print the older scheduling's median (``med["old"]``) against serial and add its row."""
     print(
         f"   before (Dask's allocator, all tasks at once, items scattered): "
         f"{med['old']:.2f} s, "
         f"{med['serial'] / med['old']:.2f}×"
     )
-    rows.append((label, med["serial"], med["old"], med["serial"] / med["old"]))
+    rows.append((label, loads, med["serial"], med["old"]))
+
+
+def loads_text(start):
+    return f"{start:.1f}→{load():.1f}"
 
 
 def main():
@@ -220,7 +278,7 @@ def main():
     parser.add_argument("--fit-size", type=int, default=100)
     parser.add_argument("--size", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--inla-repeat", type=int, default=1)
+    parser.add_argument("--inla-repeat", type=int, default=2)
     parser.add_argument("--skip-inla", action="store_true")
     parser.add_argument("--skip-fits", action="store_true")
     parser.add_argument("--repeat-fits", type=int, default=None)
@@ -305,9 +363,11 @@ def main():
             candidates["old"] = lambda: run_before(
                 lambda: gm.fit_many(data, executor=old, progress=False)
             )
+        load0 = load()
         med, _ = turns(candidates, args.repeat_fits or args.repeat)
+        fit_loads = loads_text(load0)
         if old is not None:
-            report_before(rows, med, f"fit_many, {args.fits} × {args.fit_size}², before")
+            report_before(rows, med, f"fit_many, {args.fits} × {args.fit_size}², before", fit_loads)
         diff = max(
             float(np.max(np.abs(a.theta - b.theta)))
             for a, b in zip(results["serial"], results["cluster"])
@@ -323,10 +383,10 @@ def main():
         where_time_goes("fits", serial_spans, spans, t_submit, time.time(), slowdown)
         rows.append(
             (
-                f"fit_many, {args.fits} × {args.fit_size}²",
+                f"`fit_many`, {args.fits} × {args.fit_size}²",
+                fit_loads,
                 med["serial"],
                 med["cluster"],
-                med["serial"] / med["cluster"],
             )
         )
 
@@ -352,15 +412,17 @@ def main():
     candidates = {"serial": serial_hessian, "cluster": cluster_hessian}
     if old is not None:
         candidates["old"] = lambda: run_before(lambda: parallel.hessian(model, theta, executor=old))
-    med, _ = turns(candidates, args.repeat)
-    if old is not None:
-        report_before(rows, med, f"Hessian {args.size}², before")
-    st = hessian_stats = hess["stats"]
-    # what shipping costs: map_model of a no-op on the (changed since) model, 2 tasks
-    model.gradient(theta)
-    t0 = time.perf_counter()
+    # the model on the workers before the turns (its shipping is measured in section 7; its
+    # warm start, which the serial runs move, goes with every map)
     parallel.map_model(echo, model, [0, 1], executor=client)
-    t_ship = time.perf_counter() - t0
+    load0 = load()
+    med, _ = turns(candidates, args.repeat)
+    hessian_loads = loads_text(load0)
+    if old is not None:
+        report_before(rows, med, f"Hessian {args.size}², before", hessian_loads)
+    st = hessian_stats = hess["stats"]
+    # what shipping costs: map_model of a no-op on freshly emptied workers, 2 tasks
+    t_ship, _bytes = ship_cost(client, model)
     # CPU per gradient where it runs: the same work, or extra work in the workers?
     points = [theta + 1e-4 * k for k in range(1, 5)]
     serial_cpu = [timed_gradient(model, p) for p in points]
@@ -368,14 +430,14 @@ def main():
     rel = np.max(np.abs(hess["serial"] - hess["cluster"])) / np.max(np.abs(hess["serial"]))
     print(
         f"   serial {med['serial']:.2f} s, 2 workers {med['cluster']:.2f} s: "
-        f"{med['serial'] / med['cluster']:.2f}× (incl. shipping), "
-        f"{med['serial'] / max(med['cluster'] - t_ship, 1e-9):.2f}× without shipping the "
-        f"model ({t_ship:.2f} s); rel. diff {rel:.1e}"
+        f"{med['serial'] / med['cluster']:.2f}× (model on the workers), "
+        f"{med['serial'] / (med['cluster'] + t_ship):.2f}× with shipping the model "
+        f"({t_ship:.2f} s) added; rel. diff {rel:.1e}"
     )
     print(
-        f"   model {st['model_bytes'] / 2**20:.1f} MiB sent once per worker, "
-        f"{st['task_bytes']:.0f} B per task; shipping it (pickle, file, unpickle on both "
-        f"workers) {t_ship:.2f} s"
+        f"   model {st['model_bytes'] / 2**20:.1f} MiB sent once per worker, its warm start "
+        f"{st['warm_bytes'] / 2**10:.0f} KiB once per worker and map, {st['task_bytes']:.0f} B "
+        f"per task; shipping it (pickle, file, unpickle on both workers) {t_ship:.2f} s"
     )
     steps = 1e-4 * np.maximum(1.0, np.abs(theta))
     hessian_points = [
@@ -384,7 +446,7 @@ def main():
         for sign in (1.0, -1.0)
     ]
     parallel.map_model(echo, model, [0, 1], executor=client)  # the model on the workers first
-    # serially on a copy, so that the model sent stays unchanged (no second shipping)
+    # serially on a copy, so that both start from the same warm start
     twin = pickle.loads(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
     serial_spans = [timed_gradient_task(twin, p) for p in hessian_points]
     del twin
@@ -406,10 +468,10 @@ def main():
     )
     rows.append(
         (
-            f"Hessian {args.size}² ({st['tasks']} gradients)",
+            f"`parallel.hessian`, {args.size}², {st['tasks']} gradients (model on the workers)",
+            hessian_loads,
             med["serial"],
             med["cluster"],
-            med["serial"] / med["cluster"],
         )
     )
     t_task = med["serial"] / st["tasks"]
@@ -429,13 +491,21 @@ def main():
             runs["serial"] = gm.inla(model, integration="ccd", progress=False)
 
         def inla_cluster():
+            # workers that never saw this model (as a new gm.inla run): it is shipped during
+            # the mode search
+            parallel.release(client)
             runs["cluster"] = gm.inla(model, integration="ccd", progress=False, executor=client)
+
+        def inla_cluster_late():
+            parallel.release(client)
+            with ship_late():
+                runs["late"] = gm.inla(model, integration="ccd", progress=False, executor=client)
 
         def inla_threads():
             with threadpool_limits(limits=2):
                 runs["threads2"] = gm.inla(threaded, integration="ccd", progress=False)
 
-        order = [("serial", inla_serial), ("cluster", inla_cluster)]
+        order = [("serial", inla_serial), ("cluster", inla_cluster), ("late", inla_cluster_late)]
         if old is not None:
 
             def inla_old():
@@ -447,6 +517,8 @@ def main():
             order.append(("threads2", inla_threads))
         whole = {label: [] for label, _f in order}
         part = {label: [] for label, _f in order}
+        hessian_stage = {label: [] for label, _f in order}
+        inla_load0 = load()
         for _ in range(args.inla_repeat):
             for label, func in order:
                 t0 = time.perf_counter()
@@ -454,8 +526,11 @@ def main():
                 whole[label].append(time.perf_counter() - t0)
                 timings = runs[label].timings
                 part[label].append(timings["hessian"] + timings["points"])
+                hessian_stage[label].append(timings["hessian"])
+        inla_loads = loads_text(inla_load0)
         w = {k: statistics.median(v) for k, v in whole.items()}
         q = {k: statistics.median(v) for k, v in part.items()}
+        h = {k: statistics.median(v) for k, v in hessian_stage.items()}
         if old is not None:
             print(
                 f"   before (Dask's allocator, all tasks at once, items scattered): whole run "
@@ -466,9 +541,9 @@ def main():
             rows.append(
                 (
                     f"gm.inla CCD {args.size}², Hessian + points, before",
+                    inla_loads,
                     q["serial"],
                     q["old"],
-                    q["serial"] / q["old"],
                 )
             )
         if args.skip_threads2:
@@ -483,7 +558,19 @@ def main():
             f"{q['cluster']:.1f} s ({q['serial'] / q['cluster']:.2f}×), threads=2 "
             f"{q['threads2']:.1f} s ({q['serial'] / q['threads2']:.2f}×)"
         )
+        print(
+            f"   2 workers against serial threads=2, whole run: "
+            f"{w['threads2'] / w['cluster']:.2f}× "
+            f"({'faster' if w['cluster'] < w['threads2'] else 'not faster'})"
+        )
+        print(
+            f"   model shipped during the mode search vs when the Hessian begins: Hessian stage "
+            f"{h['cluster']:.2f} vs {h['late']:.2f} s (serial {h['serial']:.2f} s), Hessian + "
+            f"points {q['cluster']:.1f} vs {q['late']:.1f} s, whole run {w['cluster']:.1f} vs "
+            f"{w['late']:.1f} s"
+        )
         runs_inla.update(runs)
+        runs_inla["n_points"] = len(np.atleast_1d(runs["serial"].weights))
         if args.predict_rows:
             print(f"\n3b. res.predict on {args.predict_rows} new rows ({args.size}² CCD result)")
             A_new = prediction_rows(args.size, args.predict_rows, args.predict_far)
@@ -517,55 +604,57 @@ def main():
             )
             rows.append(
                 (
-                    f"res.predict, {args.predict_rows} rows",
+                    f"`res.predict`, {args.predict_rows} rows",
+                    loads_text(load()),
                     med["serial"],
                     med["cluster"],
-                    med["serial"] / med["cluster"],
                 )
             )
-        runs_inla["n_points"] = len(np.atleast_1d(runs["serial"].weights))
-        a, b = runs["serial"], runs["cluster"]
+        a, b, c = runs["serial"], runs["cluster"], runs["late"]
         print(
-            f"   log p(y): serial {a.log_marginal_likelihood:.10g}, "
-            f"cluster {b.log_marginal_likelihood:.10g}; stages "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in runs["serial"].timings.items())
+            f"   log p(y): serial {a.log_marginal_likelihood:.10g}, cluster "
+            f"{b.log_marginal_likelihood:.10g}, shipped late {c.log_marginal_likelihood:.10g}; "
+            "stages " + ", ".join(f"{k} {v:.1f} s" for k, v in runs["serial"].timings.items())
         )
+        label = f"`gm.inla` CCD {args.size}²"
+        rows.append((f"{label}, whole run", inla_loads, w["serial"], w["cluster"]))
         rows.append(
             (
-                f"gm.inla CCD {args.size}², whole run",
-                w["serial"],
-                w["cluster"],
-                w["serial"] / w["cluster"],
-            )
-        )
-        rows.append(
-            (
-                f"gm.inla CCD {args.size}², Hessian + points",
+                f"{label}, Hessian + {runs_inla['n_points']} points",
+                inla_loads,
                 q["serial"],
                 q["cluster"],
-                q["serial"] / q["cluster"],
+            )
+        )
+        rows.append((f"{label}, Hessian stage", inla_loads, h["serial"], h["cluster"]))
+        rows.append(
+            (
+                f"{label}, Hessian stage, model shipped when it begins",
+                inla_loads,
+                h["serial"],
+                h["late"],
             )
         )
         rows.append(
             (
-                f"gm.inla CCD {args.size}², whole run, threads=2 instead of 2 workers",
+                f"{label}, whole run, serial threads=2 (instead of 2 workers)",
+                inla_loads,
                 w["serial"],
                 w["threads2"],
-                w["serial"] / w["threads2"],
             )
         )
 
     print("\n4. per-task overhead on the warm cluster (trivial tasks)")
     tiny = np.zeros(2)
     n_tasks = 200
-    st = {}
+    task_stats = {}
     parallel.map_model(echo, tiny, [np.zeros(2)] * 20, executor=client)
     t0 = time.perf_counter()
-    parallel.map_model(echo, tiny, [np.zeros(2)] * n_tasks, executor=client, stats=st)
+    parallel.map_model(echo, tiny, [np.zeros(2)] * n_tasks, executor=client, stats=task_stats)
     per_task = (time.perf_counter() - t0) / n_tasks
     print(
         f"   {1e3 * per_task:.2f} ms per task wall on 2 workers ({n_tasks} tasks), "
-        f"{st['task_bytes']:.0f} B per task (function reference, token, θ)"
+        f"{task_stats['task_bytes']:.0f} B per task (function reference, token, θ, warm-start key)"
     )
 
     print("\n5. Amdahl PREDICTION for the 10⁶-latent INLA run (a prediction, not a measurement)")
@@ -573,7 +662,8 @@ def main():
     # part (Hessian gradients + CCD points, one task each) of the serial single-thread run;
     # every part costs about one factorization per evaluation, scaled to 10⁶ by the exponent
     # measured between two lattice sizes; the model (its pickled bytes scale with n) is sent
-    # to every node once per map_model call (2 calls: Hessian, points)
+    # to every node once per run, in the background during the mode search: only what the
+    # sending takes beyond the mode search adds
     small_side = max(args.size // 2, 20)
     small_model = matern_poisson(small_side, seed=7)
     t0 = time.perf_counter()
@@ -605,24 +695,62 @@ def main():
         f"{t_parallel:.1f} s ({n_tasks} tasks); cost per evaluation ∝ n^{exponent:.2f} "
         f"({t_small:.3f} s at {small_side}², {t_eval:.3f} s at {args.size}²)"
     )
+    mode_big = (timings["mode"] if "serial" in runs_inla else t_mode) * scale
     print(
-        f"   at 10⁶: serial {serial_big:.0f} s, {t_one:.1f} s per task, serial fraction "
-        f"{fraction:.2f}; model ≈ {bytes_big / 2**30:.2f} GiB per node and map call "
-        f"(at an assumed {bandwidth / 1e9:.0f} GB/s)"
+        f"   at 10⁶: serial {serial_big:.0f} s (mode search {mode_big:.0f} s), {t_one:.1f} s per "
+        f"task, serial fraction {fraction:.2f}; model ≈ {bytes_big / 2**30:.2f} GiB per node, "
+        f"once per run (at an assumed {bandwidth / 1e9:.0f} GB/s from the client)"
     )
     print("   nodes  predicted wall (s)   ideal Amdahl (s)")
+    prediction = []
     for nodes in (1, 4, 16, 64):
         rounds = -(-2 * d // nodes) + -(-n_points // nodes)
-        ship = 0.0 if nodes == 1 else 2 * nodes * bytes_big / bandwidth
+        ship = 0.0 if nodes == 1 else max(0.0, nodes * bytes_big / bandwidth - mode_big)
         predicted = serial_big + rounds * t_one + ship + n_tasks * per_task
         amdahl = (serial_big + n_tasks * t_one) * (fraction + (1 - fraction) / nodes)
         print(f"   {nodes:5d}  {predicted:12.0f}  {amdahl:16.0f}")
+        prediction.append(f"{nodes} node{'s' if nodes > 1 else ''} {predicted:.0f} s")
 
-    print(f"\nload average at the end {os.getloadavg()[0]:.1f} (1 min)")
-    print("\n| run | serial (s) | 2 workers (s) | speed-up |")
-    print("|---|---:|---:|---:|")
-    for label, a, b, ratio in rows:
-        print(f"| {label} | {a:.2f} | {b:.2f} | **{ratio:.2f}×** |")
+    print(f"\n7. shipping the model to 2 freshly emptied workers, {args.size}²: plain vs compact")
+    shipping = {"plain": [], "compact": []}
+    sizes = {}
+    ship_load0 = load()
+    for _ in range(args.repeat):
+        with plain_pickle():
+            seconds, sizes["plain"] = ship_cost(client, model)
+        shipping["plain"].append(seconds)
+        seconds, sizes["compact"] = ship_cost(client, model)
+        shipping["compact"].append(seconds)
+    ship_med = {k: statistics.median(v) for k, v in shipping.items()}
+    for kind in ("plain", "compact"):
+        print(
+            f"   {kind:8s} {sizes[kind] / 2**20:6.1f} MiB ({sizes[kind] / args.size**2:.0f} B per "
+            f"latent variable), shipped in {ship_med[kind]:.2f} s (median of {args.repeat})"
+        )
+    rows.append(
+        (
+            f"shipping the {args.size}² model to 2 workers, plain pickle → compact "
+            f"({sizes['plain'] / 2**20:.1f} → {sizes['compact'] / 2**20:.1f} MiB)",
+            loads_text(ship_load0),
+            ship_med["plain"],
+            ship_med["compact"],
+        )
+    )
+
+    print(f"\nload average at the end {load():.1f} (1 min)")
+    print(
+        f"\nmachine ceiling of this run: {ceiling:.2f}× at {args.fit_size}², {ceiling_big:.2f}× at "
+        f"{args.size}²; per task {1e3 * per_task:.1f} ms and {task_stats['task_bytes']:.0f} B; 10⁶ "
+        f"gm.inla PREDICTED (Amdahl, not measured): " + ", ".join(prediction)
+    )
+    ceilings = f"{ceiling:.2f}× / {ceiling_big:.2f}×"
+    print(
+        f"\n| run (Matérn–Poisson, single-thread) | load | ceiling {args.fit_size}² / {args.size}² "
+        "| serial (s) | 2 workers (s) | speed-up |"
+    )
+    print("|---|---|---|---:|---:|---:|")
+    for label, loads, a, b in rows:
+        print(f"| {label} | {loads} | {ceilings} | {a:.2f} | {b:.2f} | **{a / b:.2f}×** |")
     client.close()
     cluster.close()
     if old is not None:
