@@ -76,3 +76,18 @@ def _poisson_log_density(eta, log_exposure, y, log_y, constant, observed):
             compensation += (term - s) + total
         total = s
     return total + compensation
+
+
+@jit
+def _poisson_eta_derivatives(eta, log_exposure, y, observed, d1, d2, d3):
+    """d1 = y − μ, d2 = d3 = −μ (μ = exp(log E + η)) for the observed, 0 elsewhere."""
+    for i in range(eta.size):
+        if observed[_u(i)]:
+            rate = np.exp(log_exposure[_u(i)] + eta[_u(i)])
+            d1[_u(i)] = y[_u(i)] - rate
+            d2[_u(i)] = -rate
+            d3[_u(i)] = -rate
+        else:
+            d1[_u(i)] = 0.0
+            d2[_u(i)] = 0.0
+            d3[_u(i)] = 0.0

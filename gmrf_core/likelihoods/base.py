@@ -133,7 +133,12 @@ class Likelihood:
         eta = self._check_eta(eta)
         theta = self._check_theta(theta)
         with np.errstate(over="ignore"):
-            derivatives = self._eta_derivatives(eta, theta)
+            return self._observed_eta_derivatives(eta, theta)
+
+    def _observed_eta_derivatives(self, eta, theta):
+        """:meth:`_eta_derivatives` as three new arrays of shape (n,), 0 where missing (η, θ
+        validated); a subclass with a one-pass kernel overrides it."""
+        derivatives = self._eta_derivatives(eta, theta)
         return tuple(
             np.where(self.observed, np.broadcast_to(d, (self.n,)), 0.0) for d in derivatives
         )

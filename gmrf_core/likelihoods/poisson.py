@@ -79,6 +79,14 @@ class Poisson(Likelihood):
             eta, self._log_exposure, self._y, self._log_y_all, self._constant_all, self.observed
         )
 
+    def _observed_eta_derivatives(self, eta, theta):
+        """(y − μ, −μ, −μ) where observed, 0 elsewhere, in one pass (three new arrays)."""
+        out = np.empty((3, self.n))
+        _klik._poisson_eta_derivatives(
+            eta, self._log_exposure, self._y, self.observed, out[0], out[1], out[2]
+        )
+        return out[0], out[1], out[2]
+
     def _eta_derivatives(self, eta, theta):
         rate = self._rate(eta)
         return self._y - rate, -rate, -rate

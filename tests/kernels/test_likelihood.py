@@ -62,3 +62,27 @@ def test_poisson_sum_is_compensated():
     eta = np.full(n, math.log(0.1))
     rate = math.exp(math.log(0.1))
     assert likelihood.log_density(eta) == pytest.approx(-n * rate, rel=4e-16)
+
+
+def test_poisson_eta_derivatives_match_the_vectorised_form():
+    # the same formulas; exp may differ from NumPy's by an ulp
+    rng = np.random.default_rng(5)
+    y = rng.poisson(3.0, 400).astype(float)
+    y[::7] = np.nan
+    exposure = rng.uniform(0.2, 3.0, 400)
+    likelihood = Poisson(y, exposure=exposure)
+    eta = rng.normal(0.0, 2.0, 400)
+    eta[3] = 800.0  # a rate that overflows: ±inf, as the vectorised form gives
+    d1, d2, d3 = likelihood.eta_derivatives(eta)
+    with np.errstate(over="ignore"):
+        rate = np.where(likelihood.observed, exposure * np.exp(eta), 0.0)
+    y0 = np.where(likelihood.observed, y, 0.0)
+    assert d1[3] == -np.inf and d2[3] == -np.inf and d3[3] == -np.inf
+    finite = np.isfinite(rate)
+    np.testing.assert_allclose(d2[finite], -rate[finite], rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(d3, d2)
+    np.testing.assert_allclose(
+        d1[finite], (y0 - rate)[finite], rtol=0, atol=1e-15 * np.max(rate[finite] + y0[finite])
+    )
+    assert np.all(d1[~likelihood.observed] == 0.0) and np.all(d2[~likelihood.observed] == 0.0)
+    assert not np.shares_memory(d2, d3) and d1.flags.writeable
