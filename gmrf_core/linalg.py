@@ -1237,19 +1237,16 @@ class Factor:
         return zx
 
     def _checkout_inversion_work(self, count):
-        """``count`` selected-inversion work spaces (relative map, Z_II, M), each used by one
-        call only: idle ones are reused, new ones made when concurrent calls hold them."""
+        """``count`` selected-inversion work spaces (relative map, Z_II, [W; −M], Z_JJ), each
+        used by one call only: idle ones are reused, new ones made when concurrent calls hold
+        them."""
         s = self.symbolic
         with self._mutex:
             taken = [self._inverse_work.pop() for _ in range(min(count, len(self._inverse_work)))]
         if len(taken) < count:
-            big, rect = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
+            sizes = _kselinv._workspace_sizes(s.nsuper, s.super_ptr, s.rows_ptr)
             taken += [
-                (
-                    np.empty(s.n, dtype=np.int64),
-                    np.empty(max(int(big), 1)),
-                    np.empty(max(int(rect), 1)),
-                )
+                (np.empty(s.n, dtype=np.int64), *(np.empty(max(int(size), 1)) for size in sizes))
                 for _ in range(count - len(taken))
             ]
         return taken
@@ -1322,7 +1319,7 @@ class SelectedInverse:
         s = self.symbolic
 
         def invert(order, work):
-            relmap, zii, mwork = work
+            relmap, zii, mwork, tjj = work
             return _kselinv._selected_inverse(
                 s.nsuper,
                 s.super_ptr,
@@ -1335,6 +1332,7 @@ class SelectedInverse:
                 relmap,
                 zii,
                 mwork,
+                tjj,
                 order,
             )
 

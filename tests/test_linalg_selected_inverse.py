@@ -180,3 +180,57 @@ def test_positions_accept_int32_and_int64_alike():
     Z = symbolic.factorize(Q).selected_inverse()
     inverse = np.linalg.inv(Q.toarray())
     np.testing.assert_allclose(Z.values_at_positions(narrow), inverse[coo.row, coo.col], rtol=1e-9)
+
+
+def dense_supernodal(dense, bounds):
+    """A dense SPD matrix's Cholesky factor in the supernodal storage of the kernels, with
+    supernodes of the columns between consecutive ``bounds``, each owning every row from
+    its first column down (the filled graph of a dense matrix): exact shapes, independent
+    of the symbolic analysis and its amalgamation."""
+    n = dense.shape[0]
+    super_ptr = np.asarray(bounds, dtype=np.int64)
+    nsuper = super_ptr.size - 1
+    counts = n - super_ptr[:-1]
+    rows_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    rows = np.concatenate([np.arange(k, n) for k in super_ptr[:-1]]).astype(np.int64)
+    widths = np.diff(super_ptr)
+    lx_ptr = np.concatenate([[0], np.cumsum(counts * widths)]).astype(np.int64)
+    col_super = np.repeat(np.arange(nsuper), widths).astype(np.int64)
+    factor = np.linalg.cholesky(dense)
+    lx = np.concatenate(
+        [factor[k1:, k1:k2].ravel(order="F") for k1, k2 in zip(super_ptr[:-1], super_ptr[1:])]
+    )
+    return nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        [0, 12, 212],  # narrow, many rows below: full Z_II and dgemm
+        [0, 12, 12 + 161 + 40],  # narrow, more rows below than the full gather takes
+        [0, 64, 64 + 160],  # at both limits
+        [0, 65, 95],  # just wide: dpotri and dtrsm
+        [0, 1, 4],  # one column
+        [0, 1, 3, 13, 80, 81, 150, 151, 330],  # ancestors of every kind, several runs
+    ],
+)
+def test_kernel_paths_on_exact_supernode_shapes(bounds):
+    from gmrf_core.kernels import selinv as kernel
+
+    n = bounds[-1]
+    rng = np.random.default_rng(n)
+    dense = rng.uniform(-1.0, 1.0, (n, n))
+    dense = dense + dense.T + 2.0 * n * np.eye(n)
+    nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx = dense_supernodal(dense, bounds)
+    sizes = kernel._workspace_sizes(nsuper, super_ptr, rows_ptr)
+    work = [np.empty(n, dtype=np.int64)] + [np.full(max(int(k), 1), np.nan) for k in sizes]
+    zx = np.full_like(lx, np.nan)
+    order = np.arange(nsuper, dtype=np.int64)
+    status = kernel._selected_inverse(
+        nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx, zx, *work, order
+    )
+    assert tuple(status) == (0, -1)
+    inverse = np.linalg.inv(dense)
+    for s, (k1, k2) in enumerate(zip(bounds[:-1], bounds[1:])):
+        block = zx[lx_ptr[s] : lx_ptr[s + 1]].reshape((k2 - k1, n - k1)).T
+        np.testing.assert_allclose(block, inverse[k1:, k1:k2], rtol=1e-10, atol=1e-16)
