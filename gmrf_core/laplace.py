@@ -367,12 +367,13 @@ class LatentGaussianModel:
     previous step and is predicted, from that ratio, to bring the error in η to 1e-14
     in fewer steps than a factorization costs: the factorization itself, counted in
     chord steps from the symbolic analysis (flops / (70 nnz(L)), between 2 and 20:
-    2 at a 100² lattice, 6 at 500²), plus the chord steps that would follow it (see
-    :meth:`_chord_budget`); else H is refactorized where the chord steps stopped. The
-    choice only decides how the mode is reached, never where Newton stops. Once the
-    chord steps have converged (linearly, to 1e-14 in η) the next factorization lands at
-    the mode and is accepted at once: along an optimizer's path one factorization of H
-    per evaluation once the steps in θ are small, two or three early on.
+    2 at a 100² lattice, 6 at 500²), plus its own Newton step and the chord steps that
+    would follow it (see :meth:`_chord_budget`); else H is refactorized where the chord
+    steps stopped. The choice only decides how the mode is reached, never where Newton
+    stops. Once the chord steps have converged (linearly, to 1e-14 in η) the next
+    factorization lands at the mode and is accepted at once: along an optimizer's path
+    one factorization of H per evaluation once the steps in θ are small, two or three
+    early on.
 
     Threads: one model may be used from several threads at once (``objective``,
     ``value_and_grad``, ``jvp``, ``laplace``, same or different θ). Each call
@@ -592,9 +593,10 @@ class LatentGaussianModel:
         """The chord steps worth taking, from an error ``left`` in η, instead of a
         factorization of H now.
 
-        A factorization now costs itself plus the chord steps after it: its Newton step
-        leaves an error of about left², from which chord steps with its factor contract by
-        about ``left`` each (the factor is that far from H at the mode), so about
+        A factorization now costs itself, its own Newton step (a solve and an evaluation
+        of g, as a chord step) and the chord steps after it: its Newton step leaves an
+        error of about left², from which chord steps with its factor contract by about
+        ``left`` each (the factor is that far from H at the mode), so about
         log(ε)/log(left) − 1 of them (ε = 1e-14, counted between 1 and 4). The
         factorization itself is priced at flops / (70 nnz(L)) chord steps, between 2 and
         20, from the symbolic analysis, so that the choice does not depend on timings
@@ -606,7 +608,7 @@ class LatentGaussianModel:
         low, high = _FACTORIZATION_STEPS
         factorization = min(max(factorization, low), high)
         after = np.log(_ETA_CHORD) / np.log(min(left, 0.5)) - 1.0
-        return factorization + min(max(after, 1.0), 4.0)
+        return factorization + 1.0 + min(max(after, 1.0), 4.0)
 
     def _line_search(self, z, g, rounding, grad, step, Q_tilde, mu, theta_lik):
         """Armijo backtracking along ``step`` -> (t, z_new, g_new, ℓ_new, rounding_new,

@@ -527,7 +527,8 @@ def test_chord_steps_are_kept_while_cheaper_than_a_factorization(monkeypatch):
     from gmrf_core import laplace
 
     model, theta = make_case("matern-poisson")
-    assert model._chord_budget(1e-5) == pytest.approx(2.0 + np.log(1e-14) / np.log(1e-5) - 1)
+    # the floor price, its own Newton step, and the chord steps after it from 1e-5
+    assert model._chord_budget(1e-5) == pytest.approx(2.0 + 1.0 + np.log(1e-14) / np.log(1e-5) - 1)
     path = [theta + 0.05 * np.cos(j + np.arange(2) * np.pi / 4) for j in range(12)]
     cheap, cheap_values = _path_factorizations(model, path)
     monkeypatch.setattr(laplace, "_FACTORIZATION_STEPS", (20.0, 20.0))
