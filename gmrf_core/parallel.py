@@ -1168,6 +1168,8 @@ def _install_everywhere(
 _THROTTLE_DASK = True
 # Dask: large items (scatter_items) go by file when every worker reads the model's file
 _ITEMS_BY_FILE = True
+# Dask: a warm start above this many bytes is scattered once instead of sent in each task
+_WARM_INLINE_BYTES = 1 << 20
 
 
 def _dask_slots(client):
@@ -1206,7 +1208,13 @@ def _map_dask(
     record["warm_bytes"] = 0 if warm is None else int(warm.nbytes)
     late = []  # the bytes as Dask data, made only for a worker that joins after the install
     payload = items
-    scattered = []  # items as Dask data (when not by file)
+    scattered = []  # items (when not by file) and a large warm start as Dask data
+    warm_arg = warm
+    if warm is not None and warm.nbytes > _WARM_INLINE_BYTES:
+        # a large warm start (8 MB at 10⁶ latent variables) goes as Dask data, not inside
+        # every install task
+        warm_arg = client.scatter(warm, broadcast=True, hash=False)
+        scattered.append(warm_arg)
     item_files = {}
     sees_all = False
     record["model_file"] = False
@@ -1217,7 +1225,7 @@ def _map_dask(
                 probe = _write_shared(b"", f"{token}-probe")
                 files.append(probe)
             record["network_copies"], sees_all = _install_everywhere(
-                client, token, get_blob, label, write_model, probe, warm_key, warm
+                client, token, get_blob, label, write_model, probe, warm_key, warm_arg
             )
         by_file = bool(scatter_items and items and _ITEMS_BY_FILE and sees_all)
         if scatter_items and items and not by_file:
@@ -1266,7 +1274,7 @@ def _map_dask(
                 item_for(index),
                 threads,
                 warm_key,
-                warm,
+                warm_arg,
                 pure=False,
                 key=key(index),
             )

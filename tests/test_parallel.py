@@ -598,15 +598,26 @@ def test_the_warm_start_travels_apart_from_the_model():
     assert parallel._pack(matern_poisson(side=6, seed=5))[1] != token
 
 
+def warm_start_of(model, item):
+    """The warm start the worker's copy has when the task begins."""
+    return np.array(model._last_mode, copy=True)
+
+
 def _same_as_fresh_pickle(executor, shipment_first):
     """Objectives at 5 θ on the executor: with the model shipped ahead (before its warm
-    start moved) or pickled at the map, as before; both start from the same state."""
+    start moved) or pickled at the map, as before; both start from the same state. Checks
+    that every worker's copy started the map from the caller's warm start."""
     model = matern_poisson(side=10, seed=8)
     thetas = [model.theta0 + 0.05 * k for k in range(5)]
     shipment = parallel.ship(model, executor) if shipment_first else None
     model.objective(model.theta0 - 0.2)  # the warm start moves after the shipment started
     stats = {}
     try:
+        starts = parallel.map_model(
+            warm_start_of, model, [0, 1, 2, 3], executor=executor, shipment=shipment
+        )
+        for start in starts:
+            np.testing.assert_array_equal(start, model._last_mode)
         out = parallel.map_model(
             objective_task, model, thetas, executor=executor, shipment=shipment, stats=stats
         )
@@ -678,3 +689,14 @@ def test_inla_ships_the_model_once_per_worker(client):
     # unpickled one copy (plus the probe's model None of this check)
     loads = dict(parallel.map_model(worker_model_loads, None, [0, 1, 2, 3], executor=client))
     assert loads and all(count == 2 for count in loads.values())
+
+
+def test_large_warm_start_goes_as_dask_data(client, monkeypatch):
+    # as at 10⁶ latent variables (an 8 MB warm start): scattered once, the same results
+    parallel.release(client)
+    inline, _ = _same_as_fresh_pickle(client, True)
+    monkeypatch.setattr(parallel, "_WARM_INLINE_BYTES", 0)
+    parallel.release(client)
+    scattered, stats = _same_as_fresh_pickle(client, True)
+    np.testing.assert_allclose(scattered, inline, rtol=1e-12)
+    assert stats["warm_bytes"] > 0
