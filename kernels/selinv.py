@@ -24,12 +24,9 @@ from .cholesky import _blas_consts
 
 _u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
 
-# Z_JJ updates wider than this go by column panels of this width (lower triangle only)
-_PANEL = 64
-
-# Supernodes of at most this many columns go the direct way (see _selected_inverse); wider
-# ones through dpotri and dtrsm, whose call overhead is then small against their work
-_DIRECT = 64
+# L_JJ⁻¹ is formed by block rows of this many columns (the diagonal blocks by loops), and
+# the products with it and Z_JJ's by column panels of this width (lower triangles only)
+_BLOCK = 64
 
 # Z_II of at most this many rows is gathered in full and multiplied by dgemm (twice
 # dsymm's rate on small blocks), larger ones by dsymm on its lower triangle
@@ -38,9 +35,8 @@ _GEMM_BELOW = 160
 
 @jit
 def _workspace_sizes(nsuper, super_ptr, rows_ptr):
-    """Sizes of the work arrays of :func:`_selected_inverse`: (max n_below², max of
-    nsrow * nscol (n_below * nscol for supernodes wider than ``_DIRECT``), max nscol² over
-    the supernodes of at most ``_DIRECT`` columns)."""
+    """Sizes of the work arrays of :func:`_selected_inverse` (Z_II, [W; −M], Z_JJ): the
+    largest n_below², nsrow * nscol and nscol² over the supernodes with rows below."""
     big = 0
     rect = 0
     square = 0
@@ -48,13 +44,62 @@ def _workspace_sizes(nsuper, super_ptr, rows_ptr):
         nscol = super_ptr[s + 1] - super_ptr[s]
         nsrow = rows_ptr[s + 1] - rows_ptr[s]
         nb = nsrow - nscol
-        big = max(big, nb * nb)
-        if nscol <= _DIRECT:
+        if nb > 0:
+            big = max(big, nb * nb)
             rect = max(rect, nsrow * nscol)
             square = max(square, nscol * nscol)
-        else:
-            rect = max(rect, nb * nscol)
     return big, rect, square
+
+
+@jit
+def _triangle_inverse(lx, pl, zx, pz, ld, n, recip):
+    """The n x n lower triangle at ``lx[pl:]`` inverted into ``zx[pz:]`` (both leading
+    dimension ``ld``), upper triangle set to zero: column j solves L w = e_j forward, as
+    axpys down L's columns. ``recip`` (at least n) receives 1 / L_kk."""
+    for k in range(n):
+        recip[_u(k)] = 1.0 / lx[_u(pl + k * ld + k)]
+    for j in range(n):
+        cj = pz + j * ld
+        lj = pl + j * ld
+        for i in range(j):
+            zx[_u(cj + i)] = 0.0
+        zx[_u(cj + j)] = recip[_u(j)]
+        for i in range(j + 1, n):
+            zx[_u(cj + i)] = -lx[_u(lj + i)] * recip[_u(j)]
+        for k in range(j + 1, n):
+            ck = pl + k * ld
+            wk = zx[_u(cj + k)] * recip[_u(k)]
+            zx[_u(cj + k)] = wk
+            for i in range(k + 1, n):
+                zx[_u(cj + i)] -= lx[_u(ck + i)] * wk
+
+
+@jit
+def _gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ints, dbls, chars):
+    """c ← alpha op(a) op(b) + beta c (dgemm). ``ta``, ``tb`` index ``chars`` (1 'N', 2 'T'),
+    ``alpha``, ``beta`` index ``dbls`` (0: 1, 1: 0, 2: −1); the sizes go through
+    ``ints[8:14]``."""
+    ints[_u(8)] = m
+    ints[_u(9)] = n
+    ints[_u(10)] = k
+    ints[_u(11)] = lda
+    ints[_u(12)] = ldb
+    ints[_u(13)] = ldc
+    blas.dgemm(
+        chars[ta:].ctypes,
+        chars[tb:].ctypes,
+        ints[8:].ctypes,
+        ints[9:].ctypes,
+        ints[10:].ctypes,
+        dbls[alpha:].ctypes,
+        a.ctypes,
+        ints[11:].ctypes,
+        b.ctypes,
+        ints[12:].ctypes,
+        dbls[beta:].ctypes,
+        c.ctypes,
+        ints[13:].ctypes,
+    )
 
 
 @jit
@@ -114,23 +159,27 @@ def _selected_inverse(
     ``(NOT_POSITIVE_DEFINITE, k)`` if LAPACK's dpotri met a zero pivot at column k of the
     factor (never for a valid factor).
 
-    A supernode of at most ``_DIRECT`` columns (almost all of them) goes the direct way,
-    four BLAS calls and no LAPACK: W = L_JJ⁻¹ by loops into Z's diagonal block and into
-    the top of ``mwork``, −M = −L_IJ W below it (dgemm; ``mwork`` is nsrow x nscol with
-    ld nsrow), Z_IJ = Z_II (−M) (dsymm), then in one product
+    A supernode with rows below goes without LAPACK, by dgemm (all but the smallest
+    products) and loops:
 
-        Z_JJ = [W; −M]ᵀ [W; Z_IJ] = WᵀW − Mᵀ Z_IJ      (dgemm into ``tjj``, ld nscol).
+    - W = L_JJ⁻¹ into Z's diagonal block and the top of ``mwork`` (nsrow x nscol, ld
+      nsrow): by block rows of ``_BLOCK``, W_ii = L_ii⁻¹ by loops and
+      W_i,<i = −W_ii (L_i,<i W_<i,<i);
+    - −M = −L_IJ W below it in ``mwork`` (by column panels, W being lower triangular);
+    - Z_IJ = Z_II (−M), Z_II gathered from the ancestors;
+    - Z_JJ = [W; −M]ᵀ [W; Z_IJ] = WᵀW − Mᵀ Z_IJ, its lower triangle by column panels
+      into ``tjj`` (ld nscol), then mirrored into Z.
 
-    Wider supernodes take Z_JJ from dpotri, M from dtrsm and update the lower triangle of
-    Z_JJ by column panels of ``_PANEL``.
+    A supernode without rows below (a root) takes Z_JJ = (L_JJ L_JJᵀ)⁻¹ from dpotri.
 
     Independent subtrees can run concurrently once their common ancestors are done,
     each call with its own ``relmap``, ``zii``, ``mwork`` and ``tjj``.
     """
-    ints = np.empty(8, dtype=np.int32)
+    ints = np.empty(16, dtype=np.int32)
     dbls = np.empty(3, dtype=np.float64)
     chars = np.empty(4, dtype=np.int8)
     _blas_consts(ints, dbls, chars)
+    blas_ = (ints, dbls, chars)
     for idx in range(order.size - 1, -1, -1):
         s = order[_u(idx)]
         k1 = super_ptr[_u(s)]
@@ -142,171 +191,83 @@ def _selected_inverse(
         ints[_u(0)] = nscol
         ints[_u(1)] = nsrow
         ints[_u(2)] = nb
-        if nscol <= _DIRECT and nb > 0:
-            # W = L_JJ⁻¹, upper triangle zero, column by column (L w = e_j as axpys down
-            # L's columns), into Z's diagonal block
-            for k in range(nscol):
-                tjj[_u(k)] = 1.0 / lx[_u(psx + k * nsrow + k)]
-            for j in range(nscol):
-                cj = psx + j * nsrow
-                for i in range(j):
-                    zx[_u(cj + i)] = 0.0
-                zx[_u(cj + j)] = tjj[_u(j)]
-                for i in range(j + 1, nscol):
-                    zx[_u(cj + i)] = -lx[_u(cj + i)] * tjj[_u(j)]
-                for k in range(j + 1, nscol):
-                    ck = psx + k * nsrow
-                    wk = zx[_u(cj + k)] * tjj[_u(k)]
-                    zx[_u(cj + k)] = wk
-                    for i in range(k + 1, nscol):
-                        zx[_u(cj + i)] -= lx[_u(ck + i)] * wk
-                for i in range(nscol):
-                    mwork[_u(j * nsrow + i)] = zx[_u(cj + i)]
-            # −M = −L_IJ W below it in mwork
-            blas.dgemm(
-                chars[1:].ctypes,  # N
-                chars[1:].ctypes,  # N
-                ints[2:].ctypes,
-                ints[0:].ctypes,
-                ints[0:].ctypes,
-                dbls[2:].ctypes,  # -1
-                lx[psx + nscol :].ctypes,
-                ints[1:].ctypes,
-                zx[psx:].ctypes,
-                ints[1:].ctypes,
-                dbls[1:].ctypes,  # 0
-                mwork[nscol:].ctypes,
-                ints[1:].ctypes,
-            )
-            full = nb <= _GEMM_BELOW
-            _gather_ancestors(
-                psi, nscol, nb, super_ptr, rows_ptr, rows, lx_ptr, col_super, zx, relmap, zii, full
-            )
-            # Z_IJ = Z_II (−M)
-            if full:
-                blas.dgemm(
-                    chars[1:].ctypes,  # N
-                    chars[1:].ctypes,  # N
-                    ints[2:].ctypes,
-                    ints[0:].ctypes,
-                    ints[2:].ctypes,
-                    dbls[0:].ctypes,  # 1
-                    zii.ctypes,
-                    ints[2:].ctypes,
-                    mwork[nscol:].ctypes,
-                    ints[1:].ctypes,
-                    dbls[1:].ctypes,  # 0
-                    zx[psx + nscol :].ctypes,
-                    ints[1:].ctypes,
-                )
-            else:
-                blas.dsymm(
-                    chars[0:].ctypes,  # side L
-                    chars[0:].ctypes,  # lower
-                    ints[2:].ctypes,
-                    ints[0:].ctypes,
-                    dbls[0:].ctypes,  # 1
-                    zii.ctypes,
-                    ints[2:].ctypes,
-                    mwork[nscol:].ctypes,
-                    ints[1:].ctypes,
-                    dbls[1:].ctypes,  # 0
-                    zx[psx + nscol :].ctypes,
-                    ints[1:].ctypes,
-                )
-            # Z_JJ = [W; −M]ᵀ [W; Z_IJ]
-            blas.dgemm(
-                chars[2:].ctypes,  # T
-                chars[1:].ctypes,  # N
-                ints[0:].ctypes,
-                ints[0:].ctypes,
-                ints[1:].ctypes,
-                dbls[0:].ctypes,  # 1
-                mwork.ctypes,
-                ints[1:].ctypes,
-                zx[psx:].ctypes,
-                ints[1:].ctypes,
-                dbls[1:].ctypes,  # 0
-                tjj.ctypes,
-                ints[0:].ctypes,
-            )
-            # its lower triangle, mirrored (the product is symmetric up to rounding)
+        if nb == 0:
             for j in range(nscol):
                 for i in range(j, nscol):
-                    v = tjj[_u(j * nscol + i)]
-                    zx[_u(psx + j * nsrow + i)] = v
-                    zx[_u(psx + i * nsrow + j)] = v
-            continue
-        # Z_JJ starts as (L_JJ L_JJᵀ)⁻¹
-        for j in range(nscol):
-            for i in range(j, nscol):
-                zx[_u(psx + j * nsrow + i)] = lx[_u(psx + j * nsrow + i)]
-        ints[_u(5)] = 0
-        blas.dpotri(
-            chars[0:].ctypes, ints[0:].ctypes, zx[psx:].ctypes, ints[1:].ctypes, ints[5:].ctypes
-        )
-        if ints[_u(5)] != 0:
-            return NOT_POSITIVE_DEFINITE, k1 + ints[_u(5)] - 1
-        if nb > 0:
-            # M = L_IJ L_JJ⁻¹ into mwork (nb x nscol, ld nb)
-            for j in range(nscol):
-                for i in range(nb):
-                    mwork[_u(j * nb + i)] = lx[_u(psx + j * nsrow + nscol + i)]
-            blas.dtrsm(
-                chars[3:].ctypes,  # side R
-                chars[0:].ctypes,  # lower
-                chars[1:].ctypes,  # no transpose
-                chars[1:].ctypes,  # non-unit
-                ints[2:].ctypes,
+                    zx[_u(psx + j * nsrow + i)] = lx[_u(psx + j * nsrow + i)]
+            ints[_u(5)] = 0
+            blas.dpotri(
+                chars[0:].ctypes,
                 ints[0:].ctypes,
-                dbls[0:].ctypes,
-                lx[psx:].ctypes,
+                zx[psx:].ctypes,
                 ints[1:].ctypes,
-                mwork.ctypes,
-                ints[2:].ctypes,
+                ints[5:].ctypes,
             )
-            _gather_ancestors(
-                psi, nscol, nb, super_ptr, rows_ptr, rows, lx_ptr, col_super, zx, relmap, zii, False
-            )
-            # Z_IJ = -Z_II M (dsymm with the lower triangle of Z_II)
+            if ints[_u(5)] != 0:
+                return NOT_POSITIVE_DEFINITE, k1 + ints[_u(5)] - 1
+            # fully symmetric (dpotri fills the lower triangle only)
+            for j in range(nscol):
+                for i in range(j + 1, nscol):
+                    zx[_u(psx + i * nsrow + j)] = zx[_u(psx + j * nsrow + i)]
+            continue
+        # W = L_JJ⁻¹ in Z's diagonal block, by block rows
+        for i0 in range(0, nscol, _BLOCK):
+            b = min(_BLOCK, nscol - i0)
+            _triangle_inverse(lx, psx + i0 * nsrow + i0, zx, psx + i0 * nsrow + i0, nsrow, b, tjj)
+            for j in range(i0, i0 + b):
+                for i in range(i0):
+                    zx[_u(psx + j * nsrow + i)] = 0.0
+            if i0 > 0:
+                # T = L_i,<i W_<i,<i into tjj (ld the block's rows), then W_i,<i = −W_ii T
+                _gemm(1, 1, b, i0, i0, 0, lx[psx + i0 :], nsrow, zx[psx:], nsrow, 1, tjj, b, *blas_)
+                wii = zx[psx + i0 * nsrow + i0 :]
+                _gemm(1, 1, b, i0, b, 2, wii, nsrow, tjj, b, 1, zx[psx + i0 :], nsrow, *blas_)
+        for j in range(nscol):
+            for i in range(nscol):
+                mwork[_u(j * nsrow + i)] = zx[_u(psx + j * nsrow + i)]
+        # −M = −L_IJ W: columns j0.. of W vanish above row j0
+        for j0 in range(0, nscol, _BLOCK):
+            w = min(_BLOCK, nscol - j0)
+            l_ij = lx[psx + j0 * nsrow + nscol :]
+            w_j = zx[psx + j0 * nsrow + j0 :]
+            m_j = mwork[j0 * nsrow + nscol :]
+            _gemm(1, 1, nb, w, nscol - j0, 2, l_ij, nsrow, w_j, nsrow, 1, m_j, nsrow, *blas_)
+        full = nb <= _GEMM_BELOW
+        _gather_ancestors(
+            psi, nscol, nb, super_ptr, rows_ptr, rows, lx_ptr, col_super, zx, relmap, zii, full
+        )
+        # Z_IJ = Z_II (−M)
+        if full:
+            z_ij = zx[psx + nscol :]
+            _gemm(1, 1, nb, nscol, nb, 0, zii, nb, mwork[nscol:], nsrow, 1, z_ij, nsrow, *blas_)
+        else:
             blas.dsymm(
                 chars[0:].ctypes,  # side L
                 chars[0:].ctypes,  # lower
                 ints[2:].ctypes,
                 ints[0:].ctypes,
-                dbls[2:].ctypes,  # -1
+                dbls[0:].ctypes,  # 1
                 zii.ctypes,
                 ints[2:].ctypes,
-                mwork.ctypes,
-                ints[2:].ctypes,
+                mwork[nscol:].ctypes,
+                ints[1:].ctypes,
                 dbls[1:].ctypes,  # 0
                 zx[psx + nscol :].ctypes,
                 ints[1:].ctypes,
             )
-            # Z_JJ -= Z_IJᵀ M. The product is symmetric (−Mᵀ Z_II M) and only the lower
-            # triangle is kept, so wide blocks go by column panels: about half the flops
-            for j0 in range(0, nscol, _PANEL):
-                ints[_u(3)] = nscol - j0  # rows j0.. of the panel
-                ints[_u(4)] = min(_PANEL, nscol - j0)  # its width
-                blas.dgemm(
-                    chars[2:].ctypes,  # T
-                    chars[1:].ctypes,  # N
-                    ints[3:].ctypes,
-                    ints[4:].ctypes,
-                    ints[2:].ctypes,
-                    dbls[2:].ctypes,  # -1
-                    zx[psx + nscol + j0 * nsrow :].ctypes,
-                    ints[1:].ctypes,
-                    mwork[j0 * nb :].ctypes,
-                    ints[2:].ctypes,
-                    dbls[0:].ctypes,  # 1
-                    zx[psx + j0 * nsrow + j0 :].ctypes,
-                    ints[1:].ctypes,
-                )
-        # keep the diagonal block fully symmetric (dpotri fills the lower triangle only)
+        # Z_JJ = [W; −M]ᵀ [W; Z_IJ]: the panel of columns j0.. needs rows j0.. only
+        for j0 in range(0, nscol, _BLOCK):
+            w = min(_BLOCK, nscol - j0)
+            top = mwork[j0 * nsrow + j0 :]
+            w_j = zx[psx + j0 * nsrow + j0 :]
+            t_j = tjj[j0 * nscol + j0 :]
+            _gemm(2, 1, nscol - j0, w, nsrow - j0, 0, top, nsrow, w_j, nsrow, 1, t_j, nscol, *blas_)
+        # its lower triangle, mirrored (the product is symmetric up to rounding)
         for j in range(nscol):
-            for i in range(j + 1, nscol):
-                zx[_u(psx + i * nsrow + j)] = zx[_u(psx + j * nsrow + i)]
+            for i in range(j, nscol):
+                v = tjj[_u(j * nscol + i)]
+                zx[_u(psx + j * nsrow + i)] = v
+                zx[_u(psx + i * nsrow + j)] = v
     return OK, -1
 
 
