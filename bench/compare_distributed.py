@@ -124,6 +124,44 @@ def load():
     return os.getloadavg()[0]
 
 
+def fresh_cluster_runs(args, model, rows, start_cluster):
+    """gm.inla on a LocalCluster started just before (as a user's first run on a new
+    cluster): the model shipped during the mode search (the workers import the library,
+    unpickle the model and load the kernels meanwhile) against shipped when the Hessian
+    begins. Timed in turns, a new cluster for every run."""
+    print(f"\n3c. gm.inla CCD {args.size}² on a freshly started 2-worker cluster")
+    whole = {"late": [], "ahead": []}
+    hessian = {"late": [], "ahead": []}
+    load0 = load()
+    for _ in range(args.fresh_repeat):
+        for kind in ("late", "ahead"):
+            cluster, client = start_cluster()
+            client.wait_for_workers(2)
+            t0 = time.perf_counter()
+            if kind == "late":
+                with ship_late():
+                    res = gm.inla(model, integration="ccd", progress=False, executor=client)
+            else:
+                res = gm.inla(model, integration="ccd", progress=False, executor=client)
+            whole[kind].append(time.perf_counter() - t0)
+            hessian[kind].append(res.timings["hessian"])
+            client.close()
+            cluster.close()
+    w = {k: statistics.median(v) for k, v in whole.items()}
+    h = {k: statistics.median(v) for k, v in hessian.items()}
+    print(
+        f"   shipped when the Hessian begins: whole run {w['late']:.1f} s, Hessian stage "
+        f"{h['late']:.2f} s; shipped during the mode search: {w['ahead']:.1f} s, "
+        f"{h['ahead']:.2f} s (medians of {args.fresh_repeat})"
+    )
+    loads = loads_text(load0)
+    label = (
+        f"`gm.inla` CCD {args.size}², fresh cluster, model shipped late → during the mode search"
+    )
+    rows.append((f"{label}: Hessian stage", loads, h["late"], h["ahead"]))
+    rows.append((f"{label}: whole run", loads, w["late"], w["ahead"]))
+
+
 def timed_gradient(model, theta):
     """CPU and wall seconds of one gradient evaluation where the task runs."""
     cpu, wall = time.process_time(), time.perf_counter()
@@ -284,6 +322,7 @@ def main():
     parser.add_argument("--repeat-fits", type=int, default=None)
     parser.add_argument("--compare-old", action="store_true")
     parser.add_argument("--skip-threads2", action="store_true")
+    parser.add_argument("--fresh-repeat", type=int, default=1)
     parser.add_argument("--predict-rows", type=int, default=20000)
     parser.add_argument("--predict-far", type=int, default=100)
     parser.add_argument("--block-size", type=int, default=2048)
@@ -571,6 +610,8 @@ def main():
         )
         runs_inla.update(runs)
         runs_inla["n_points"] = len(np.atleast_1d(runs["serial"].weights))
+        if args.fresh_repeat:
+            fresh_cluster_runs(args, model, rows, start_cluster)
         if args.predict_rows:
             print(f"\n3b. res.predict on {args.predict_rows} new rows ({args.size}² CCD result)")
             A_new = prediction_rows(args.size, args.predict_rows, args.predict_far)

@@ -700,3 +700,38 @@ def test_large_warm_start_goes_as_dask_data(client, monkeypatch):
     scattered, stats = _same_as_fresh_pickle(client, True)
     np.testing.assert_allclose(scattered, inline, rtol=1e-12)
     assert stats["warm_bytes"] > 0
+
+
+def kernels_loaded_by_warm_up(model, theta):
+    """Overloads _warm_kernels loaded in this (fresh) process, and those a gradient of the
+    model then still had to load or compile, per kernel."""
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    from gmrf_core import kernels
+
+    def counts():
+        out = {}
+        for info in pkgutil.iter_modules(kernels.__path__):
+            module = importlib.import_module(f"{kernels.__name__}.{info.name}")
+            for name, value in vars(module).items():
+                if isinstance(value, CPUDispatcher):
+                    out[f"{info.name}.{name}"] = len(value.overloads)
+        return out
+
+    parallel._warm_kernels()
+    before = counts()
+    model.gradient(theta)
+    after = counts()
+    return sum(before.values()), {k: n - before[k] for k, n in after.items() if n != before[k]}
+
+
+def test_warm_up_loads_the_kernels_a_gradient_needs(model):
+    theta = model.theta0 + 0.05
+    model.gradient(theta)  # every signature the gradient uses is in the on-disk cache
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+        loaded, missing = fresh.submit(kernels_loaded_by_warm_up, model, theta).result()
+    assert loaded > 0
+    assert missing == {}
