@@ -426,8 +426,14 @@ class _CompactPickler(pickle.Pickler):
         if sample.size > _FEW_VALUES:
             return None
         codes = np.minimum(np.searchsorted(sample, bits), sample.size - 1)
-        if not np.array_equal(sample[codes], bits):
-            return None  # a value the sample missed: not few-valued
+        missed = sample[codes] != bits
+        if missed.any():  # values the sample missed (rare ones): add them, if few
+            if np.count_nonzero(missed) > bits.size // 16:
+                return None
+            sample = np.union1d(sample, bits[missed])
+            if sample.size > _FEW_VALUES:
+                return None
+            codes = np.searchsorted(sample, bits)
         return _decode, (sample.view(obj.dtype), codes.astype(np.uint8), obj.shape, order)
 
     def _narrow(self, obj, flat, order):

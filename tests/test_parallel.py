@@ -543,6 +543,7 @@ class Holder:
         self.signed = rng.integers(-100, 100, size=30_000).astype(np.int32)  # fits int8
         special = np.array([0.0, -0.0, np.nan, 1.5, -np.inf])
         self.few = special[rng.integers(0, 5, size=(200, 100))]  # few distinct bit patterns
+        self.few[7, 3] = 2.5  # one the strided sample misses
         self.fortran = np.asfortranarray(rng.integers(0, 9, size=(300, 70)))
         self.dense = rng.standard_normal(20_000)  # nothing to gain: pickled plainly
         self.readonly = np.arange(20_000)
@@ -572,6 +573,7 @@ def test_compact_pickle_gives_the_same_arrays_bit_for_bit():
     holder.equal[0] += 1
     assert holder.indices[0] != holder.equal[0]
     assert holder.fortran.flags.f_contiguous
+    assert len(parallel._dumps(holder.few)) < holder.few.nbytes / 4  # stored as codes
     # the model computes the same numbers from either copy
     theta = model.theta0 + 0.1
     plain = pickle.loads(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
