@@ -195,7 +195,9 @@ class PriorLogdet:
         inverse = sparse_rules.inverse_at_positions(
             cf.selected_inverse(), cf.factor.symbolic.q_positions
         )
-        return inverse - cf.lowrank_pairs(s.q_pattern.indptr, s.q_pattern.indices)
+        if cf._lowrank:  # constraints: less their low-rank part (no zeros subtracted else)
+            inverse -= cf.lowrank_pairs(s.q_pattern.indptr, s.q_pattern.indices)
+        return inverse
 
     def analytic_grad(self):
         """∂ log det(BᵀQ̃B)/∂θ from the model (analytic priors only)."""
