@@ -34,7 +34,7 @@ _u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
 
 # L_JJ⁻¹ is formed by block rows of this many columns (the diagonal blocks by loops), and
 # the products with it and Z_JJ's by column panels of this width (lower triangles only)
-_BLOCK = 64
+_BLOCK = 16
 
 # Z_II of at most this many rows is gathered in full and multiplied by dgemm (twice
 # dsymm's rate on small blocks), larger ones by dsymm on its lower triangle
