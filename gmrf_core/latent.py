@@ -371,15 +371,21 @@ class LatentStructure:
         self._setup_patterns(ordering, threads)
         self._setup_grounding()
 
+    # rebuilt on load by _setup_pattern_maps (faster than shipping them)
+    _DERIVED = ("_q_mirror", "_q_diag", "_q_pos", "_q_store", "_trip_store")
+
     def __getstate__(self):
         # which Q̃ arrays were checked is about this process's objects, not the model's value
         state = dict(self.__dict__)
         state.pop("_checked", None)
+        for key in self._DERIVED:
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._checked = weakref.WeakValueDictionary()
+        self._setup_pattern_maps()
 
     # -- set-up ------------------------------------------------------------------------
     def _setup_prior_logdet(self):
@@ -417,21 +423,7 @@ class LatentStructure:
         Q_tilde = self._prior_blocks(self.theta0[: self.n_theta_prior])
         self.q_pattern = FixedPattern.of(Q_tilde)
         qp = self.q_pattern
-        # mirror positions of Q̃'s pattern, for checking its values once per θ (None: the
-        # pattern is not symmetric, and the factorizations' own checks report it)
         self._checked = weakref.WeakValueDictionary()
-        self._q_mirror = np.empty(qp.nnz, dtype=np.int64)
-        self._q_diag = np.empty(self.n_total, dtype=np.int64)
-        code, _column = _ksym._mirror_map(
-            self.n_total,
-            qp.indptr,
-            qp.indices,
-            self._q_mirror,
-            np.empty(self.n_total + 1, dtype=np.int64),
-            self._q_diag,
-        )
-        if code != _status.OK:
-            self._q_mirror = self._q_diag = None
         # the prior's own pattern: Q̃'s first n_latent columns (the fixed block comes last)
         self._prior_pattern = (
             qp.indptr[: self.n_latent + 1],
@@ -444,6 +436,9 @@ class LatentStructure:
             np.array_equal(a, b) for a, b in zip(pattern(), self._prior_pattern)
         )
         self._values_on_pattern = on_pattern and hasattr(self.prior, "precision_values")
+        share = getattr(self.prior, "share_pattern", None)
+        if on_pattern and share is not None:  # one copy of the prior's pattern (300²: 4.4 MiB)
+            share(*self._prior_pattern)
         self._grad_values_on_pattern = on_pattern and hasattr(self.prior, "precision_grad_values")
         # H's pattern covers every row of Ã, missing ones too, so that predictive variances
         # at unobserved locations are available from the selected inverse
@@ -451,21 +446,66 @@ class LatentStructure:
         a_ones = sp.csr_matrix((np.ones(a_all.nnz), a_all.indices, a_all.indptr), shape=a_all.shape)
         self.h_pattern = FixedPattern([Q_tilde, sp.csc_matrix(a_ones.T @ a_ones)], self.n_total)
         hp = self.h_pattern
-        h_ptr, h_idx = hp.indptr.astype(np.int64), hp.indices.astype(np.int64)
         H0 = hp.matrix(np.zeros(hp.nnz))
         self.symbolic = analyze(H0, ordering=ordering, threads=threads)
+        # one copy of H's index arrays: the analysis keeps read-only ones equal to the
+        # pattern's (at 300² 5.1 MiB of row indices once instead of twice)
+        for name in ("indptr", "indices"):
+            own, kept = getattr(hp, name), getattr(self.symbolic, f"_{name}")
+            if own.dtype == kept.dtype and np.array_equal(own, kept):
+                setattr(hp, name, kept)
         self.hessian_pool = FactorPool(self.symbolic, (hp.indptr, hp.indices, hp.shape))
+        self._setup_positions()
+        self._setup_pattern_maps()
+        # Q̃ itself is analysed once, here, when its log-determinant must be factorized
+        self.prior_symbolic = None
+        self.prior_pool = None
+        if self._analytic_logdet is None:
+            self.prior_symbolic = analyze(Q_tilde, threads=threads)
+            self.prior_pool = FactorPool(self.prior_symbolic, (qp.indptr, qp.indices, qp.shape))
+
+    def _setup_pattern_maps(self):
+        """Maps between Q̃'s and H's patterns and the factor storage, cheaper to rebuild
+        (O(nnz) sweeps and gathers) than to ship: not pickled, made again on load, equal to
+        the originals."""
+        qp, hp = self.q_pattern, self.h_pattern
+        # mirror positions of Q̃'s pattern, for checking its values once per θ (None: the
+        # pattern is not symmetric, and the factorizations' own checks report it)
+        self._q_mirror = np.empty(qp.nnz, dtype=np.int64)
+        self._q_diag = np.empty(self.n_total, dtype=np.int64)
+        code, _column = _ksym._mirror_map(
+            self.n_total,
+            qp.indptr,
+            qp.indices,
+            self._q_mirror,
+            np.empty(self.n_total + 1, dtype=np.int64),
+            self._q_diag,
+        )
+        if code != _status.OK:
+            self._q_mirror = self._q_diag = None
         self._q_pos = np.empty(qp.nnz, dtype=np.int64)
         code, _column = _kasm._subpattern_positions(
             self.n_total,
             qp.indptr.astype(np.int64),
             qp.indices.astype(np.int64),
-            h_ptr,
-            h_idx,
+            hp.indptr.astype(np.int64),
+            hp.indices.astype(np.int64),
             self._q_pos,
         )
         if code != _kasm.OK:  # pragma: no cover - H's pattern contains Q̃'s by construction
             raise RuntimeError("internal: Q̃'s pattern is not inside H's.")
+        # positions in the factor storage of Q̃'s entries and of the products a_ik a_il, so
+        # that tr(Σ dQ̃) and diag(Ã Σ Ãᵀ) are gathers from a selected inverse: those of H's
+        # entries picked at their positions in H's pattern
+        on_h = self.symbolic._storage_positions()
+        self._q_store = on_h[self._q_pos]
+        self._trip_store = on_h[self._trip_pos]
+
+    def _setup_positions(self):
+        """The products a_ik a_il of Ã's rows and their positions in H's pattern (pickled:
+        their set-up costs about what their bytes do)."""
+        hp = self.h_pattern
+        h_ptr, h_idx = hp.indptr.astype(np.int64), hp.indices.astype(np.int64)
         a = self.A_obs
         count = int(_kasm._product_count(a.indptr.astype(np.int64)))
         self._trip_pos = np.empty(count, dtype=np.int64)
@@ -483,17 +523,6 @@ class LatentStructure:
         )
         if code != _kasm.OK:  # pragma: no cover - H's pattern contains ÃᵀÃ's by construction
             raise RuntimeError("internal: ÃᵀÃ's pattern is not inside H's.")
-        # positions in the factor storage of Q̃'s entries and of the products a_ik a_il, so
-        # that tr(Σ dQ̃) and diag(Ã Σ Ãᵀ) are gathers from a selected inverse
-        self._q_store = self.symbolic.positions(qp.indices, qp.columns)
-        h_cols = hp.columns
-        self._trip_store = self.symbolic.positions(h_idx[self._trip_pos], h_cols[self._trip_pos])
-        # Q̃ itself is analysed once, here, when its log-determinant must be factorized
-        self.prior_symbolic = None
-        self.prior_pool = None
-        if self._analytic_logdet is None:
-            self.prior_symbolic = analyze(Q_tilde, threads=threads)
-            self.prior_pool = FactorPool(self.prior_symbolic, (qp.indptr, qp.indices, qp.shape))
 
     def _setup_grounding(self):
         """Constraint rows that no observation touches: their null-space direction of an

@@ -404,6 +404,8 @@ _SCRATCH_KEEP = 2**24  # 128 MiB of int64
 _scratch = _Scratch()
 _executors = {}
 _executors_lock = threading.Lock()
+# guards the arrays a Symbolic derives on first use (threads share one analysis)
+_derived_lock = threading.Lock()
 
 
 def _run_parallel(func, arguments):
@@ -467,13 +469,8 @@ class Symbolic:
         # pickled copies, so ownership checks work across processes too
         self.pattern_token = uuid.uuid4().hex
 
-        work = _scratch.ints(1, n + 1)[0]
-        mirror = np.empty(indices.size, dtype=index_dtype)
-        diag_pos = np.empty(n, dtype=np.int64)
-        code, column = _ksym._mirror_map(n, indptr, indices, mirror, work, diag_pos)
+        code, column = self._set_mirror()
         _raise_for(code, column, name="Q")
-        self._mirror = mirror
-        self._diag_pos = diag_pos
 
         perm = fill_reducing_ordering(indptr, indices, n, ordering)
         self.ordering = ordering if isinstance(ordering, str) else "user"
@@ -533,26 +530,6 @@ class Symbolic:
         )
         _raise_for(code, _where, stage="the supernode row count")
 
-        # lower triangle of C: where each entry comes from in Q and goes to in the factor
-        c_src = np.empty(c_ptr[n], dtype=indices.dtype)
-        dest = np.empty(c_ptr[n], dtype=np.int64)
-        _ksym._lower_map_q(
-            n,
-            nsuper,
-            super_ptr,
-            rows_ptr,
-            rows,
-            lx_ptr,
-            indptr,
-            indices,
-            perm,
-            pinv,
-            c_ptr,
-            c_src,
-            dest,
-            w[0],
-        )
-
         self.perm = perm
         self.pinv = pinv
         self.parent = parent
@@ -565,8 +542,7 @@ class Symbolic:
         self.lx_ptr = lx_ptr
         self.col_super = col_super
         self._c_ptr = c_ptr
-        self._c_src = c_src
-        self._dest = dest
+        self._set_lower_map()
         self._cwork_size = max(
             1, int(_ksym._update_workspace_size(nsuper, super_ptr, rows_ptr, rows, col_super))
         )
@@ -575,6 +551,43 @@ class Symbolic:
         self.all_supernodes = np.arange(nsuper, dtype=np.int64)
         self.no_owner = np.zeros(nsuper, dtype=np.int64)
         self._max_rows = int(_kchol._max_rows(nsuper, rows_ptr))  # solve buffer height
+
+    # maps derived from the pattern and the supernodes in O(nnz): not pickled, rebuilt on
+    # load (equal to the originals), which is faster than shipping them
+    _DERIVED = ("_mirror", "_diag_pos", "_c_src", "_dest", "_q_positions")
+
+    def _set_mirror(self):
+        """``_mirror`` (the position of each entry's transpose) and ``_diag_pos``; returns
+        the kernel's status and column."""
+        n, indices = self.n, self._indices
+        work = _scratch.ints(1, n + 1)[0]
+        self._mirror = np.empty(indices.size, dtype=indices.dtype)
+        self._diag_pos = np.empty(n, dtype=np.int64)
+        return _ksym._mirror_map(n, self._indptr, indices, self._mirror, work, self._diag_pos)
+
+    def _set_lower_map(self):
+        """Lower triangle of C = P Q Pᵀ: where each entry comes from in Q (``_c_src``) and
+        goes to in the factor (``_dest``)."""
+        n, indices = self.n, self._indices
+        size = int(self._c_ptr[n])
+        self._c_src = np.empty(size, dtype=indices.dtype)
+        self._dest = np.empty(size, dtype=np.int64)
+        _ksym._lower_map_q(
+            n,
+            self.nsuper,
+            self.super_ptr,
+            self.rows_ptr,
+            self.rows,
+            self.lx_ptr,
+            self._indptr,
+            indices,
+            self.perm,
+            self.pinv,
+            self._c_ptr,
+            self._c_src,
+            self._dest,
+            _scratch.ints(1, n + 1)[0],
+        )
 
     # -- numeric phase ----------------------------------------------------------
     def check_values(self, Q, name="Q"):
@@ -653,14 +666,20 @@ class Symbolic:
         the others through their symmetric mirror. Computed once, on first use.
         """
         if getattr(self, "_q_positions", None) is None:
-            positions = np.empty(self._indices.size, dtype=np.int64)
-            positions[self._c_src] = self._dest
-            lower = np.zeros(self._indices.size, dtype=bool)
-            lower[self._c_src] = True
-            upper = np.flatnonzero(~lower)
-            positions[upper] = positions[self._mirror[upper]]
-            self._q_positions = positions
+            with _derived_lock:
+                if getattr(self, "_q_positions", None) is None:
+                    self._q_positions = self._storage_positions()
         return self._q_positions
+
+    def _storage_positions(self):
+        """:attr:`q_positions`, as a new array (O(nnz): a scatter and a gather)."""
+        positions = np.empty(self._indices.size, dtype=np.int64)
+        positions[self._c_src] = self._dest
+        lower = np.zeros(self._indices.size, dtype=bool)
+        lower[self._c_src] = True
+        upper = np.flatnonzero(~lower)
+        positions[upper] = positions[self._mirror[upper]]
+        return positions
 
     def schedule(self, workers):
         """Independent subtrees of the supernodal elimination tree for ``workers`` threads.
@@ -785,11 +804,19 @@ class Symbolic:
             _raise_for(code, bad, row=rows[bad], col=cols[bad])
         return pos
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in self._DERIVED:
+            state.pop(key, None)
+        return state
+
     def __setstate__(self, state):
         self.__dict__.update(state)
         # an unpickled copy keeps its pattern read-only too
         self._indptr.flags.writeable = False
         self._indices.flags.writeable = False
+        self._set_mirror()  # the pattern was checked symmetric when it was analysed
+        self._set_lower_map()
 
     def factorize(self, Q):
         """Numeric factorization of ``Q`` (same pattern as analysed) -> :class:`Factor`."""

@@ -8,6 +8,8 @@ pattern fixed once" and of "the values of this matrix on that pattern"; an entry
 outside the pattern raises :class:`~gmrf_core.errors.PatternError`.
 """
 
+import threading
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -16,6 +18,9 @@ from .kernels import assemble as _kasm
 from .linalg import as_csc
 
 __all__ = ["FixedPattern"]
+
+# guards the arrays a pattern derives on first use: threads may share a pattern
+_derived_lock = threading.Lock()
 
 
 def _canonical_csc(matrix, name):
@@ -104,10 +109,19 @@ class FixedPattern:
 
     @property
     def columns(self):
-        """Column index of every stored position (int64)."""
+        """Column index of every stored position (int64). Derived from :attr:`indptr` on
+        first use (not pickled: a copy derives its own, equal to it)."""
         if self._columns is None:
-            self._columns = np.repeat(np.arange(self.shape[1]), np.diff(self.indptr))
+            with _derived_lock:
+                if self._columns is None:
+                    self._columns = np.repeat(np.arange(self.shape[1]), np.diff(self.indptr))
         return self._columns
+
+    def __getstate__(self):
+        # the derived arrays are rebuilt from indptr and indices faster than they travel
+        state = dict(self.__dict__)
+        state["_columns"] = state["_transpose"] = None
+        return state
 
     # -- mapping matrices onto the pattern ---------------------------------------------------
     def holds(self, matrix):
@@ -229,11 +243,14 @@ class FixedPattern:
         if self._transpose is None:
             if self.shape[0] != self.shape[1]:
                 raise NotSymmetricError(f"a pattern of shape {self.shape} is not symmetric.")
-            keys = self.columns * self.n + self.indices
-            transposed = self.indices.astype(np.int64) * self.n + self.columns
-            pos = np.searchsorted(keys, transposed)
-            pos = np.minimum(pos, max(keys.size - 1, 0))
-            if keys.size and np.any(keys[pos] != transposed):
-                raise NotSymmetricError("the sparsity pattern is not symmetric.")
-            self._transpose = pos
+            columns = self.columns
+            with _derived_lock:
+                if self._transpose is None:
+                    keys = columns * self.n + self.indices
+                    transposed = self.indices.astype(np.int64) * self.n + columns
+                    pos = np.searchsorted(keys, transposed)
+                    pos = np.minimum(pos, max(keys.size - 1, 0))
+                    if keys.size and np.any(keys[pos] != transposed):
+                        raise NotSymmetricError("the sparsity pattern is not symmetric.")
+                    self._transpose = pos
         return self._transpose

@@ -113,3 +113,19 @@ def test_rectangular_and_bad_input():
         _ = pattern.transpose_positions
     with pytest.raises(InputError, match="shape"):
         FixedPattern([a], 3)
+
+
+def test_derived_arrays_are_made_once_when_threads_ask_together():
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    grid = sp.random(400, 400, density=0.02, random_state=4, format="csc")
+    pattern = pickle.loads(pickle.dumps(FixedPattern([grid + grid.T], 400)))
+    assert pattern._columns is None and pattern._transpose is None  # not pickled
+    with ThreadPoolExecutor(8) as pool:
+        columns = list(pool.map(lambda _: pattern.columns, range(64)))
+        transposes = list(pool.map(lambda _: pattern.transpose_positions, range(64)))
+    assert all(x is columns[0] for x in columns)
+    assert all(x is transposes[0] for x in transposes)
+    expected = np.repeat(np.arange(400), np.diff(pattern.indptr))
+    np.testing.assert_array_equal(columns[0], expected)
