@@ -247,11 +247,8 @@ class ConstrainedFactor:
     def copy(self):
         """The same conditioned Gaussian on a private copy of the factor (the kriging and
         grounding parts, never modified, are shared)."""
-        other = object.__new__(ConstrainedFactor)
-        other.__dict__.update(self.__dict__)
+        other = self.shallow()
         other.factor = self.factor.copy()
-        other._selinv = None
-        other._lock = threading.Lock()
         return other
 
     def shallow(self):
