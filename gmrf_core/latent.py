@@ -606,20 +606,19 @@ class LatentStructure:
         factorizations' tolerance), here: the factorizations of H assembled from it, and of
         Q̃ itself, then take the values as they are (:meth:`checked_prior`). The values are
         made read-only, so that what was checked cannot change."""
+        Q_tilde = self.q_pattern.matrix(data)
         if self._q_mirror is not None:
+            rtol = self.symbolic.symmetry_rtol
             code, column = _ksym._check_values(
                 self.n_total,
                 self.q_pattern.indptr,
                 self.q_pattern.indices,
                 data,
                 self._q_mirror,
-                self.symbolic.symmetry_rtol,
+                rtol,
                 self._q_diag,
             )
-            rtol = self.symbolic.symmetry_rtol
             _raise_for(code, column, name="prior.precision(theta)", rtol=rtol)
-        Q_tilde = self.q_pattern.matrix(data)
-        if self._q_mirror is not None:
             data.flags.writeable = Q_tilde.data.flags.writeable = False  # (scipy keeps a view)
             self._checked[id(Q_tilde.data)] = Q_tilde.data
         return Q_tilde
