@@ -205,9 +205,6 @@ class Custom(LatentModel):
             raise NotSymmetricError(f"Custom: {what} is not symmetric.")
         return data
 
-    def _on_pattern(self, matrix, what):
-        return self._pattern.matrix(self._values(matrix, what))
-
     def precision(self, theta):
         """The user's Q(θ), validated and stored on the fixed pattern."""
         return self._pattern.matrix(self.precision_values(theta))

@@ -176,11 +176,11 @@ def test_explicit_zeros_outside_the_pattern_are_dropped():
     model = make()
     with_zeros = precision([0.3, 0.1])
     assert with_zeros.nnz == ar_like([0.3, 0.1]).nnz + 2
-    mapped = model._on_pattern(with_zeros, "precision(theta)")
+    mapped = model._pattern.matrix(model._values(with_zeros, "precision(theta)"))
     np.testing.assert_array_equal(mapped.indices, model.precision([0.3, 0.1]).indices)
     np.testing.assert_allclose(mapped.toarray(), ar_like([0.3, 0.1]).toarray())
     with pytest.raises(PatternError, match=r"nonzero at \(\d, \d\) outside"):
-        model._on_pattern(ar_like([0.3, 0.1]) + sp.csc_matrix(np.ones((N, N))), "q")
+        model._values(ar_like([0.3, 0.1]) + sp.csc_matrix(np.ones((N, N))), "q")
 
 
 def test_a_matrix_on_the_pattern_is_read_as_it_is_others_are_mapped():
