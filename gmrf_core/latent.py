@@ -583,16 +583,11 @@ class LatentStructure:
         if self._values_on_pattern:
             # the prior's values on Q̃'s own pattern (checked at set-up): the fixed effects'
             # diagonal appended, no matrix converted or mapped onto the pattern
-            values = np.asarray(self.prior.precision_values(theta_prior), dtype=float)
-            k = self._prior_pattern[1].size
-            if values.shape != (k,):
-                raise InputError(
-                    f"prior.precision_values(theta) has shape {values.shape}; expected ({k},), "
-                    "one value per entry of precision_pattern()."
-                )
-            data = np.empty(self.q_pattern.nnz)
-            data[:k] = values
-            data[k:] = self.fixed_precision
+            data = self._with_fixed_block(
+                self.prior.precision_values(theta_prior),
+                self.fixed_precision,
+                "prior.precision_values(theta)",
+            )
         else:
             data = self.q_pattern.data_of(
                 self._prior_blocks(theta_prior),
@@ -600,6 +595,27 @@ class LatentStructure:
                 "The prior's pattern must not change with theta.",
             )
         return self._checked_matrix(data)
+
+    def _with_fixed_block(self, values, diagonal, name):
+        """Values on Q̃'s pattern: ``values`` on the prior's own pattern (one per entry of
+        its ``precision_pattern()``), then ``diagonal`` for the fixed effects' block.
+
+        Raises
+        ------
+        InputError
+            ``values`` is not one value per entry of the prior's pattern.
+        """
+        values = np.asarray(values, dtype=float)
+        k = self._prior_pattern[1].size
+        if values.shape != (k,):
+            raise InputError(
+                f"{name} has shape {values.shape}; expected ({k},), one value per entry of "
+                "precision_pattern()."
+            )
+        data = np.empty(self.q_pattern.nnz)
+        data[:k] = values
+        data[k:] = diagonal
+        return data
 
     def _checked_matrix(self, data):
         """Q̃ on its pattern with the values ``data``, checked once (finite, symmetric to the
@@ -637,10 +653,9 @@ class LatentStructure:
         if self._grad_values_on_pattern:
             # the prior's values on Q̃'s own pattern: the fixed effects' zero diagonal
             # appended, no matrices assembled
-            tail = np.zeros(self.n_fixed)
             return [
-                np.concatenate([np.asarray(values, dtype=float), tail])
-                for values in self.prior.precision_grad_values(theta_prior)
+                self._with_fixed_block(values, 0.0, f"prior.precision_grad_values(theta)[{k}]")
+                for k, values in enumerate(self.prior.precision_grad_values(theta_prior))
             ]
         for k, dQ in enumerate(self.prior.precision_grad(theta_prior)):
             dQ = as_csc(dQ, f"precision_grad[{k}]")

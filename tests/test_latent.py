@@ -248,6 +248,10 @@ def test_prior_precision_grad_from_value_arrays_matches_the_matrices():
         for a, b in zip(fast, slow):
             np.testing.assert_array_equal(a, b)
         assert all(a.shape == (structure.q_pattern.nnz,) for a in fast)
+    structure._grad_values_on_pattern = True
+    structure.prior = type("Short", (), {"precision_grad_values": lambda self, t: [np.ones(3)]})()
+    with pytest.raises(gm.InputError, match=r"precision_grad_values\(theta\)\[0\] has shape"):
+        structure.prior_precision_grad(theta)
     assert not LatentStructure(
         models.IID(5), likelihoods.Poisson(np.ones(5)), None, None
     )._grad_values_on_pattern
