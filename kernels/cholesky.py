@@ -43,6 +43,34 @@ def _blas_consts(ints, dbls, chars):
 
 
 @jit
+def _gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ints, dbls, chars):
+    """c ← alpha op(a) op(b) + beta c (dgemm). ``ta``, ``tb`` index ``chars`` (1 'N', 2 'T'),
+    ``alpha``, ``beta`` index ``dbls`` (0: 1, 1: 0, 2: −1); the sizes go through
+    ``ints[8:14]``."""
+    ints[_u(8)] = m
+    ints[_u(9)] = n
+    ints[_u(10)] = k
+    ints[_u(11)] = lda
+    ints[_u(12)] = ldb
+    ints[_u(13)] = ldc
+    blas.dgemm(
+        chars[ta:].ctypes,
+        chars[tb:].ctypes,
+        ints[8:].ctypes,
+        ints[9:].ctypes,
+        ints[10:].ctypes,
+        dbls[alpha:].ctypes,
+        a.ctypes,
+        ints[11:].ctypes,
+        b.ctypes,
+        ints[12:].ctypes,
+        dbls[beta:].ctypes,
+        c.ctypes,
+        ints[13:].ctypes,
+    )
+
+
+@jit
 def _factorize(
     n,
     nsuper,
@@ -80,10 +108,11 @@ def _factorize(
     into other owners' supernodes (the ancestors of the subtrees) are left to
     :func:`_link_pending`, called before those ancestors are factorized.
     """
-    ints = np.empty(8, dtype=np.int32)
+    ints = np.empty(16, dtype=np.int32)
     dbls = np.empty(3, dtype=np.float64)
     chars = np.empty(4, dtype=np.int8)
     _blas_consts(ints, dbls, chars)
+    consts = (ints, dbls, chars)
     for idx in range(order.size):
         s = order[_u(idx)]
         k1 = super_ptr[_u(s)]
@@ -135,7 +164,6 @@ def _factorize(
                 ints[_u(1)] = ndcol
                 ints[_u(2)] = ndrow
                 ints[_u(3)] = ndrow2
-                ints[_u(4)] = ndrow3
                 blas.dsyrk(
                     chars[0:].ctypes,
                     chars[1:].ctypes,
@@ -149,21 +177,9 @@ def _factorize(
                     ints[3:].ctypes,
                 )
                 if ndrow3 > 0:
-                    blas.dgemm(
-                        chars[1:].ctypes,
-                        chars[2:].ctypes,
-                        ints[4:].ctypes,
-                        ints[0:].ctypes,
-                        ints[1:].ctypes,
-                        dbls[0:].ctypes,
-                        lx[off + ndrow1 :].ctypes,
-                        ints[2:].ctypes,
-                        lx[off:].ctypes,
-                        ints[2:].ctypes,
-                        dbls[1:].ctypes,
-                        cwork[ndrow1:].ctypes,
-                        ints[3:].ctypes,
-                    )
+                    # the rows below s's: C[ndrow1:] = L_d[pdi2:pdend, :] L_d[pdi1:pdi2, :]^T
+                    a, b, c = lx[off + ndrow1 :], lx[off:], cwork[ndrow1:]
+                    _gemm(1, 2, ndrow3, ndrow1, ndcol, 0, a, ndrow, b, ndrow, 1, c, ndrow2, *consts)
                 for jj in range(ndrow1):
                     tcol = psx + relrow[_u(jj)] * nsrow
                     cbase = jj * ndrow2

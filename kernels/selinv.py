@@ -28,7 +28,7 @@ import numpy as np
 from ..bindings import blas
 from ._jit import jit
 from ._status import NOT_POSITIVE_DEFINITE, OK, OUTSIDE_PATTERN
-from .cholesky import _blas_consts
+from .cholesky import _blas_consts, _gemm
 
 _u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
 
@@ -80,34 +80,6 @@ def _triangle_inverse(lx, pl, zx, pz, ld, n, recip):
             zx[_u(cj + k)] = wk
             for i in range(k + 1, n):
                 zx[_u(cj + i)] -= lx[_u(ck + i)] * wk
-
-
-@jit
-def _gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ints, dbls, chars):
-    """c ← alpha op(a) op(b) + beta c (dgemm). ``ta``, ``tb`` index ``chars`` (1 'N', 2 'T'),
-    ``alpha``, ``beta`` index ``dbls`` (0: 1, 1: 0, 2: −1); the sizes go through
-    ``ints[8:14]``."""
-    ints[_u(8)] = m
-    ints[_u(9)] = n
-    ints[_u(10)] = k
-    ints[_u(11)] = lda
-    ints[_u(12)] = ldb
-    ints[_u(13)] = ldc
-    blas.dgemm(
-        chars[ta:].ctypes,
-        chars[tb:].ctypes,
-        ints[8:].ctypes,
-        ints[9:].ctypes,
-        ints[10:].ctypes,
-        dbls[alpha:].ctypes,
-        a.ctypes,
-        ints[11:].ctypes,
-        b.ctypes,
-        ints[12:].ctypes,
-        dbls[beta:].ctypes,
-        c.ctypes,
-        ints[13:].ctypes,
-    )
 
 
 @jit
