@@ -142,21 +142,7 @@ def _checkout(token, load, warm_key=None, warm=None):
     worker's previous task left Newton's start, as in a serial run.
     """
     with _cache_lock:
-        entry = _cache.get(token)
-        if entry is None:
-            entry = _cache[token] = {
-                "free": [],
-                "blob": None,
-                "loads": 0,
-                "source": None,
-                "ready": threading.Event(),
-                "warm_key": None,
-                "warm": None,
-            }
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
-        else:
-            _cache.move_to_end(token)
+        entry = _cached(token, _cache.get(token) or _new_entry())
     _update_warm(entry, warm_key, warm)
     with _cache_lock:
         if entry["free"]:
@@ -179,6 +165,33 @@ def _checkout(token, load, warm_key=None, warm=None):
     entry["ready"].wait()
     copy = pickle.loads(entry["blob"]) if entry["blob"] is not None else load()[0]
     return _set_warm_start(copy, entry["warm"])
+
+
+def _new_entry(model=None, blob=None):
+    """A cache entry: no copy yet, or the copy ``model`` loaded (``blob``: the bytes further
+    copies come from, None: from loading again)."""
+    entry = {
+        "free": [] if model is None else [model],
+        "blob": blob,
+        "loads": 0 if model is None else 1,
+        "source": model,
+        "ready": threading.Event(),
+        "warm_key": None,
+        "warm": None,
+    }
+    if model is not None:
+        entry["ready"].set()
+    return entry
+
+
+def _cached(token, entry):
+    """The entry cached under ``token`` (``entry`` where there was none), made the most
+    recently used; the oldest beyond ``_CACHE_SIZE`` dropped. Call with ``_cache_lock``."""
+    entry = _cache.setdefault(token, entry)
+    _cache.move_to_end(token)
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return entry
 
 
 def _update_warm(entry, warm_key, warm):
@@ -586,22 +599,10 @@ def _install(token, path, blob, probe=None, warm_key=None, warm=None, warm_up=Fa
             with open(path, "rb") as handle:
                 blob = handle.read()
         model = pickle.loads(blob)
-        entry = {
-            "free": [model],
-            # with several worker threads, copies for the others come from these bytes
-            "blob": blob if nthreads > 1 else None,
-            "loads": 1,
-            "source": model,
-            "ready": threading.Event(),
-            "warm_key": None,
-            "warm": None,
-        }
-        entry["ready"].set()
+        # with several worker threads, copies for the others come from these bytes
+        entry = _new_entry(model, blob if nthreads > 1 else None)
         with _cache_lock:
-            entry = _cache.setdefault(token, entry)
-            _cache.move_to_end(token)
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
+            entry = _cached(token, entry)
     _update_warm(entry, warm_key, warm)
     if warm_up:
         _warm_kernels()
@@ -719,7 +720,7 @@ class Shipment:
         Dask: workers that got the bytes over the network (not from the file).
     """
 
-    def __init__(self, model, executor, label="model", threads_per_worker=None):
+    def __init__(self, model, executor, label="model"):
         self.executor = executor
         self.label = label
         blob, self.token, _warm = _pack(model)
@@ -730,7 +731,6 @@ class Shipment:
         self._blob = blob
         self._error = None
         self._files = []
-        self._threads = threads_per_worker
         self._thread = threading.Thread(target=self._ship, name="gmrf_core-ship", daemon=True)
         self._thread.start()
 
