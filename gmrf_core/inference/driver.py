@@ -54,16 +54,12 @@ def _map(function, model, items, executor, label, shipment):
     return map_model(function, model, items, executor=executor, label=label, shipment=shipment)
 
 
-@contextlib.contextmanager
 def _shipped(model, executor):
     """The model sent to the executor's workers in the background while the body runs
     (:func:`gmrf_core.parallel.ship`; None serially), its files removed at the end."""
-    shipment = None if executor is None else ship(model, executor, label="gm.inla")
-    try:
-        yield shipment
-    finally:
-        if shipment is not None:
-            shipment.close()
+    if executor is None:
+        return contextlib.nullcontext()
+    return ship(model, executor, label="gm.inla")
 
 
 def _nearest_neighbour_order(z):
