@@ -39,6 +39,7 @@ import numpy as np
 
 import gmrf_core as gm
 from gmrf_core import likelihoods, models, parallel
+from gmrf_core.optimize import central_difference_points
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -478,12 +479,7 @@ def main():
         f"{st['warm_bytes'] / 2**10:.0f} KiB once per worker and map, {st['task_bytes']:.0f} B "
         f"per task; shipping it (pickle, file, unpickle on both workers) {t_ship:.2f} s"
     )
-    steps = 1e-4 * np.maximum(1.0, np.abs(theta))
-    hessian_points = [
-        theta + sign * steps[k] * np.eye(theta.size)[k]
-        for k in range(theta.size)
-        for sign in (1.0, -1.0)
-    ]
+    _steps, hessian_points = central_difference_points(theta, 1e-4)  # those of parallel.hessian
     parallel.map_model(echo, model, [0, 1], executor=client)  # the model on the workers first
     # serially on a copy, so that both start from the same warm start
     twin = pickle.loads(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
