@@ -77,6 +77,13 @@ _FACTORIZATION_STEPS = (2.0, 20.0)  # the cost of a factorization in chord steps
 _CHORD_AFTER = 1.0
 
 
+def _armijo(g_new, g, change, rounding):
+    """The Armijo test of a step whose first-order change of g is ``change`` (< 0), with
+    the rounding error of g as slack (near the mode the decrease is below what g can
+    resolve)."""
+    return bool(np.isfinite(g_new) and g_new <= g + 1e-4 * change + rounding)
+
+
 @dataclass
 class Mode:
     """The posterior mode z* at one θ, as Newton's method found it.
@@ -574,7 +581,7 @@ class LatentGaussianModel:
                 continue
             z_new = s.feasible(z + step)
             g_new, ll_new, rounding_new, at_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
-            if not (np.isfinite(g_new) and g_new <= g - 1e-4 * decrement + rounding):
+            if not _armijo(g_new, g, -decrement, rounding):
                 operator = None
                 continue
             at = at_new
@@ -618,9 +625,7 @@ class LatentGaussianModel:
         for _ in range(60):
             z_new = z + t * step
             g_new, ll_new, rounding_new, at = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
-            # the Armijo test, with the rounding error of g as slack (near the mode the
-            # decrease is below what g can resolve)
-            if np.isfinite(g_new) and g_new <= g + 1e-4 * t * slope + rounding:
+            if _armijo(g_new, g, t * slope, rounding):
                 return t, z_new, g_new, ll_new, rounding_new, at
             t *= 0.5
         return None, None, None, None, None, None
