@@ -726,8 +726,12 @@ class LatentStructure:
         hook = getattr(self.prior, "start_from_data", None)
         if hook is None or self.n_obs != self.n_latent:
             return theta0
-        A = self.A
-        identity = A.nnz == self.n_latent and np.array_equal(A.indices, np.arange(self.n_latent))
+        A, n = self.A, self.n_latent
+        # one entry per row, in its own column (the row pointers too: n entries at columns
+        # 0, ..., n-1 may sit in other rows), equal to one
+        identity = np.array_equal(A.indptr, np.arange(n + 1)) and np.array_equal(
+            A.indices, np.arange(n)
+        )
         if not (identity and np.all(A.data == 1.0)):
             return theta0
         k = self.n_theta_prior

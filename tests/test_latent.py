@@ -440,3 +440,25 @@ def test_a_pickled_model_rebuilds_what_it_leaves_out_bit_for_bit(writer):
             c.covariance_on_prior_pattern(cf_copy), s.covariance_on_prior_pattern(cf)
         )
         np.testing.assert_array_equal(c.predictor_variance(cf_copy), s.predictor_variance(cf))
+
+
+def test_start_from_data_only_reads_the_data_as_the_field_when_a_is_the_identity():
+    """A square A with n entries of one at columns 0, ..., n-1 that is not the identity
+    (node 0's row holds nodes 0 and 1, node 1's row none) keeps θ0; the identity itself,
+    given or not, gives the data's start."""
+    prior = models.Matern2D((40, 40))
+    n = prior.n
+    x = gm.cholesky(prior.precision(prior.theta_from(8.0, 0.7))).sample(
+        rng=np.random.default_rng(1)
+    )
+    y = np.random.default_rng(2).poisson(np.exp(1.0 + x)).astype(float)
+    shuffled = sp.csr_matrix(
+        (np.ones(n), np.arange(n), np.r_[0, 2, np.arange(2, n + 1)]), shape=(n, n)
+    )
+    assert (shuffled != sp.identity(n)).nnz == 2
+    s = LatentStructure(prior, likelihoods.Poisson(y), shuffled, None)
+    np.testing.assert_array_equal(s.start_from_data(), s.theta0)
+    start = LatentStructure(prior, likelihoods.Poisson(y), None, None).start_from_data()
+    assert not np.array_equal(start, s.theta0)
+    given = LatentStructure(prior, likelihoods.Poisson(y), sp.identity(n), None)
+    np.testing.assert_array_equal(given.start_from_data(), start)
