@@ -391,41 +391,32 @@ def _diag_block_solve(lx, psx, xs, k, trans, ints, dbls, chars):
 
 
 @jit
-def _panel_product(lx, pl, src, dst, k, transposed, alpha, beta, ints, chars):
+def _panel_product(lx, pl, src, dst, k, transposed, alpha, beta, ints, dbls, chars):
     """dst ← alpha L₂ src + beta dst, or with L₂ᵀ when ``transposed``, for the block L₂ of
     the rows below a diagonal block (ints[2] x ints[0] at ``lx[pl:]``, leading dimension
-    ints[1]); src and dst row-major with k columns (for k > 1 the dgemm works on their
-    transposes: dstᵀ ← alpha srcᵀ L₂ᵀ + beta dstᵀ, or srcᵀ L₂)."""
+    ints[1]); ``alpha``, ``beta`` index ``dbls``; src and dst row-major with k columns (for
+    k > 1 the dgemm works on their transposes: dstᵀ ← alpha srcᵀ L₂ᵀ + beta dstᵀ, or
+    srcᵀ L₂)."""
     if k == 1:
         blas.dgemv(
             chars[2 if transposed else 1 :].ctypes,
             ints[2:].ctypes,
             ints[0:].ctypes,
-            alpha.ctypes,
+            dbls[alpha:].ctypes,
             lx[pl:].ctypes,
             ints[1:].ctypes,
             src.ctypes,
             ints[6:].ctypes,
-            beta.ctypes,
+            dbls[beta:].ctypes,
             dst.ctypes,
             ints[6:].ctypes,
         )
     else:
-        blas.dgemm(
-            chars[1:].ctypes,
-            chars[1 if transposed else 2 :].ctypes,
-            ints[3:].ctypes,
-            ints[0 if transposed else 2 :].ctypes,
-            ints[2 if transposed else 0 :].ctypes,
-            alpha.ctypes,
-            src.ctypes,
-            ints[3:].ctypes,
-            lx[pl:].ctypes,
-            ints[1:].ctypes,
-            beta.ctypes,
-            dst.ctypes,
-            ints[3:].ctypes,
-        )
+        n = ints[_u(0 if transposed else 2)]
+        inner = ints[_u(2 if transposed else 0)]
+        a = lx[pl:]
+        tb = 1 if transposed else 2
+        _gemm(1, tb, k, n, inner, alpha, src, k, a, ints[_u(1)], beta, dst, k, ints, dbls, chars)
 
 
 @jit
@@ -448,7 +439,7 @@ def _forward_solve(
     With ``me`` < 0 every update goes to x.
     """
     k = x.shape[_u(1)]
-    ints = np.empty(8, dtype=np.int32)
+    ints = np.empty(16, dtype=np.int32)
     dbls = np.empty(3, dtype=np.float64)
     chars = np.empty(4, dtype=np.int8)
     _solve_consts(ints, dbls, chars)
@@ -495,10 +486,12 @@ def _forward_solve(
                 me < 0 or owner[_u(col_super[_u(rows[_u(psi + nsrow - 1)])])] == me
             )
             # y = alpha L₂ x_s + beta y: into x (-1, 1) or into work (1, 0)
-            alpha = dbls[2:] if direct else dbls[0:]
-            beta = dbls[0:] if direct else dbls[1:]
+            alpha = 2 if direct else 0
+            beta = 0 if direct else 1
             target = x[r0:] if direct else work
-            _panel_product(lx, psx + nscol, x[k1:], target, k, False, alpha, beta, ints, chars)
+            _panel_product(
+                lx, psx + nscol, x[k1:], target, k, False, alpha, beta, ints, dbls, chars
+            )
             if direct:
                 continue
         for i in range(nb):
@@ -524,7 +517,7 @@ def _backward_solve(super_ptr, rows_ptr, rows, lx_ptr, lx, x, work, order):
     ancestors are done.
     """
     k = x.shape[_u(1)]
-    ints = np.empty(8, dtype=np.int32)
+    ints = np.empty(16, dtype=np.int32)
     dbls = np.empty(3, dtype=np.float64)
     chars = np.empty(4, dtype=np.int8)
     _solve_consts(ints, dbls, chars)
@@ -572,9 +565,7 @@ def _backward_solve(super_ptr, rows_ptr, rows, lx_ptr, lx, x, work, order):
                     for r in range(k):
                         work[_u(i), _u(r)] = x[_u(ri), _u(r)]
                 source = work
-            _panel_product(
-                lx, psx + nscol, source, x[k1:], k, True, dbls[2:], dbls[0:], ints, chars
-            )
+            _panel_product(lx, psx + nscol, source, x[k1:], k, True, 2, 0, ints, dbls, chars)
         _diag_block_solve(lx, psx, x[k1:], k, 2, ints, dbls, chars)
 
 
