@@ -71,6 +71,29 @@ def _gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ints, dbls, char
 
 
 @jit
+def _gemv(trans, m, n, alpha, a, lda, x, beta, y, ints, dbls, chars):
+    """y ← alpha op(a) x + beta y (dgemv, unit strides; ints[6] = 1). ``trans`` indexes
+    ``chars`` (1 'N', 2 'T'), ``alpha``, ``beta`` index ``dbls`` (0: 1, 1: 0, 2: −1); the
+    sizes go through ``ints[8:11]``."""
+    ints[_u(8)] = m
+    ints[_u(9)] = n
+    ints[_u(10)] = lda
+    blas.dgemv(
+        chars[trans:].ctypes,
+        ints[8:].ctypes,
+        ints[9:].ctypes,
+        dbls[alpha:].ctypes,
+        a.ctypes,
+        ints[10:].ctypes,
+        x.ctypes,
+        ints[6:].ctypes,
+        dbls[beta:].ctypes,
+        y.ctypes,
+        ints[6:].ctypes,
+    )
+
+
+@jit
 def _factorize(
     n,
     nsuper,
@@ -313,7 +336,7 @@ _PANEL = 32
 @jit
 def _diag_vector_solve(lx, psx, nsrow, nscol, xs, trans, ints, dbls, chars):
     """xs ← L₁⁻¹ xs (``trans`` = 1) or L₁⁻ᵀ xs (``trans`` = 2) for one right-hand side, in
-    panels of ``_PANEL`` columns (ints[4], ints[5] hold a panel's sizes)."""
+    panels of ``_PANEL`` columns."""
     if trans == 1:
         for p0 in range(0, nscol, _PANEL):
             p1 = min(p0 + _PANEL, nscol)
@@ -324,41 +347,15 @@ def _diag_vector_solve(lx, psx, nsrow, nscol, xs, trans, ints, dbls, chars):
                 for i in range(j + 1, p1):
                     xs[_u(i), _u(0)] -= lx[_u(cj + i)] * xj
             if p1 < nscol:
-                ints[_u(4)] = nscol - p1
-                ints[_u(5)] = p1 - p0
-                blas.dgemv(
-                    chars[1:].ctypes,
-                    ints[4:].ctypes,
-                    ints[5:].ctypes,
-                    dbls[2:].ctypes,
-                    lx[psx + p0 * nsrow + p1 :].ctypes,
-                    ints[1:].ctypes,
-                    xs[p0:].ctypes,
-                    ints[6:].ctypes,
-                    dbls[0:].ctypes,
-                    xs[p1:].ctypes,
-                    ints[6:].ctypes,
-                )
+                a = lx[psx + p0 * nsrow + p1 :]
+                _gemv(1, nscol - p1, p1 - p0, 2, a, nsrow, xs[p0:], 0, xs[p1:], ints, dbls, chars)
     else:
         last = ((nscol - 1) // _PANEL) * _PANEL
         for p0 in range(last, -1, -_PANEL):
             p1 = min(p0 + _PANEL, nscol)
             if p1 < nscol:
-                ints[_u(4)] = nscol - p1
-                ints[_u(5)] = p1 - p0
-                blas.dgemv(
-                    chars[2:].ctypes,
-                    ints[4:].ctypes,
-                    ints[5:].ctypes,
-                    dbls[2:].ctypes,
-                    lx[psx + p0 * nsrow + p1 :].ctypes,
-                    ints[1:].ctypes,
-                    xs[p1:].ctypes,
-                    ints[6:].ctypes,
-                    dbls[0:].ctypes,
-                    xs[p0:].ctypes,
-                    ints[6:].ctypes,
-                )
+                a = lx[psx + p0 * nsrow + p1 :]
+                _gemv(2, nscol - p1, p1 - p0, 2, a, nsrow, xs[p1:], 0, xs[p0:], ints, dbls, chars)
             for j in range(p1 - 1, p0 - 1, -1):
                 cj = psx + j * nsrow
                 acc = xs[_u(j), _u(0)]
@@ -398,19 +395,9 @@ def _panel_product(lx, pl, src, dst, k, transposed, alpha, beta, ints, dbls, cha
     k > 1 the dgemm works on their transposes: dstᵀ ← alpha srcᵀ L₂ᵀ + beta dstᵀ, or
     srcᵀ L₂)."""
     if k == 1:
-        blas.dgemv(
-            chars[2 if transposed else 1 :].ctypes,
-            ints[2:].ctypes,
-            ints[0:].ctypes,
-            dbls[alpha:].ctypes,
-            lx[pl:].ctypes,
-            ints[1:].ctypes,
-            src.ctypes,
-            ints[6:].ctypes,
-            dbls[beta:].ctypes,
-            dst.ctypes,
-            ints[6:].ctypes,
-        )
+        trans = 2 if transposed else 1
+        m, n, ld = ints[_u(2)], ints[_u(0)], ints[_u(1)]
+        _gemv(trans, m, n, alpha, lx[pl:], ld, src, beta, dst, ints, dbls, chars)
     else:
         n = ints[_u(0 if transposed else 2)]
         inner = ints[_u(2 if transposed else 0)]
