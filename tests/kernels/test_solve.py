@@ -1,8 +1,9 @@
 """Supernodal triangular solves (kernels/cholesky.py) against dense and independent references.
 
-Every path of the kernels is covered: supernodes below and above the BLAS threshold, rows
-below a supernode consecutive (read and written in place) or not (gathered and scattered),
-one and several right-hand sides, and the threads=2 schedule (independent subtrees solved
+Every path of the kernels is covered: one right-hand side (plain loops, every column length
+class of the backward loop), several right-hand sides on supernodes below and above the
+BLAS threshold with the rows below a supernode consecutive (read and written in place) or
+not (gathered and scattered), and the threads=2 schedule (independent subtrees solved
 concurrently, their common ancestors afterwards).
 """
 
@@ -91,13 +92,35 @@ def test_cases_cover_every_kernel_path():
         for ordering in ("natural", "nd"):
             kinds |= _supernode_kinds(gm.analyze(Q, ordering=ordering))
     assert kinds == {(False, False), (False, True), (True, False), (True, True)}
-    # diagonal blocks wider than one panel of the one-right-hand-side triangular solve
-    widest = max(
-        int(np.diff(gm.analyze(Q, ordering=o).super_ptr).max())
-        for Q in CASES.values()
-        for o in ("natural", "nd")
-    )
-    assert widest > kchol._PANEL
+
+
+def test_cases_cover_every_column_length_of_the_vector_solves():
+    """One right-hand side: each column j of a supernode is one loop over its nsrow - j - 1
+    entries below the diagonal (the backward one in steps of four, then a tail of 0-3)."""
+    lengths = set()
+    for Q in CASES.values():
+        for ordering in ("natural", "nd"):
+            symbolic = gm.analyze(Q, ordering=ordering)
+            for s in range(symbolic.nsuper):
+                nscol = int(symbolic.super_ptr[s + 1] - symbolic.super_ptr[s])
+                nsrow = int(symbolic.rows_ptr[s + 1] - symbolic.rows_ptr[s])
+                for j in range(nscol):
+                    below = nsrow - j - 1
+                    lengths.add(below if below < 4 else 4 + below % 4)
+    assert lengths == set(range(8))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("ordering", ["natural", "nd"])
+def test_one_and_several_right_hand_sides_agree(name, ordering):
+    """The one-right-hand-side loops against the BLAS path of several (different codes)."""
+    factor = gm.cholesky(CASES[name], ordering=ordering)
+    b = _rhs(factor.n, 1, seed=7)
+    both = np.column_stack([b, -2.0 * b])
+    for solve in (factor.solve, factor.solve_L, factor.solve_Lt):
+        one = solve(b)
+        np.testing.assert_allclose(one, solve(both)[:, 0], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(-2.0 * one, solve(both)[:, 1], rtol=1e-12, atol=1e-13)
 
 
 @pytest.fixture
