@@ -1080,10 +1080,10 @@ class Factor:
                     _kchol._permute_rows(np.ascontiguousarray(columns), s.perm, work)
                 else:  # one copy, C-contiguous (the caller's b is never written)
                     work = np.array(columns, dtype=np.float64, order="C")
-                # BLAS on one thread, the ancestors' blocks too: their dgemv/dgemm are
-                # memory-bound and lose to OpenBLAS's thread start-up (500² top separators:
-                # 1.3 ms on one thread, 8.4 ms on two)
-                with blas.blas_threads(1):
+                # several columns: BLAS on one thread, the ancestors' blocks too: their
+                # dtrsm/dgemm are memory-bound and lose to OpenBLAS's thread start-up (500² top
+                # separators: 1.3 ms on one thread, 8.4 ms on two); one column calls no BLAS
+                with blas.blas_threads(1) if width > 1 else contextlib.nullcontext():
                     if forward:
                         self._forward(work)
                     if backward:
