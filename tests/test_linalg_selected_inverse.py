@@ -210,7 +210,9 @@ def dense_supernodal(dense, bounds):
         [0, 12, 12 + 161 + 40],  # narrow, more rows below than the full gather takes
         [0, 64, 64 + 160],  # at both limits
         [0, 65, 95],  # wide: block rows of L_JJ⁻¹, the last narrow
-        [0, 200, 260],  # wider: many block rows and panels
+        [0, 200, 260],  # wider: many block rows and panels, blocks of _OUTER columns
+        [0, 130, 200],  # two whole blocks of _OUTER columns and a remainder
+        [0, 300, 330],  # more entries than the descending stream-in takes
         [0, 1, 4],  # one column
         [0, 1, 3, 13, 80, 81, 150, 151, 330],  # ancestors of every kind, several runs
     ],
