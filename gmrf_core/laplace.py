@@ -66,6 +66,9 @@ _PREDICT_MAX_ETA = 1.0
 _CHORD_RATIO = 0.5
 _CHORD_STEPS = 24
 _ETA_CHORD = 1e-14
+# the chord steps' target for an evaluation that also computes the gradient: its value is
+# corrected to first order by the accepted point's Newton step (see LatentGaussianModel)
+_ETA_CHORD_GRADIENT = 1e-10
 # one chord step (a solve: 4 nnz(L) flops at memory speed, with O(n) likelihood and
 # sparse-product work) costs about as much as _CHORD_STEP_FLOPS·nnz(L) flops of the
 # factorization's dense kernels: measured with Poisson counts on lattices of 100², 200² and
@@ -102,6 +105,10 @@ class Mode:
     log_likelihood : float
         ℓ(η*).
     iterations : int
+    step, decrement : numpy.ndarray, float
+        The Newton step δ from z* with H's factor at z* (not taken: z* is accepted where
+        it is factorized) and its decrement −∇g·δ = δᵀHδ: what the first-order correction
+        of the objective needs (see LatentGaussianModel).
     """
 
     z: np.ndarray
@@ -112,13 +119,15 @@ class Mode:
     neg_log_joint: float
     log_likelihood: float
     iterations: int
+    step: np.ndarray
+    decrement: float
 
 
 class _Evaluation:
     """Everything one objective evaluation computes at θ, computed once; holds the work
     factors it borrowed from the model's pools until :meth:`close`."""
 
-    def __init__(self, model, theta, z0, linearization=None):
+    def __init__(self, model, theta, z0, linearization=None, target=_ETA_CHORD):
         s = model.structure
         self.theta = s.split_theta(theta)
         self.Q_tilde = s.prior_precision(self.theta.prior)
@@ -150,13 +159,20 @@ class _Evaluation:
             for k, (z_start, operator) in enumerate(starts):
                 try:
                     self.mode = model._newton(
-                        self.theta.likelihood, self.Q_tilde, self.mu, z_start, item, operator
+                        self.theta.likelihood,
+                        self.Q_tilde,
+                        self.mu,
+                        z_start,
+                        item,
+                        operator,
+                        target,
                     )
                     break
                 except ConvergenceError:
                     if k == len(starts) - 1:
                         raise
             self.prior_logdet = s.prior_logdet(self.theta.prior, self.Q_tilde)
+            self.eta = self.mode.eta  # η and r at the mode the derivatives are taken at
             self.r = self.mode.z - self.mu
             self.value = (
                 self.mode.neg_log_joint
@@ -167,6 +183,20 @@ class _Evaluation:
         except BaseException:
             self.close()
             raise
+
+    def take_step(self, model):
+        """Take the derivatives at z* + δ instead of the factorized z*, δ its factor's
+        Newton step (not taken by Newton): the mode to second order. H's factor and its
+        selected inverse stay those at z*, and the value moves to z* + δ to first order:
+        g(z* + δ) = g(z*) − ½ δᵀHδ + O(δ³) and ½ log det(BᵀHB) changes by v·δ + O(δ²)
+        (v = ∇_z ½ log det(BᵀHB) of :meth:`LatentGaussianModel._sensitivities`), so the
+        value's error is second order in the error of z*, and the derivatives' only
+        first-order error is that of H's weights W(η) (none for a Gaussian likelihood)."""
+        step = self.mode.step
+        self.r = self.r + step
+        self.eta = self.eta + model.A_full @ step
+        self.sensitivities = model._sensitivities(self)
+        self.value += float(self.sensitivities[1] @ step) - 0.5 * self.mode.decrement
 
     def detach(self):
         """Hand H's work factor over (pool, item) to a new owner, who releases it."""
@@ -382,6 +412,22 @@ class LatentGaussianModel:
     one factorization of H per evaluation once the steps in θ are small, two or three
     early on.
 
+    :meth:`value_and_grad` (and the fit's evaluations) stop the chord steps at 1e-10 in
+    η instead of 1e-14 (on the 2θ SPDE-type prior with Poisson counts: two to three
+    chord steps fewer per evaluation, and at a 100² lattice one factorization of H
+    instead of two) and make the error this leaves second order: the accepted z* is
+    factorized and its Newton step δ (moving η by about 1e-11, at most 1e-8) is known,
+    so the derivatives are taken at z* + δ (the mode to second order) and the value is
+    moved there to first order, g − ½ δᵀHδ + v·δ with v = ∇_z ½ log det(BᵀHB), which
+    the gradient computes anyway (see :meth:`_Evaluation.take_step`). The value then
+    differs from :meth:`objective`'s by O(|δ|²) (measured along an optimizer's path at
+    100² and 250²: 3e-15 relative). The gradient keeps one first-order error, that of
+    H's weights W(η) at z* instead of z* + δ in ½ tr(Σ ∂H/∂θ) (none for a Gaussian
+    likelihood; measured 5e-12 relative at 250² against chord steps run to 1e-14):
+    harmless to an optimizer, but central differences of gradients with steps of 1e-4
+    would magnify it, so :meth:`gradient` (the Hessian of the standard errors),
+    :meth:`objective`, :meth:`jvp` and :meth:`laplace` run the chord steps to 1e-14.
+
     Threads: one model may be used from several threads at once (``objective``,
     ``value_and_grad``, ``jvp``, ``laplace``, same or different θ). Each call
     borrows its own work factors from the model's pools (one per concurrent
@@ -472,13 +518,14 @@ class LatentGaussianModel:
         quad = 0.5 * float(r @ q_r)
         return -ll + quad, ll, 64.0 * _EPS * (abs(ll) + quad + 1.0), (z, eta, q_r)
 
-    def _newton(self, theta_lik, Q_tilde, mu, z0, item, chord=None):
+    def _newton(self, theta_lik, Q_tilde, mu, z0, item, chord=None, target=_ETA_CHORD):
         """Newton's method for z* = argmin g on the constraint surface -> :class:`Mode`.
 
         Damped Newton with an Armijo backtracking line search, whose factorizations are
         stretched by chord steps (simplified Newton: the step solved with a factor of H at
-        another point, ``chord`` at the start: the last mode's, still in the pool); the
-        convergence test is described in the class docstring.
+        another point, ``chord`` at the start: the last mode's, still in the pool) until
+        they are predicted to have brought the error in η to ``target``; the convergence
+        test is described in the class docstring.
         """
         s = self.structure
         lik = self.likelihood
@@ -530,7 +577,7 @@ class LatentGaussianModel:
             )
             if fresh:
                 if polished and (at_rounding or (small and eta_move <= _ETA_FINAL)):
-                    return Mode(z, eta, d1, d2, operator, g, ll, steps + 1)
+                    return Mode(z, eta, d1, d2, operator, g, ll, steps + 1, step, decrement)
                 if steps >= self.max_newton:
                     raise ConvergenceError(
                         f"Newton's method did not converge in {self.max_newton} iterations "
@@ -547,7 +594,7 @@ class LatentGaussianModel:
                     z = s.feasible(z + step)
                     g, ll, rounding, at = self._neg_log_joint(z, Q_tilde, mu, theta_lik)
                     polished, previous = True, eta_move
-                    if at_rounding or eta_move <= _ETA_CHORD:
+                    if at_rounding or eta_move <= target:
                         operator = None
                     continue
                 t, z_new, g_new, ll_new, rounding_new, at = self._line_search(
@@ -590,13 +637,13 @@ class LatentGaussianModel:
             polished, previous = eta_move <= _ETA_ENTER, eta_move
             # the error left in η after this step, ≈ the next step (linear convergence)
             left = eta_move if ratio is None else eta_move * ratio
-            if at_rounding or left <= _ETA_CHORD:
+            if at_rounding or left <= target:
                 operator = None  # converged: H at the mode is next
             elif ratio is not None and ratio > 0.0:
-                if np.log(_ETA_CHORD / left) / np.log(ratio) > self._chord_budget(left):
+                if np.log(target / left) / np.log(ratio) > self._chord_budget(left, target):
                     operator = None  # too slow: a factorization is cheaper
 
-    def _chord_budget(self, left):
+    def _chord_budget(self, left, target=_ETA_CHORD):
         """The chord steps worth taking, from an error ``left`` in η, instead of a
         factorization of H now.
 
@@ -604,7 +651,7 @@ class LatentGaussianModel:
         of g, as a chord step) and the chord steps after it: its Newton step leaves an
         error of about left², from which chord steps with its factor contract by about
         ``left`` each (the factor is that far from H at the mode), so about
-        log(ε)/log(left) − 1 of them (ε = 1e-14, counted between 1 and 4). The
+        log(ε)/log(left) − 1 of them (ε = ``target``, counted between 1 and 4). The
         factorization itself is priced at flops / (70 nnz(L)) chord steps, between 2 and
         20, from the symbolic analysis, so that the choice does not depend on timings
         (Poisson counts on lattices, measured against estimated: 100² 2.4 vs 2 (the
@@ -614,7 +661,7 @@ class LatentGaussianModel:
         factorization = symbolic.flops / (_CHORD_STEP_FLOPS * max(symbolic.nnz, 1))
         low, high = _FACTORIZATION_STEPS
         factorization = min(max(factorization, low), high)
-        after = np.log(_ETA_CHORD) / np.log(min(left, 0.5)) - 1.0
+        after = np.log(target) / np.log(min(left, 0.5)) - 1.0
         return factorization + 1.0 + min(max(after, 1.0), 4.0)
 
     def _line_search(self, z, g, rounding, grad, step, Q_tilde, mu, theta_lik):
@@ -631,9 +678,13 @@ class LatentGaussianModel:
         return None, None, None, None, None, None
 
     # -- evaluations -------------------------------------------------------------------------
-    def _evaluate(self, theta):
-        """An open :class:`_Evaluation` at θ, warm-started from the last mode."""
-        evaluation = _Evaluation(self, theta, self._last_mode, self._last_linearization)
+    def _evaluate(self, theta, target=_ETA_CHORD):
+        """An open :class:`_Evaluation` at θ, warm-started from the last mode, its chord
+        steps run to ``target`` in η (looser where the value is corrected, see
+        :meth:`_value_and_grad`)."""
+        evaluation = _Evaluation(
+            self, theta, self._last_mode, self._last_linearization, target=target
+        )
         self._last_mode = evaluation.mode.z.copy()
         constrained = evaluation.mode.constrained
         self._last_linearization = (
@@ -656,7 +707,7 @@ class LatentGaussianModel:
         s = self.structure
         w_bar = 0.5 * s.predictor_variance(mode.constrained)
         _out, pullback = likelihood_rules.likelihood_vjp(
-            mode.eta, ev.theta.likelihood, likelihood=self.likelihood, value=False
+            ev.eta, ev.theta.likelihood, likelihood=self.likelihood, value=False
         )
         eta_bar, _theta_bar = pullback((None, None, w_bar))
         return w_bar, s.A_obs.T @ eta_bar, pullback
@@ -688,7 +739,7 @@ class LatentGaussianModel:
         return grad
 
     def _value_and_grad(self, ev):
-        ev.sensitivities = self._sensitivities(ev)
+        ev.take_step(self)
         # the mode's implicit dependence on θ: λ = Σ_c v, the b-cotangent of the solve
         # z* = Σ_c b (:func:`~gmrf_core.rules.sparse.solve_vjp`)
         adjoint = sparse_rules.inverse_apply(ev.mode.constrained, ev.sensitivities[1])
@@ -730,7 +781,7 @@ class LatentGaussianModel:
         log-determinant is not analytic), one adjoint solve, and O(nnz) work per
         hyperparameter. Works with ``scipy.optimize.minimize(..., jac=True)``.
         """
-        ev = self._evaluate(theta)
+        ev = self._evaluate(theta, _ETA_CHORD_GRADIENT)
         try:
             return self._value_and_grad(ev)
         finally:
@@ -740,16 +791,25 @@ class LatentGaussianModel:
     def _value_grad_approximation(self, theta):
         """(value, gradient, LaplaceApproximation) from one evaluation; the approximation
         owns H's work factor (no copy)."""
-        ev = self._evaluate(theta)
+        ev = self._evaluate(theta, _ETA_CHORD_GRADIENT)
         try:
             value, grad = self._value_and_grad(ev)
             return value, grad, self._approximation(ev, copy=False)
         finally:
             ev.close()
 
+    @_model_threads
     def gradient(self, theta):
-        """Exact gradient of :meth:`objective` (see :meth:`value_and_grad`)."""
-        return self.value_and_grad(theta)[1]
+        """Exact gradient of :meth:`objective` (see :meth:`value_and_grad`), from a mode
+        converged as far as :meth:`objective`'s (chord steps to 1e-14 in η, not 1e-10): the
+        gradient for differences, such as the central-difference Hessian of the standard
+        errors, whose steps of 1e-4 would magnify the first-order error that a mode
+        converged to 1e-10 leaves in a gradient (see Notes of the class)."""
+        ev = self._evaluate(theta)
+        try:
+            return self._value_and_grad(ev)[1]
+        finally:
+            ev.close()
 
     @_model_threads
     def jvp(self, theta, theta_dot):
@@ -759,7 +819,7 @@ class LatentGaussianModel:
             raise InputError(f"theta_dot must be a finite vector of length {self.theta0.size}.")
         ev = self._evaluate(theta)
         try:
-            ev.sensitivities = self._sensitivities(ev)
+            ev.take_step(self)
             v = ev.sensitivities[1]
             partial = self._gradient(ev)
             # the tangent ḃ = Σ_k θ̇_k ∂(∇_z g)/∂θ_k of ∇_z g = −Ãᵀ s + Q̃ (z − μ̃):
@@ -773,7 +833,7 @@ class LatentGaussianModel:
                 tangent += s.q_pattern.matrix(dQ_dot) @ ev.r - ev.Q_tilde @ (theta_dot[:k] @ ev.dmu)
             if self.n_theta_lik:
                 _out, (_ll_dot, s_dot, _w_dot) = likelihood_rules.likelihood_jvp(
-                    ev.mode.eta,
+                    ev.eta,
                     ev.theta.likelihood,
                     None,
                     theta_dot[k:],
