@@ -69,6 +69,8 @@ _ETA_CHORD = 1e-14
 # the chord steps' target for an evaluation that also computes the gradient: its value is
 # corrected to first order by the accepted point's Newton step (see LatentGaussianModel)
 _ETA_CHORD_GRADIENT = 1e-10
+# chord steps are accelerated by Anderson mixing of the last _ANDERSON_DEPTH steps
+_ANDERSON_DEPTH = 3
 # one chord step (a solve: 4 nnz(L) flops at memory speed, with O(n) likelihood and
 # sparse-product work) costs about as much as _CHORD_STEP_FLOPS·nnz(L) flops of the
 # factorization's dense kernels: measured with Poisson counts on lattices of 100², 200² and
@@ -78,6 +80,54 @@ _FACTORIZATION_STEPS = (2.0, 20.0)  # the cost of a factorization in chord steps
 # after a Newton step that moves η by more than this, or a damped one, Newton refactorizes
 # at once (the chord steps with its factor would be rejected)
 _CHORD_AFTER = 1.0
+
+
+class _Anderson:
+    """Anderson acceleration (Anderson 1965; Walker & Ni 2011, type II) of the chord
+    iteration z ← z + f(z), f(z) = −F⁻¹∇g(z) with one factor F, over its last
+    _ANDERSON_DEPTH steps (at least 1), in F's inner product ⟨a, b⟩ = aᵀFb: the mixed step
+    f_k − Σ_j γ_j (Δz_j + Δf_j) with γ minimizing ‖f_k − Σ_j γ_j Δf_j‖_F. The inner
+    products need no solve, ⟨Δf_i, Δf_j⟩ = −Δf_iᵀ Δ∇g_j and ⟨Δf_i, f_k⟩ = −Δf_iᵀ ∇g_k; on
+    the linearized problem F⁻¹H is self-adjoint in this product, so the mixing is a
+    minimal-residual Krylov method preconditioned by F."""
+
+    def __init__(self):
+        self.depth = _ANDERSON_DEPTH
+        self.last = None  # (z, f, ∇g) of the last step computed with F
+        self.differences = []  # (Δz, Δf, Δ∇g), oldest first
+
+    def record(self, z, f, grad):
+        """Add the step f computed at z (gradient ``grad``) to the history."""
+        if self.last is not None:
+            z0, f0, grad0 = self.last
+            self.differences.append((z - z0, f - f0, grad - grad0))
+            del self.differences[: -self.depth]
+        self.last = (z, f, grad)
+
+    def mixed(self, f, grad):
+        """The accelerated step from the step f at the last recorded point, or f itself
+        when the history is empty or its Gram matrix is numerically singular."""
+        k = len(self.differences)
+        if not k:
+            return f
+        gram = np.empty((k, k))
+        rhs = np.empty(k)
+        for i, (_dz, df, _dgrad) in enumerate(self.differences):
+            rhs[i] = -float(df @ grad)
+            for j, (_dz_j, _df_j, dgrad) in enumerate(self.differences):
+                gram[i, j] = -float(df @ dgrad)
+        gram = 0.5 * (gram + gram.T)
+        scale = np.sqrt(np.abs(np.diag(gram)))
+        if not np.all(scale > 0.0) or not np.all(np.isfinite(gram)):
+            return f
+        gram /= np.outer(scale, scale)
+        if np.linalg.cond(gram) > 1e10:
+            return f
+        gamma = np.linalg.solve(gram, rhs / scale) / scale
+        step = f.copy()
+        for g_j, (dz, df, _dgrad) in zip(gamma, self.differences):
+            step -= g_j * (dz + df)
+        return step
 
 
 def _armijo(g_new, g, change, rounding):
@@ -406,8 +456,13 @@ class LatentGaussianModel:
     chord steps from the symbolic analysis (flops / (70 nnz(L)), between 2 and 20:
     2 at a 100² lattice, 6 at 500²), plus its own Newton step and the chord steps that
     would follow it (see :meth:`_chord_budget`); else H is refactorized where the chord
-    steps stopped. The choice only decides how the mode is reached, never where Newton
-    stops. Once the chord steps have converged (linearly, to 1e-14 in η) the next
+    steps stopped. From the second chord step with one factor on, the step taken is
+    Anderson's mixture of the last three (:class:`_Anderson`, a minimal-residual Krylov
+    acceleration preconditioned by F; the plain step where it is not a descent
+    direction), the contraction ratio then being that of the chord steps' own sizes: on
+    the SPDE-type prior with Poisson counts about 0.01 per step instead of 0.03, one
+    chord step fewer per evaluation. The choice only decides how the mode is reached,
+    never where Newton stops. Once the chord steps have converged (linearly, to 1e-14 in η) the next
     factorization lands at the mode and is accepted at once: along an optimizer's path
     one factorization of H per evaluation once the steps in θ are small, two or three
     early on.
@@ -542,6 +597,7 @@ class LatentGaussianModel:
         chord_steps = 0  # chord steps with the present operator, at most _CHORD_STEPS
         steps = 0  # steps taken (Newton and chord), against max_newton
         decrement = np.inf
+        anderson = _Anderson()
         while True:
             if at[0] is z:  # η and Q̃r from g's evaluation at this very z
                 eta, q_r = at[1], at[2]
@@ -559,6 +615,7 @@ class LatentGaussianModel:
                     )
                 operator = s.factorize(item, Q_tilde, weights)
                 fresh, previous, chord_steps = True, None, 0
+                anderson = _Anderson()
             step = -operator.solve(grad)
             decrement = -float(grad @ step)
             if not (np.isfinite(decrement) and np.all(np.isfinite(step))):
@@ -569,6 +626,7 @@ class LatentGaussianModel:
                     f"Newton's step is not finite at iteration {steps + 1}; check the data and "
                     "the hyperparameters."
                 )
+            anderson.record(z, step, grad)
             eta_move = float(np.max(np.abs(s.A_obs @ step), initial=0.0))
             small = decrement / 2.0 <= self.newton_tol * max(1.0, abs(g))
             # below what z can resolve: nothing more to gain from another step
@@ -626,9 +684,13 @@ class LatentGaussianModel:
             ):
                 operator = None
                 continue
-            z_new = s.feasible(z + step)
+            mixed = anderson.mixed(step, grad)
+            change = float(grad @ mixed)
+            if not change < 0.0:  # not a descent direction: the plain chord step
+                mixed, change = step, -decrement
+            z_new = s.feasible(z + mixed)
             g_new, ll_new, rounding_new, at_new = self._neg_log_joint(z_new, Q_tilde, mu, theta_lik)
-            if not _armijo(g_new, g, -decrement, rounding):
+            if not _armijo(g_new, g, change, rounding):
                 operator = None
                 continue
             at = at_new
