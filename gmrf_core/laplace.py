@@ -73,10 +73,11 @@ _ETA_CHORD_GRADIENT = 1e-10
 _ANDERSON_DEPTH = 3
 # one chord step (a solve: 4 nnz(L) flops at memory speed, with O(n) likelihood and
 # sparse-product work) costs about as much as _CHORD_STEP_FLOPS·nnz(L) flops of the
-# factorization's dense kernels: measured with Poisson counts on lattices of 100², 200² and
-# 500² (factorization / chord step 2.4, 3.4, 5.8 against flops/nnz(L) of 115, 216, 428)
-_CHORD_STEP_FLOPS = 70.0
-_FACTORIZATION_STEPS = (2.0, 20.0)  # the cost of a factorization in chord steps, clipped
+# factorization's dense kernels: measured with Poisson counts on the 2θ SPDE-type prior at
+# 100² and 250² (factorization / chord step 4.3 and 6.3 against flops/nnz(L) of 115 and 245:
+# 6.5 against 1.5 ms, 82 against 13 ms, the one-column solves of b0b157a/da145f8)
+_CHORD_STEP_FLOPS = 40.0
+_FACTORIZATION_STEPS = (4.0, 20.0)  # the cost of a factorization in chord steps, clipped
 # after a Newton step that moves η by more than this, or a damped one, Newton refactorizes
 # at once (the chord steps with its factor would be rejected)
 _CHORD_AFTER = 1.0
@@ -453,8 +454,8 @@ class LatentGaussianModel:
     descent direction), moves η by at most 1, contracts by at least ½ against the
     previous step and is predicted, from that ratio, to bring the error in η to 1e-14
     in fewer steps than a factorization costs: the factorization itself, counted in
-    chord steps from the symbolic analysis (flops / (70 nnz(L)), between 2 and 20:
-    2 at a 100² lattice, 6 at 500²), plus its own Newton step and the chord steps that
+    chord steps from the symbolic analysis (flops / (40 nnz(L)), between 4 and 20:
+    4 at a 100² lattice, 6 at 250²), plus its own Newton step and the chord steps that
     would follow it (see :meth:`_chord_budget`); else H is refactorized where the chord
     steps stopped. From the second chord step with one factor on, the step taken is
     Anderson's mixture of the last three (:class:`_Anderson`, a minimal-residual Krylov
@@ -714,10 +715,10 @@ class LatentGaussianModel:
         error of about left², from which chord steps with its factor contract by about
         ``left`` each (the factor is that far from H at the mode), so about
         log(ε)/log(left) − 1 of them (ε = ``target``, counted between 1 and 4). The
-        factorization itself is priced at flops / (70 nnz(L)) chord steps, between 2 and
+        factorization itself is priced at flops / (40 nnz(L)) chord steps, between 4 and
         20, from the symbolic analysis, so that the choice does not depend on timings
-        (Poisson counts on lattices, measured against estimated: 100² 2.4 vs 2 (the
-        floor), 200² 3.4 vs 3.1, 500² 5.8 vs 6.1).
+        (Poisson counts on the 2θ SPDE-type prior, measured against estimated: 100² 4.3
+        vs 4 (the floor), 250² 6.3 vs 6.1).
         """
         symbolic = self.symbolic
         factorization = symbolic.flops / (_CHORD_STEP_FLOPS * max(symbolic.nnz, 1))

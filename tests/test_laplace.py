@@ -520,16 +520,18 @@ def _path_factorizations(model, path):
 
 def test_chord_steps_are_kept_while_cheaper_than_a_factorization(monkeypatch):
     """Along a moving θ the chord steps continue while they are predicted to reach the mode
-    in fewer steps than a factorization costs. On this small lattice a factorization costs
-    2 chord steps (the floor) and each evaluation refactorizes once on the way; priced at
-    20 (as on a factor with large supernodes) the chord steps run to the mode and each
-    evaluation factorizes H once, at the mode. The values are those of cold starts."""
+    in fewer steps than a factorization costs. Priced at 2 chord steps each evaluation
+    refactorizes once on the way; priced at 20 (as on a factor with large supernodes) the
+    chord steps run to the mode and each evaluation factorizes H once, at the mode. The
+    values are those of cold starts."""
     from gmrf_core import laplace
 
     model, theta = make_case("matern-poisson")
-    # the floor price, its own Newton step, and the chord steps after it from 1e-5
-    assert model._chord_budget(1e-5) == pytest.approx(2.0 + 1.0 + np.log(1e-14) / np.log(1e-5) - 1)
+    # on this small lattice the floor price, its own Newton step, and the chord steps after
+    # it from 1e-5
+    assert model._chord_budget(1e-5) == pytest.approx(4.0 + 1.0 + np.log(1e-14) / np.log(1e-5) - 1)
     path = [theta + 0.05 * np.cos(j + np.arange(2) * np.pi / 4) for j in range(12)]
+    monkeypatch.setattr(laplace, "_FACTORIZATION_STEPS", (2.0, 2.0))
     cheap, cheap_values = _path_factorizations(model, path)
     monkeypatch.setattr(laplace, "_FACTORIZATION_STEPS", (20.0, 20.0))
     dear, dear_values = _path_factorizations(model, path)
