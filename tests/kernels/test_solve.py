@@ -1,10 +1,11 @@
 """Supernodal triangular solves (kernels/cholesky.py) against dense and independent references.
 
-Every path of the kernels is covered: one right-hand side (plain loops, every column length
-class of the backward loop), several right-hand sides on supernodes below and above the
-BLAS threshold with the rows below a supernode consecutive (read and written in place) or
-not (gathered and scattered), and the threads=2 schedule (independent subtrees solved
-concurrently, their common ancestors afterwards).
+Every path of the kernels is covered: one right-hand side (plain loops with every column
+length class of the backward loop; dgemv on panels for wide supernodes), several
+right-hand sides on supernodes below and above the BLAS threshold, the rows below a
+supernode consecutive (read and written in place) or not (gathered and scattered), and the
+threads=2 schedule (independent subtrees solved concurrently, their common ancestors
+afterwards).
 """
 
 import numpy as np
@@ -29,6 +30,20 @@ def _disconnected(rng):
     return sp.csc_matrix(sp.block_diag(blocks))
 
 
+def _wide(rng, coupled, width=150, path=40):
+    """A dense block of ``width`` columns (one supernode wider than the one-right-hand-side
+    loops take, in the natural ordering) coupled to the nodes ``coupled`` of a path after it:
+    the rows below that supernode."""
+    n = width + path
+    dense = rng.standard_normal((width, width))
+    Q = np.zeros((n, n))
+    Q[:width, :width] = dense @ dense.T / width + 2.0 * np.eye(width)
+    Q[width:, width:] = 4.0 * np.eye(path) - np.eye(path, k=1) - np.eye(path, k=-1)
+    for node in coupled:
+        Q[:width, width + node] = Q[width + node, :width] = 0.05
+    return sp.csc_matrix(Q)
+
+
 def _cases():
     rng = np.random.default_rng(3)
     dense = rng.standard_normal((40, 40))
@@ -39,6 +54,8 @@ def _cases():
         "spde15": sp.csc_matrix(spde_precision_2d(15, kappa=0.3)),
         "dense40": sp.csc_matrix(dense @ dense.T + 40 * np.eye(40)),
         "disconnected": _disconnected(rng),
+        # rows below the wide supernode apart (gathered) and consecutive (in place)
+        "wide": sp.csc_matrix(sp.block_diag([_wide(rng, (0, 20)), _wide(rng, (0, 1))])),
     }
 
 
@@ -72,41 +89,49 @@ def test_solves_match_dense(name, ordering, k):
     np.testing.assert_allclose(z, reference, rtol=1e-9, atol=1e-12)
 
 
-def _supernode_kinds(symbolic):
-    """Which kernel paths the supernodes of a factor take: (BLAS, below consecutive)."""
-    kinds = set()
-    for s in range(symbolic.nsuper):
-        nscol = int(symbolic.super_ptr[s + 1] - symbolic.super_ptr[s])
-        psi = int(symbolic.rows_ptr[s])
-        nsrow = int(symbolic.rows_ptr[s + 1]) - psi
-        if nsrow == nscol:
-            continue
-        consecutive = bool(kchol._contiguous_below(symbolic.rows, psi, nscol, nsrow))
-        kinds.add((nsrow * nscol >= kchol._SOLVE_BLAS, consecutive))
-    return kinds
+def _supernodes():
+    """(rows, psi, nscol, nsrow) of every supernode of every case in both orderings."""
+    for Q in CASES.values():
+        for ordering in ("natural", "nd"):
+            symbolic = gm.analyze(Q, ordering=ordering)
+            for s in range(symbolic.nsuper):
+                nscol = int(symbolic.super_ptr[s + 1] - symbolic.super_ptr[s])
+                psi = int(symbolic.rows_ptr[s])
+                yield symbolic.rows, psi, nscol, int(symbolic.rows_ptr[s + 1]) - psi
 
 
 def test_cases_cover_every_kernel_path():
-    kinds = set()
-    for Q in CASES.values():
-        for ordering in ("natural", "nd"):
-            kinds |= _supernode_kinds(gm.analyze(Q, ordering=ordering))
+    """Several right-hand sides: (BLAS, rows below consecutive) of the supernodes with rows
+    below."""
+    kinds = {
+        (nsrow * nscol >= kchol._SOLVE_BLAS, bool(kchol._contiguous_below(rows, psi, nscol, nsrow)))
+        for rows, psi, nscol, nsrow in _supernodes()
+        if nsrow > nscol
+    }
     assert kinds == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_cases_cover_both_one_right_hand_side_paths():
+    """One right-hand side: plain loops up to _LOOPS_FORWARD / _LOOPS_BACKWARD columns,
+    dgemv on panels of _PANEL columns beyond, with rows below consecutive or not."""
+    widest = max(kchol._LOOPS_FORWARD, kchol._LOOPS_BACKWARD)
+    wide = {
+        bool(kchol._contiguous_below(rows, psi, nscol, nsrow))
+        for rows, psi, nscol, nsrow in _supernodes()
+        if nscol > widest and nsrow > nscol
+    }
+    assert wide == {False, True}
+    assert widest > kchol._PANEL
 
 
 def test_cases_cover_every_column_length_of_the_vector_solves():
     """One right-hand side: each column j of a supernode is one loop over its nsrow - j - 1
     entries below the diagonal (the backward one in steps of four, then a tail of 0-3)."""
     lengths = set()
-    for Q in CASES.values():
-        for ordering in ("natural", "nd"):
-            symbolic = gm.analyze(Q, ordering=ordering)
-            for s in range(symbolic.nsuper):
-                nscol = int(symbolic.super_ptr[s + 1] - symbolic.super_ptr[s])
-                nsrow = int(symbolic.rows_ptr[s + 1] - symbolic.rows_ptr[s])
-                for j in range(nscol):
-                    below = nsrow - j - 1
-                    lengths.add(below if below < 4 else 4 + below % 4)
+    for _rows, _psi, nscol, nsrow in _supernodes():
+        for j in range(nscol):
+            below = nsrow - j - 1
+            lengths.add(below if below < 4 else 4 + below % 4)
     assert lengths == set(range(8))
 
 
