@@ -11,7 +11,8 @@ The factorization is left-looking (Ng & Peyton 1993; CHOLMOD's
 ``cholmod_super_numeric``): each supernode gathers the updates of the
 descendants that touch it, computed as dense BLAS-3 products (dsyrk/dgemm) into
 a work buffer and scattered through a relative map, then factorizes its
-diagonal block (dpotrf) and solves for the rows below (dtrsm).
+diagonal block (dpotrf) and solves for the rows below (dtrsm; plain column sweeps for
+supernodes of up to 64 columns, where they beat OpenBLAS's dtrsm).
 """
 
 import numpy as np
@@ -28,6 +29,10 @@ _u = np.uintp
 # tiny blocks costs more than the arithmetic.
 _SMALL_UPDATE = 64
 _SMALL_BLOCK = 8
+# Up to this many columns a supernode's rows below its diagonal block are solved with
+# plain loops (:func:`_solve_below`) instead of dtrsm: OpenBLAS's dtrsm runs these narrow
+# blocks at 6-19 GFLOP/s, the loops at 14-29 (measured on 12-64 columns, 60-400 rows).
+_SMALL_TRSM = 64
 
 
 @jit
@@ -91,6 +96,49 @@ def _gemv(trans, m, n, alpha, a, lda, x, beta, y, ints, dbls, chars):
         y.ctypes,
         ints[6:].ctypes,
     )
+
+
+@jit
+def _solve_below(lx, psx, nsrow, nscol):
+    """X ← X L₁₁⁻ᵀ for the rows below a factorized diagonal block L₁₁ (lx[psx:], column
+    major, leading dimension nsrow): column j of X is (x_j − Σ_{k<j} L₁₁[j, k] x_k) / L₁₁[j, j],
+    four columns k per sweep over the rows (contiguous, vectorized)."""
+    m = nsrow - nscol
+    for j in range(nscol):
+        cj = psx + j * nsrow + nscol
+        k = 0
+        while k + 4 <= j:
+            c0 = psx + k * nsrow
+            c1 = c0 + nsrow
+            c2 = c1 + nsrow
+            c3 = c2 + nsrow
+            l0 = lx[_u(c0 + j)]
+            l1 = lx[_u(c1 + j)]
+            l2 = lx[_u(c2 + j)]
+            l3 = lx[_u(c3 + j)]
+            c0 += nscol
+            c1 += nscol
+            c2 += nscol
+            c3 += nscol
+            for i in range(m):
+                lx[_u(cj + i)] = (
+                    lx[_u(cj + i)]
+                    - l0 * lx[_u(c0 + i)]
+                    - l1 * lx[_u(c1 + i)]
+                    - l2 * lx[_u(c2 + i)]
+                    - l3 * lx[_u(c3 + i)]
+                )
+            k += 4
+        while k < j:
+            c0 = psx + k * nsrow
+            l0 = lx[_u(c0 + j)]
+            c0 += nscol
+            for i in range(m):
+                lx[_u(cj + i)] -= l0 * lx[_u(c0 + i)]
+            k += 1
+        djj = 1.0 / lx[_u(psx + j * nsrow + j)]
+        for i in range(m):
+            lx[_u(cj + i)] *= djj
 
 
 @jit
@@ -246,7 +294,9 @@ def _factorize(
             )
             if ints[_u(5)] != 0:
                 return NOT_POSITIVE_DEFINITE, k1 + ints[_u(5)] - 1
-            if nsrow > nscol:
+            if nsrow > nscol and nscol <= _SMALL_TRSM:
+                _solve_below(lx, psx, nsrow, nscol)
+            elif nsrow > nscol:
                 ints[_u(2)] = nsrow - nscol
                 blas.dtrsm(
                     chars[3:].ctypes,
