@@ -463,10 +463,10 @@ class LatentGaussianModel:
     direction), the contraction ratio then being that of the chord steps' own sizes: on
     the SPDE-type prior with Poisson counts about 0.01 per step instead of 0.03, one
     chord step fewer per evaluation. The choice only decides how the mode is reached,
-    never where Newton stops. Once the chord steps have converged (linearly, to 1e-14 in η) the next
-    factorization lands at the mode and is accepted at once: along an optimizer's path
-    one factorization of H per evaluation once the steps in θ are small, two or three
-    early on.
+    never where Newton stops. Once the chord steps have converged (to 1e-14 in η) the
+    next factorization lands at the mode and is accepted at once: along an optimizer's
+    path one factorization of H per evaluation once the steps in θ are small, two or
+    three early on.
 
     :meth:`value_and_grad` (and the fit's evaluations) stop the chord steps at 1e-10 in
     η instead of 1e-14 (on the 2θ SPDE-type prior with Poisson counts: two to three
