@@ -249,7 +249,7 @@ class WithDefaultPriors:
         return value - self.default_log_prior(theta), grad - self.default_log_prior_grad(theta)
 
     def gradient(self, theta):
-        return self.value_and_grad(theta)[1]
+        return self._model.gradient(theta) - self.default_log_prior_grad(theta)
 
     def __repr__(self):
         return f"WithDefaultPriors({self._model!r}, {len(self._defaults)} default prior(s))"
