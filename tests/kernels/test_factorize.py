@@ -3,7 +3,9 @@ against dense NumPy references.
 
 The rows below a supernode's diagonal block are solved by plain column sweeps
 (:func:`_solve_below`) up to ``_SMALL_TRSM`` columns and by dtrsm above; both paths are
-checked directly and inside whole factorizations whose supernodes fall on each side.
+checked directly and inside whole factorizations whose supernodes fall on each side. A
+descendant's update is one dgemm up to ``_ONE_GEMM`` target columns and dsyrk + dgemm
+above; a factorization with updates of both kinds is checked against dense Cholesky.
 """
 
 import numpy as np
@@ -80,6 +82,64 @@ def test_spde_lattice_with_fill_matches_dense():
     dense = Q.toarray()[np.ix_(factor.perm, factor.perm)]
     L = factor.L().toarray()
     np.testing.assert_allclose(L, np.linalg.cholesky(dense), rtol=1e-10, atol=1e-12)
+
+
+def _update_widths(symbolic):
+    """Target columns (ndrow1) of every BLAS update a descendant sends to an ancestor."""
+    sp_, rp, rows, cs = symbolic.super_ptr, symbolic.rows_ptr, symbolic.rows, symbolic.col_super
+    widths = []
+    for d in range(symbolic.nsuper):
+        ndcol = sp_[d + 1] - sp_[d]
+        p, pend = rp[d] + ndcol, rp[d + 1]
+        while p < pend:
+            end = sp_[cs[rows[p]] + 1]
+            p2 = p
+            while p2 < pend and rows[p2] < end:
+                p2 += 1
+            if ndcol >= 2 and (p2 - p) * (pend - p) * ndcol > kchol._SMALL_UPDATE:
+                widths.append(p2 - p)
+            p = p2
+    return np.array(widths)
+
+
+def _chain_on_a_dense_block():
+    """A chain of 30 nodes each coupled to every node of a dense 70 x 70 block and to two
+    of a last dense block of 5 (which then stays a supernode of its own), plus a lattice
+    coupled to the chain: updates of more than 64 target columns with rows below them
+    (dsyrk and dgemm), and the lattice's of fewer (one dgemm)."""
+    rng = np.random.default_rng(8)
+    nc, nd, nt = 30, 70, 5
+    lattice = sp.csc_matrix(spde_precision_2d(9, kappa=0.5))
+    nl = lattice.shape[0]
+    n = nl + nc + nd + nt
+    Q = np.zeros((n, n))
+    Q[:nl, :nl] = lattice.toarray()
+    chain = slice(nl, nl + nc)
+    block = slice(nl + nc, nl + nc + nd)
+    tail = slice(nl + nc + nd, n)
+    Q[chain, tail] = 0.0
+    Q[chain, tail.start : tail.start + 2] = rng.uniform(-0.3, 0.3, (nc, 2))
+    Q[tail, chain] = Q[chain, tail].T
+    Q[tail, tail] = np.full((nt, nt), 0.5) + np.diag(np.full(nt, 50.0))
+    Q[chain, chain] = np.diag(np.full(nc, 80.0)) - np.eye(nc, k=1) - np.eye(nc, k=-1)
+    Q[chain, block] = rng.uniform(-0.3, 0.3, (nc, nd))
+    Q[block, chain] = Q[chain, block].T
+    x = rng.standard_normal((nd, nd))
+    Q[block, block] = x @ x.T + nd * np.eye(nd)
+    for j in range(0, nl, 9):
+        Q[j, nl + j % nc] = Q[nl + j % nc, j] = -0.2
+    return sp.csc_matrix(Q)
+
+
+def test_factor_with_both_update_paths_matches_dense():
+    Q = _chain_on_a_dense_block()
+    factor = gm.cholesky(Q, ordering="natural")
+    widths = _update_widths(factor.symbolic)
+    assert np.any(widths > kchol._ONE_GEMM) and np.any(widths <= kchol._ONE_GEMM)
+    dense = Q.toarray()[np.ix_(factor.perm, factor.perm)]
+    L = factor.L().toarray()
+    np.testing.assert_allclose(L, np.linalg.cholesky(dense), rtol=1e-10, atol=1e-12)
+    assert factor.logdet() == pytest.approx(np.linalg.slogdet(dense)[1], rel=1e-12)
 
 
 def test_not_positive_definite_inside_a_swept_supernode():
