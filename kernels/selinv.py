@@ -89,14 +89,54 @@ def _triangle_inverse(lx, pl, zx, pz, ld, n, recip):
 
 
 @jit
+def _relative_maps(nsuper, super_ptr, rows_ptr, rows, col_super, rel_ptr, rel):
+    """The relative-index maps of :func:`_gather_ancestors`, which depend on the pattern
+    only. With ``rel`` None, fills ``rel_ptr`` (nsuper + 1) and returns the total size;
+    else fills ``rel`` (that size) and returns it.
+
+    For supernode s with rows I below its columns (nb of them), each run of I's rows
+    owned by one ancestor t, from row c of I on, contributes nb − c entries: the local
+    indices in t's (sorted) row list of I's rows c..nb−1 (each found by a merge), stored
+    from ``rel_ptr[s]`` on, run after run.
+    """
+    total = 0
+    for s in range(nsuper):
+        if rel is None:
+            rel_ptr[_u(s)] = total
+        nscol = super_ptr[_u(s + 1)] - super_ptr[_u(s)]
+        psi = rows_ptr[_u(s)]
+        nb = rows_ptr[_u(s + 1)] - psi - nscol
+        c = 0
+        while c < nb:
+            row_c = rows[_u(psi + nscol + c)]
+            t = col_super[_u(row_c)]
+            t2 = super_ptr[_u(t + 1)]
+            if rel is not None:
+                tpsi = rows_ptr[_u(t)]
+                q = row_c - super_ptr[_u(t)]
+                for r in range(c, nb):
+                    target = rows[_u(psi + nscol + r)]
+                    while rows[_u(tpsi + q)] != target:
+                        q += 1
+                    rel[_u(total + r - c)] = q
+            total += nb - c
+            while c < nb and rows[_u(psi + nscol + c)] < t2:
+                c += 1
+    if rel is None:
+        rel_ptr[_u(nsuper)] = total
+    return total
+
+
+@jit
 def _gather_ancestors(
-    psi, nscol, nb, super_ptr, rows_ptr, rows, lx_ptr, col_super, zx, relmap, zii, full
+    psi, nscol, nb, super_ptr, rows_ptr, rows, lx_ptr, col_super, zx, rel, rp, zii, full
 ):
     """The lower triangle of Z_II (nb x nb, ld nb) into ``zii``, from the ancestors.
 
     The rows of I from a run of columns owned by ancestor t onward are a subset of t's
-    (sorted) row list, shared by all of t's columns: their local indices are found once
-    per run by a merge, then every column of the run is a monotone gather.
+    (sorted) row list, shared by all of t's columns: their local indices, ``rel`` from
+    ``rp`` on (:func:`_relative_maps`, one run after another), make every column of the
+    run a monotone gather.
     """
     c = 0
     while c < nb:
@@ -104,19 +144,14 @@ def _gather_ancestors(
         t = col_super[_u(row_c)]
         t1 = super_ptr[_u(t)]
         t2 = super_ptr[_u(t + 1)]
-        tpsi = rows_ptr[_u(t)]
-        tnrow = rows_ptr[_u(t + 1)] - tpsi
+        tnrow = rows_ptr[_u(t + 1)] - rows_ptr[_u(t)]
         tpsx = lx_ptr[_u(t)]
-        q = row_c - t1
-        for r in range(c, nb):
-            target = rows[_u(psi + nscol + r)]
-            while rows[_u(tpsi + q)] != target:
-                q += 1
-            relmap[_u(r)] = q
+        run = rp - c  # rel[run + r]: the local index of row r of I in t's rows
+        rp += nb - c
         while c < nb and rows[_u(psi + nscol + c)] < t2:
             base = tpsx + (rows[_u(psi + nscol + c)] - t1) * tnrow
             for r in range(c, nb):
-                zii[_u(c * nb + r)] = zx[_u(base + relmap[_u(r)])]
+                zii[_u(c * nb + r)] = zx[_u(base + rel[_u(run + r)])]
             c += 1
     if full:
         for c in range(nb):
@@ -134,7 +169,8 @@ def _selected_inverse(
     col_super,
     lx,
     zx,
-    relmap,
+    rel_ptr,
+    rel,
     zii,
     mwork,
     tjj,
@@ -154,7 +190,8 @@ def _selected_inverse(
     - −M = −L_IJ W below it in ``mwork`` (W being lower triangular: by blocks of
       ``_OUTER`` columns, the rows of W below a block in one dgemm and its own triangle in
       ``_BLOCK``-wide panels);
-    - Z_IJ = Z_II (−M), Z_II gathered from the ancestors;
+    - Z_IJ = Z_II (−M), Z_II gathered from the ancestors through the pattern's
+      relative-index maps ``rel_ptr``, ``rel`` (:func:`_relative_maps`);
     - Z_JJ = [W; −M]ᵀ [W; Z_IJ] = WᵀW − Mᵀ Z_IJ, its lower triangle into ``tjj`` (ld
       nscol; by the same blocks: ``_BLOCK``-wide panels on a block's diagonal, one dgemm
       below it), then mirrored into Z.
@@ -166,7 +203,7 @@ def _selected_inverse(
     A supernode without rows below (a root) takes Z_JJ = (L_JJ L_JJᵀ)⁻¹ from dpotri.
 
     Independent subtrees can run concurrently once their common ancestors are done,
-    each call with its own ``relmap``, ``zii``, ``mwork`` and ``tjj``.
+    each call with its own ``zii``, ``mwork`` and ``tjj`` (the maps are only read).
     """
     ints = np.empty(16, dtype=np.int32)
     dbls = np.empty(3, dtype=np.float64)
@@ -250,7 +287,19 @@ def _selected_inverse(
                 _gemm(1, 1, nb, w, a1 - j0, 2, l_ij, nsrow, w_j, nsrow, beta, m_j, nsrow, *blas_)
         full = nb <= _GEMM_BELOW
         _gather_ancestors(
-            psi, nscol, nb, super_ptr, rows_ptr, rows, lx_ptr, col_super, zx, relmap, zii, full
+            psi,
+            nscol,
+            nb,
+            super_ptr,
+            rows_ptr,
+            rows,
+            lx_ptr,
+            col_super,
+            zx,
+            rel,
+            rel_ptr[_u(s)],
+            zii,
+            full,
         )
         # Z_IJ = Z_II (−M)
         if full:

@@ -226,14 +226,58 @@ def test_kernel_paths_on_exact_supernode_shapes(bounds):
     dense = dense + dense.T + 2.0 * n * np.eye(n)
     nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx = dense_supernodal(dense, bounds)
     sizes = kernel._workspace_sizes(nsuper, super_ptr, rows_ptr)
-    work = [np.empty(n, dtype=np.int64)] + [np.full(max(int(k), 1), np.nan) for k in sizes]
+    work = [np.full(max(int(k), 1), np.nan) for k in sizes]
+    rel_ptr = np.empty(nsuper + 1, dtype=np.int64)
+    size = kernel._relative_maps(nsuper, super_ptr, rows_ptr, rows, col_super, rel_ptr, None)
+    rel = np.empty(max(int(size), 1), dtype=np.int32)
+    kernel._relative_maps(nsuper, super_ptr, rows_ptr, rows, col_super, rel_ptr, rel)
     zx = np.full_like(lx, np.nan)
     order = np.arange(nsuper, dtype=np.int64)
     status = kernel._selected_inverse(
-        nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx, zx, *work, order
+        nsuper, super_ptr, rows_ptr, rows, lx_ptr, col_super, lx, zx, rel_ptr, rel, *work, order
     )
     assert tuple(status) == (0, -1)
     inverse = np.linalg.inv(dense)
     for s, (k1, k2) in enumerate(zip(bounds[:-1], bounds[1:])):
         block = zx[lx_ptr[s] : lx_ptr[s + 1]].reshape((k2 - k1, n - k1)).T
         np.testing.assert_allclose(block, inverse[k1:, k1:k2], rtol=1e-10, atol=1e-16)
+
+
+@pytest.mark.parametrize("ordering", ["natural", "nd", "amd"])
+def test_relative_maps_place_each_row_among_its_ancestors_rows(ordering):
+    # reference: for every run of a supernode's rows below its columns owned by one
+    # ancestor t, the index of each later row in t's row list, by searchsorted
+    Q = spde_like(12, kappa=0.3)
+    s = gm.cholesky(Q, ordering=ordering).symbolic
+    rel_ptr, rel = s._relative_maps()
+    expected = []
+    for k in range(s.nsuper):
+        nscol = s.super_ptr[k + 1] - s.super_ptr[k]
+        below = s.rows[s.rows_ptr[k] + nscol : s.rows_ptr[k + 1]]
+        assert rel_ptr[k] == len(expected)
+        c = 0
+        while c < below.size:
+            t = s.col_super[below[c]]
+            ancestor = s.rows[s.rows_ptr[t] : s.rows_ptr[t + 1]]
+            local = np.searchsorted(ancestor, below[c:])
+            np.testing.assert_array_equal(ancestor[local], below[c:])
+            expected.extend(local)
+            c += int(np.count_nonzero(below[c:] < s.super_ptr[t + 1]))
+    assert rel_ptr[s.nsuper] == len(expected) > 0
+    np.testing.assert_array_equal(rel[: len(expected)], expected)
+    assert s._relative_maps()[1] is rel  # computed once per analysis
+
+
+def test_relative_maps_are_rebuilt_for_a_pickled_analysis():
+    import pickle
+
+    Q = grid_laplacian(11, 9) + 0.2 * sp.eye(99)
+    factor = gm.cholesky(Q)
+    factor.selected_inverse()
+    copy = pickle.loads(pickle.dumps(factor.symbolic))
+    assert "_inverse_maps" not in copy.__dict__
+    for a, b in zip(copy._relative_maps(), factor.symbolic._relative_maps()):
+        np.testing.assert_array_equal(a, b)
+    again = copy.factorize(Q).selected_inverse().values_at(Q).toarray()
+    inverse = np.linalg.inv(Q.toarray())
+    np.testing.assert_allclose(again, np.where(Q.toarray() != 0, inverse, 0), rtol=1e-10)
