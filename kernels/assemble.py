@@ -8,7 +8,7 @@ array, so every Newton step assembles H with two straight loops.
 import numpy as np
 
 from ._jit import jit
-from ._status import OK, OUTSIDE_PATTERN
+from ._status import NOT_FINITE, OK, OUTSIDE_PATTERN
 
 _u = np.uintp  # unsigned subscripts: no wraparound checks in the hot loops
 
@@ -105,6 +105,67 @@ def _asymmetry(data, transpose_positions):
         if abs(v) > scale:
             scale = abs(v)
     return worst, scale
+
+
+@jit
+def _same_structure(indptr, indices, known_indptr, known_indices):
+    """True if ``indptr`` equals ``known_indptr`` and ``indices`` starts with
+    ``known_indices``: every entry compared, without a branch per entry (the loops
+    vectorise; equality is the case expected)."""
+    if indptr.size != known_indptr.size or indices.size < known_indices.size:
+        return False
+    differ = False
+    for p in range(indptr.size):
+        differ |= indptr[_u(p)] != known_indptr[_u(p)]
+    for p in range(known_indices.size):
+        differ |= indices[_u(p)] != known_indices[_u(p)]
+    return not differ
+
+
+@jit
+def _checked_copy(data, transpose_positions, out):
+    """out = data[:out.size] on a symmetric pattern, checked in the same pass: returns
+    ``(code, worst, scale)``, code ``OK`` or ``NOT_FINITE`` (a NaN or inf; out then
+    incomplete), worst = max |data[p] − data[t[p]]| over the pairs (p, t[p]), t the
+    transpose positions, and scale = max |data[p]| (as :func:`_asymmetry`)."""
+    worst = 0.0
+    scale = 0.0
+    for p in range(out.size):
+        v = data[_u(p)]
+        if not np.isfinite(v):
+            return NOT_FINITE, worst, scale
+        out[_u(p)] = v
+        d = abs(v - data[_u(transpose_positions[_u(p)])])
+        if d > worst:
+            worst = d
+        if abs(v) > scale:
+            scale = abs(v)
+    return OK, worst, scale
+
+
+@jit
+def _checked_scatter(data, positions, transpose_positions, out):
+    """out = 0, then out[positions[q]] = data[q] (a sub-pattern's values placed on a
+    symmetric pattern, positions distinct), checked: ``(code, worst, scale)`` as
+    :func:`_checked_copy`, over the placed entries and their transposes only (every other
+    pair is 0 = 0)."""
+    for p in range(out.size):
+        out[_u(p)] = 0.0
+    scale = 0.0
+    for q in range(positions.size):
+        v = data[_u(q)]
+        if not np.isfinite(v):
+            return NOT_FINITE, 0.0, scale
+        out[_u(positions[_u(q)])] = v
+        if abs(v) > scale:
+            scale = abs(v)
+    worst = 0.0
+    for q in range(positions.size):
+        p = positions[_u(q)]
+        d = abs(out[_u(p)] - out[_u(transpose_positions[_u(p)])])
+        if d > worst:
+            worst = d
+    return OK, worst, scale
 
 
 @jit

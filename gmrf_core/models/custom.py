@@ -5,7 +5,6 @@ import scipy.sparse as sp
 
 from ..errors import InputError, NotSymmetricError
 from ..kernels import assemble as _kasm
-from ..kernels import symbolic as _ksym
 from ..linalg import as_csc
 from ..pattern import FixedPattern
 from ..validation import check_count
@@ -103,6 +102,9 @@ class Custom(LatentModel):
         self._precision = precision
         self._precision_grad = precision_grad
         self._to_natural = to_natural
+        # (indptr, indices, positions) of the last sub-pattern a returned matrix was
+        # mapped from, replaced as one tuple (threads may share the model)
+        self._known = None
         if pattern is None:
             first = self._as_matrix(self._call("precision", self.theta0), "precision(theta0)")
             self._pattern = FixedPattern([first], self.n)
@@ -178,32 +180,82 @@ class Custom(LatentModel):
     def _values(self, matrix, what):
         """The values of a returned matrix on the fixed pattern (a new array), validated.
 
-        A canonical CSC matrix whose index arrays are the pattern's (scipy's sums of
-        matrices on one pattern usually are) is read as it is; any other is mapped onto
-        the pattern by :meth:`FixedPattern.data_of`. Either way the same checks apply.
+        A CSC matrix of float64 values whose index arrays are the pattern's (scipy's sums of
+        matrices on one pattern usually are), or those of the last sub-pattern mapped (e.g.
+        a diagonal term of dQ/dθ_k), is read in one checked pass over its values: its
+        structure is then known valid and canonical. Any other is validated and mapped
+        onto the pattern by :meth:`FixedPattern.data_of`. Either way the same checks apply
+        and the same errors are raised.
         """
+        values = self._known_structure_values(matrix, what)
+        if values is not None:
+            return values
+        original = matrix
         matrix = self._as_matrix(matrix, what)
         pattern = self._pattern
-        if matrix.indptr.size == pattern.indptr.size and _ksym._equal(
-            matrix.indptr, pattern.indptr
-        ):
-            nnz = int(matrix.indptr[-1])
-            on_pattern = nnz == pattern.nnz and _ksym._equal(matrix.indices[:nnz], pattern.indices)
-        else:
-            on_pattern = False
-        if on_pattern:
-            data = np.array(matrix.data[: pattern.nnz], dtype=np.float64)
-        else:
+        positions = pattern._positions(matrix)  # canonical: every entry inside, or None
+        if positions is None:
             data = pattern.data_of(
                 matrix,
                 f"Custom: {what}",
                 hint="The fixed pattern is the one of precision(theta0) plus the diagonal, or "
                 "the one given as pattern=; it must not change with theta.",
             )
-        worst, scale = _kasm._asymmetry(data, pattern.transpose_positions)
+            worst, scale = _kasm._asymmetry(data, pattern.transpose_positions)
+        else:
+            nnz = positions.size
+            if sp.issparse(original) and original.format == "csc":
+                # the next matrix with these index arrays is read without the mapping
+                self._known = (matrix.indptr.copy(), matrix.indices[:nnz].copy(), positions)
+            data = np.empty(pattern.nnz)
+            _code, worst, scale = _kasm._checked_scatter(
+                matrix.data, positions, pattern.transpose_positions, data
+            )
         if worst > SYMMETRY_RTOL * scale:
             raise NotSymmetricError(f"Custom: {what} is not symmetric.")
         return data
+
+    def _known_structure_values(self, matrix, what):
+        """:meth:`_values` of a CSC float64 matrix stored on the fixed pattern or on the
+        last sub-pattern mapped (copied or placed and checked by one kernel), else None."""
+        if not (
+            sp.issparse(matrix) and matrix.format == "csc" and matrix.shape == (self.n, self.n)
+        ):
+            return None
+        indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+        if not (
+            isinstance(data, np.ndarray)
+            and isinstance(indptr, np.ndarray)
+            and isinstance(indices, np.ndarray)
+            and data.dtype == np.float64
+            and data.ndim == indptr.ndim == indices.ndim == 1
+            and indptr.dtype.kind == indices.dtype.kind == "i"
+            and indptr.size == self.n + 1
+        ):
+            return None
+        pattern = self._pattern
+        nnz = int(indptr[-1])
+        if nnz == pattern.nnz:
+            known, positions = (pattern.indptr, pattern.indices), None
+        else:
+            last = getattr(self, "_known", None)  # (a model pickled before it had one)
+            if last is None or nnz != last[1].size:
+                return None
+            known, positions = last[:2], last[2]
+        if data.size < nnz or not _kasm._same_structure(indptr, indices, known[0], known[1]):
+            return None
+        out = np.empty(pattern.nnz)
+        if positions is None:
+            code, worst, scale = _kasm._checked_copy(data, pattern.transpose_positions, out)
+        else:
+            code, worst, scale = _kasm._checked_scatter(
+                data, positions, pattern.transpose_positions, out
+            )
+        if code != _kasm.OK:
+            raise InputError(f"Custom: {what} has NaN or inf entries.")
+        if worst > SYMMETRY_RTOL * scale:
+            raise NotSymmetricError(f"Custom: {what} is not symmetric.")
+        return out
 
     def precision(self, theta):
         """The user's Q(θ), validated and stored on the fixed pattern."""

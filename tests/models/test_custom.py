@@ -226,3 +226,55 @@ def test_gradient_values_equal_the_gradient_matrices():
     for dQ, values in zip(model.precision_grad(theta), model.precision_grad_values(theta)):
         np.testing.assert_array_equal(dQ.indices, model.precision_pattern()[1])
         np.testing.assert_array_equal(dQ.data, values)
+
+
+def test_matrices_of_a_known_structure_are_read_without_the_mapping(monkeypatch):
+    """A CSC matrix on the fixed pattern, or on the last sub-pattern mapped (here the
+    diagonal term of dQ/dθ_1), is read by one checked pass: the same values as the
+    mapping, no conversion, and the same errors."""
+
+    def grad(theta):  # CSC matrices, as scipy's products of CSC matrices are
+        return [sp.csc_matrix(ar_like(theta)), np.exp(theta[1]) * sp.identity(N, format="csc")]
+
+    model = make(precision=lambda theta: sp.csc_matrix(ar_like(theta)), precision_grad=grad)
+    theta = np.array([0.3, -0.5])
+    expected = [model._pattern.data_of(m) for m in [ar_like(theta), *grad(theta)]]
+    _, known_indices, _ = model._known  # the identity, mapped at construction
+    np.testing.assert_array_equal(known_indices, np.arange(N))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("mapped although the structure is known")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "_as_matrix", refuse)
+        patch.setattr(model._pattern, "data_of", refuse)
+        values = [model.precision_values(theta), *model.precision_grad_values(theta)]
+        for got, want in zip(values, expected):
+            np.testing.assert_array_equal(got, want)
+        nan_diagonal = sp.csc_matrix(np.nan * sp.identity(N))
+        with pytest.raises(InputError, match="NaN or inf"):
+            model._values(nan_diagonal, "q")
+        on_pattern = model.precision(theta)
+        on_pattern.data[on_pattern.indices == 0] = np.inf  # the first row
+        with pytest.raises(InputError, match="NaN or inf"):
+            model._values(on_pattern, "q")
+
+
+def test_sub_patterns_of_one_size_are_told_apart():
+    """Two sub-patterns with as many entries (the diagonal, and pairs off it) returned in
+    turns: each is placed at its own positions, an asymmetric one is refused."""
+    pairs = sp.csc_matrix(([1.0] * 6, ([0, 1, 2, 3, 4, 5], [1, 0, 3, 2, 5, 4])), shape=(N, N))
+    lower = sp.csc_matrix(sp.tril(pairs))
+
+    def grad(theta):
+        second = {0: np.exp(theta[1]) * sp.identity(N, format="csc"), 1: 2.0 * pairs}
+        return [ar_like(theta), second[int(theta[1] > 0)]]
+
+    model = make(precision_grad=grad)
+    for theta in ([0.0, 0.5], [0.0, -0.5], [0.1, 0.2], [0.0, -0.5], [0.0, 0.5]):
+        dense = grad(np.array(theta))[1].toarray()
+        values = model.precision_grad_values(theta)[1]
+        np.testing.assert_array_equal(model._pattern.matrix(values).toarray(), dense)
+    for matrix in (lower, pairs.multiply(np.arange(N)[:, None] + 1.0).tocsc()):
+        with pytest.raises(NotSymmetricError, match="not symmetric"):
+            model._values(sp.csc_matrix(matrix), "q")
