@@ -556,7 +556,9 @@ class Symbolic:
     # originals), faster than shipping them (the mirror map: 3 ms at 300², 29 ms at 1000²,
     # against 11 and 120 ms at 0.5 GB/s); the lower-triangle map (_c_src, _dest) travels:
     # its 94 ms at 1000² are about what its bytes cost (128 ms)
-    _DERIVED = ("_mirror", "_diag_pos", "_q_positions", "_inverse_maps")
+    _DERIVED = ("_mirror", "_diag_pos", "_q_positions")
+    # the selected inverse's maps: also made on first use, not pickled
+    _LAZY = ("_inverse_maps",)
 
     def _set_mirror(self):
         """``_mirror`` (the position of each entry's transpose) and ``_diag_pos``; returns
@@ -828,7 +830,7 @@ class Symbolic:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in self._DERIVED:
+        for key in self._DERIVED + self._LAZY:
             state.pop(key, None)
         return state
 
