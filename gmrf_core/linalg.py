@@ -557,8 +557,8 @@ class Symbolic:
     # against 11 and 120 ms at 0.5 GB/s); the lower-triangle map (_c_src, _dest) travels:
     # its 94 ms at 1000² are about what its bytes cost (128 ms)
     _DERIVED = ("_mirror", "_diag_pos", "_q_positions")
-    # the selected inverse's maps: also made on first use, not pickled
-    _LAZY = ("_inverse_maps",)
+    # the selected inverse's gather order and maps: also made on first use, not pickled
+    _LAZY = ("_q_sorted", "_inverse_maps")
 
     def _set_mirror(self):
         """``_mirror`` (the position of each entry's transpose) and ``_diag_pos``; returns
@@ -667,13 +667,34 @@ class Symbolic:
         """Position in the factor storage of every entry of Q's pattern (CSC order).
 
         Lower-triangle entries of the permuted matrix come from the scatter map,
-        the others through their symmetric mirror. Computed once, on first use.
+        the others through their symmetric mirror. Computed once, on first use;
+        read-only.
         """
         if getattr(self, "_q_positions", None) is None:
             with _derived_lock:
                 if getattr(self, "_q_positions", None) is None:
-                    self._q_positions = self._storage_positions()
+                    positions = self._storage_positions()
+                    positions.flags.writeable = False
+                    self._q_positions = positions
         return self._q_positions
+
+    def _q_gather(self):
+        """``(sorted, order)``: :attr:`q_positions` in increasing order and where each goes
+        (``sorted[k] = q_positions[order[k]]``), so that a gather reads the factor storage
+        in one ascending pass. Computed once, on first use; int32 where the sizes allow
+        (then together the size of q_positions)."""
+        pair = getattr(self, "_q_sorted", None)
+        if pair is None:
+            positions = self.q_positions
+            with _derived_lock:
+                pair = getattr(self, "_q_sorted", None)
+                if pair is None:
+                    order = np.argsort(positions, kind="stable")
+                    small = max(positions.size, int(self.lx_ptr[-1])) < 2**31
+                    index = np.int32 if small else np.int64
+                    pair = (positions[order].astype(index), order.astype(index))
+                    self._q_sorted = pair
+        return pair
 
     def _relative_maps(self):
         """``(rel_ptr, rel)``: the selected inversion's relative-index maps, which place
@@ -1481,8 +1502,7 @@ class SelectedInverse:
             If B has an entry outside the pattern of L.
         """
         B, pos = self._positions_of(B)
-        data = np.empty(pos.size)
-        _kselinv._gather(self._zx, pos, data)
+        data = self._gather(pos)
         return sp.csc_matrix((data, B.indices.copy(), B.indptr.copy()), shape=B.shape)
 
     def trace_product(self, B):
@@ -1506,9 +1526,18 @@ class SelectedInverse:
         InputError
             If ``positions`` is not a 1-D integer array within the factor storage.
         """
-        positions = _check_positions(positions, self._zx.size)
+        if positions is self.symbolic.q_positions:  # read-only and valid
+            return self._gather(positions)
+        return self._gather(_check_positions(positions, self._zx.size))
+
+    def _gather(self, positions):
+        """Z at valid ``positions``, in their order; Q's own pattern read in storage order."""
         out = np.empty(positions.size)
-        _kselinv._gather(self._zx, positions, out)
+        if positions is self.symbolic.q_positions:
+            ascending, order = self.symbolic._q_gather()
+            _kselinv._gather_sorted(self._zx, ascending, order, out)
+        else:
+            _kselinv._gather(self._zx, positions, out)
         return out
 
     def quadratic_diag(self, A):

@@ -408,8 +408,18 @@ def _gather_dot(zx, pos, values):
 
 @jit
 def _gather(zx, pos, out):
+    """out[k] = zx[pos[k]]."""
     for k in range(pos.size):
         out[_u(k)] = zx[_u(pos[_u(k)])]
+
+
+@jit
+def _gather_sorted(zx, pos, order, out):
+    """out[order[k]] = zx[pos[k]]: with ``pos`` increasing, one ascending pass over ``zx``
+    (which is far larger than ``out``: its scattered reads cost more than scattered writes
+    into ``out``)."""
+    for k in range(pos.size):
+        out[_u(order[_u(k)])] = zx[_u(pos[_u(k)])]
 
 
 @jit

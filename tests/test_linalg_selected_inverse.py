@@ -281,3 +281,22 @@ def test_relative_maps_are_rebuilt_for_a_pickled_analysis():
     again = copy.factorize(Q).selected_inverse().values_at(Q).toarray()
     inverse = np.linalg.inv(Q.toarray())
     np.testing.assert_allclose(again, np.where(Q.toarray() != 0, inverse, 0), rtol=1e-10)
+
+
+@pytest.mark.parametrize("ordering", ["natural", "nd"])
+def test_q_pattern_values_come_back_in_the_patterns_order(ordering):
+    # Q's own pattern is gathered in storage order and scattered back: the values must
+    # stand in q_positions' (CSC) order, equal to a plain gather of a copy of the positions
+    Q = spde_like(11, kappa=0.35) + sp.diags(np.linspace(0.0, 0.3, 121))
+    Q = sp.csc_matrix(Q).sorted_indices()
+    factor = gm.cholesky(Q, ordering=ordering)
+    selinv = factor.selected_inverse()
+    positions = factor.symbolic.q_positions
+    assert not positions.flags.writeable
+    assert np.any(np.diff(positions) < 0)  # the storage order differs from Q's
+    values = selinv.values_at_positions(positions)
+    cols = np.repeat(np.arange(Q.shape[0]), np.diff(Q.indptr))
+    inverse = np.linalg.inv(Q.toarray())
+    np.testing.assert_allclose(values, inverse[Q.indices, cols], rtol=1e-10, atol=1e-15)
+    np.testing.assert_array_equal(selinv.values_at_positions(positions.copy()), values)
+    np.testing.assert_array_equal(selinv.values_at(Q).data, values)
