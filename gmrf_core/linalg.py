@@ -556,9 +556,10 @@ class Symbolic:
     # originals), faster than shipping them (the mirror map: 3 ms at 300², 29 ms at 1000²,
     # against 11 and 120 ms at 0.5 GB/s); the lower-triangle map (_c_src, _dest) travels:
     # its 94 ms at 1000² are about what its bytes cost (128 ms)
-    _DERIVED = ("_mirror", "_diag_pos", "_q_positions")
-    # the selected inverse's gather order and maps: also made on first use, not pickled
-    _LAZY = ("_q_sorted", "_inverse_maps")
+    _DERIVED = ("_mirror", "_diag_pos")
+    # made on first use and not pickled either: q_positions and the selected inverse's
+    # gather order and relative-index maps
+    _LAZY = ("_q_positions", "_q_sorted", "_inverse_maps")
 
     def _set_mirror(self):
         """``_mirror`` (the position of each entry's transpose) and ``_diag_pos``; returns
@@ -1526,9 +1527,9 @@ class SelectedInverse:
         InputError
             If ``positions`` is not a 1-D integer array within the factor storage.
         """
-        if positions is self.symbolic.q_positions:  # read-only and valid
-            return self._gather(positions)
-        return self._gather(_check_positions(positions, self._zx.size))
+        if positions is not self.symbolic.q_positions:  # that one is read-only and valid
+            positions = _check_positions(positions, self._zx.size)
+        return self._gather(positions)
 
     def _gather(self, positions):
         """Z at valid ``positions``, in their order; Q's own pattern read in storage order."""
