@@ -930,9 +930,11 @@ class Factor:
                 np.empty(s.n, dtype=np.int64),
                 np.empty(s.n, dtype=np.int64),
                 np.empty(s._cwork_size, dtype=np.float64),
+                np.empty(1, dtype=np.float64),  # Σ log L_jj over the worker's supernodes
             )
             for _ in range(workers)
         ]
+        self._half_logdet = np.nan  # Σ log L_jj, set by each successful factorization
         self.factorizations = 0
         self._valid = False
         self._failure = "no numeric factorization has been computed yet"
@@ -1028,7 +1030,7 @@ class Factor:
         owner = s.no_owner if schedule is None else schedule[1]
 
         def factorize(order, me, work):
-            relmap, relrow, cwork = work
+            relmap, relrow, cwork, logsum = work
             return _kchol._factorize(
                 s.n,
                 s.nsuper,
@@ -1051,11 +1053,14 @@ class Factor:
                 order,
                 owner,
                 me,
+                logsum,
             )
 
         if schedule is None:
             with blas.blas_threads(s.threads):
-                return factorize(s.all_supernodes, 0, self._work[0])
+                result = factorize(s.all_supernodes, 0, self._work[0])
+            self._half_logdet = float(self._work[0][3][0])
+            return result
         # independent subtrees concurrently, then their ancestors on threaded BLAS
         orders, _owner, top = schedule
         with blas.blas_threads(1):
@@ -1077,15 +1082,17 @@ class Factor:
                 self._next,
                 self._lpos,
             )
+        subtrees = sum(float(work[3][0]) for work in self._work[: len(orders)])
         with blas.blas_threads(s.threads):
-            return factorize(top, -1, self._work[0])
+            result = factorize(top, -1, self._work[0])
+        self._half_logdet = subtrees + float(self._work[0][3][0])
+        return result
 
     def logdet(self):
-        """log det Q = 2 Σ log L_jj."""
-        s = self.symbolic
+        """log det Q = 2 Σ log L_jj (the sum is taken by the factorization)."""
         with self._lock.shared():
             self._require_valid()
-            return 2.0 * _kchol._diag_logsum(s.nsuper, s.super_ptr, s.rows_ptr, s.lx_ptr, self._lx)
+            return 2.0 * self._half_logdet
 
     def _rhs(self, b, name="b"):
         if sp.issparse(b):
@@ -1271,6 +1278,7 @@ class Factor:
         other = Factor(self.symbolic)
         with self._lock.shared():
             other._lx[:] = self._lx
+            other._half_logdet = self._half_logdet
             other._valid = self._valid
             other._failure = self._failure
         return other
@@ -1288,6 +1296,7 @@ class Factor:
             state.pop(key, None)
         with self._lock.shared():
             state["_lx"] = self._lx.copy()
+            state["_half_logdet"] = self._half_logdet
             state["_valid"] = self._valid
             state["_failure"] = self._failure
         return state

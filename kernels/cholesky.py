@@ -171,9 +171,13 @@ def _factorize(
     order,
     owner,
     me,
+    logsum,
 ):
     """Numeric supernodal Cholesky of the supernodes ``order`` (increasing); returns
     ``(OK, -1)``, or ``(NOT_POSITIVE_DEFINITE, k)`` with k the failing column (permuted).
+    On success ``logsum[0]`` is Σ log L_jj over the columns of ``order``, summed in their
+    order as each diagonal block is finished (still in cache: a separate pass over the
+    diagonal misses the cache once per column).
 
     Parameters are raw arrays from the symbolic analysis; ``qdata`` are Q's values
     (in Q's own CSC order), copied into the factor through ``c_src``/``dest``.
@@ -191,6 +195,7 @@ def _factorize(
     chars = np.empty(4, dtype=np.int8)
     _blas_consts(ints, dbls, chars)
     consts = (ints, dbls, chars)
+    total = 0.0
     for idx in range(order.size):
         s = order[_u(idx)]
         k1 = super_ptr[_u(s)]
@@ -323,6 +328,8 @@ def _factorize(
                     lx[psx + nscol :].ctypes,
                     ints[1:].ctypes,
                 )
+        for j in range(nscol):
+            total += np.log(lx[_u(psx + j * nsrow + j)])
         if nsrow > nscol:
             lpos[_u(s)] = nscol
             t = col_super[_u(rows[_u(psi + nscol)])]
@@ -331,6 +338,7 @@ def _factorize(
                 head[_u(t)] = s
         else:
             lpos[_u(s)] = nsrow  # updates nobody
+    logsum[_u(0)] = total
     return OK, -1
 
 
@@ -346,18 +354,6 @@ def _link_pending(order, owner, rows_ptr, rows, col_super, head, next_, lpos):
             if owner[_u(t)] != owner[_u(d)]:
                 next_[_u(d)] = head[_u(t)]
                 head[_u(t)] = d
-
-
-@jit
-def _diag_logsum(nsuper, super_ptr, rows_ptr, lx_ptr, lx):
-    """Σ log L_jj (half the log-determinant of Q)."""
-    total = 0.0
-    for s in range(nsuper):
-        nscol = super_ptr[_u(s + 1)] - super_ptr[_u(s)]
-        nsrow = rows_ptr[_u(s + 1)] - rows_ptr[_u(s)]
-        for j in range(nscol):
-            total += np.log(lx[_u(lx_ptr[_u(s)] + j * nsrow + j)])
-    return total
 
 
 @jit

@@ -461,3 +461,25 @@ def test_property_logdet_solve_and_selected_inverse(case, ordering, threads):
     np.testing.assert_allclose(
         factor.selected_inverse().diag(), np.diag(np.linalg.inv(dense)), rtol=1e-9
     )
+
+
+def test_logdet_is_that_of_the_last_factorization_in_copies_and_pickles():
+    # the factorization takes Σ log L_jj as it goes: the value must follow refactorize,
+    # travel with copies and pickles, and not be left over from a failed factorization
+    import pickle
+
+    Q1 = spde_like(12, kappa=0.3)
+    Q2 = spde_like(12, kappa=0.9)
+    factor = gm.cholesky(Q1, ordering="amd")
+    first = factor.copy()
+    factor.refactorize(Q2)
+    for f, Q in ((factor, Q2), (first, Q1), (pickle.loads(pickle.dumps(factor)), Q2)):
+        sign, logdet = np.linalg.slogdet(Q.toarray())
+        assert sign == 1 and f.logdet() == pytest.approx(logdet, rel=1e-13)
+    assert factor.logdet() != pytest.approx(first.logdet(), rel=1e-6)
+    bad = Q2.copy().tolil()
+    bad[0, 0] = -10.0
+    with pytest.raises(gm.NotPositiveDefiniteError):
+        factor.refactorize(bad.tocsc())
+    with pytest.raises(gm.GMRFError):
+        factor.logdet()
