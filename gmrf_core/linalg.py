@@ -1059,7 +1059,8 @@ class Factor:
         if schedule is None:
             with blas.blas_threads(s.threads):
                 result = factorize(s.all_supernodes, 0, self._work[0])
-            self._half_logdet = float(self._work[0][3][0])
+            if result[0] == _status.OK:  # a failed kernel leaves logsum unwritten
+                self._half_logdet = float(self._work[0][3][0])
             return result
         # independent subtrees concurrently, then their ancestors on threaded BLAS
         orders, _owner, top = schedule
@@ -1085,7 +1086,8 @@ class Factor:
         subtrees = sum(float(work[3][0]) for work in self._work[: len(orders)])
         with blas.blas_threads(s.threads):
             result = factorize(top, -1, self._work[0])
-        self._half_logdet = subtrees + float(self._work[0][3][0])
+        if result[0] == _status.OK:
+            self._half_logdet = subtrees + float(self._work[0][3][0])
         return result
 
     def logdet(self):
