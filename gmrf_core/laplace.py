@@ -68,7 +68,7 @@ _CHORD_STEPS = 24
 _ETA_CHORD = 1e-14
 # the chord steps' target for an evaluation that also computes the gradient: its value is
 # corrected to first order by the accepted point's Newton step (see LatentGaussianModel)
-_ETA_CHORD_GRADIENT = 3e-9
+_ETA_CHORD_GRADIENT = 2e-9
 # chord steps are accelerated by Anderson mixing of the last _ANDERSON_DEPTH steps
 _ANDERSON_DEPTH = 3
 # one chord step (a solve: 4 nnz(L) flops at memory speed, with O(n) likelihood and
@@ -468,19 +468,20 @@ class LatentGaussianModel:
     path one factorization of H per evaluation once the steps in θ are small, two or
     three early on.
 
-    :meth:`value_and_grad` (and the fit's evaluations) stop the chord steps at 3e-9 in
+    :meth:`value_and_grad` (and the fit's evaluations) stop the chord steps at 2e-9 in
     η instead of 1e-14 (on the 2θ SPDE-type prior with Poisson counts: about three
-    chord steps fewer per evaluation, 5.8 solves instead of 8.5 at a 100² lattice and
+    chord steps fewer per evaluation, 5.9 solves instead of 8.5 at a 100² lattice and
     6.0 instead of 8.8 at 250², and at 100² one factorization of H instead of two; the
-    accepted point's Newton step must still move η by at most 1e-8, which 3e-9 leaves
+    accepted point's Newton step must still move η by at most 1e-8, which 2e-9 leaves
     room for: 5e-9 and 1e-8 saved no more solves and sometimes cost a second
-    factorization) and make the error this leaves second order: the accepted z* is
+    factorization, and 3e-9 let a gradient's dependence on the warm start exceed 1e-10
+    relative) and make the error this leaves second order: the accepted z* is
     factorized and its Newton step δ (moving η by about 1e-11, at most 1e-8) is known,
     so the derivatives are taken at z* + δ (the mode to second order) and the value is
     moved there to first order, g − ½ δᵀHδ + v·δ with v = ∇_z ½ log det(BᵀHB), which
     the gradient computes anyway (see :meth:`_Evaluation.take_step`). The value then
     differs from :meth:`objective`'s by O(|δ|²) (measured along a moving θ at 100² and
-    250²: at most 4e-15 and 1.3e-14 relative). The gradient keeps one first-order error,
+    250²: at most 7e-15 and 1.3e-14 relative). The gradient keeps one first-order error,
     that of H's weights W(η) at z* instead of z* + δ in ½ tr(Σ ∂H/∂θ) (none for a
     Gaussian likelihood; measured against chord steps run to 1e-14, largest difference
     over largest component: 6e-10 at 100², 9e-11 at 250²):

@@ -624,7 +624,7 @@ def test_anderson_mixing_of_a_linear_chord_iteration_terminates_like_a_krylov_me
 def test_anderson_mixing_saves_chord_steps_and_changes_no_value(monkeypatch):
     """Along a moving θ, value_and_grad with Anderson-mixed chord steps needs fewer solves
     than with the plain chord steps, and the same values and gradients (each to its
-    tolerance: the chord steps to 3e-9 in η, the value corrected to second order)."""
+    tolerance: the chord steps to 2e-9 in η, the value corrected to second order)."""
     from gmrf_core import constrained, laplace
 
     model, theta = make_case("matern-poisson")
