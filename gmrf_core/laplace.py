@@ -610,7 +610,7 @@ class LatentGaussianModel:
             else:
                 eta, q_r = s.linear_predictor(z), Q_tilde @ (z - mu)
             d1, d2, _d3 = lik.eta_derivatives(eta, theta_lik)
-            grad = -(self.A_full.T @ d1) + q_r
+            grad = -(s.A_full_T @ d1) + q_r
             if operator is None:
                 weights = -d2
                 if np.any(weights < 0) or not np.all(np.isfinite(weights)):
@@ -778,7 +778,7 @@ class LatentGaussianModel:
             ev.eta, ev.theta.likelihood, likelihood=self.likelihood, value=False
         )
         eta_bar, _theta_bar = pullback((None, None, w_bar))
-        return w_bar, s.A_obs.T @ eta_bar, pullback
+        return w_bar, s.A_obs_T @ eta_bar, pullback
 
     def _likelihood_partials(self, ev, adjoint=None):
         """∂f/∂θ_j for the likelihood's θ_j: −∂ℓ/∂θ_j + w̄·∂w/∂θ_j at fixed z, and with the

@@ -217,7 +217,7 @@ class PriorLogdet:
         return self._grad
 
 
-def prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint=None):
+def prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint=None, mean=True):
     """Cotangents (Q̄, μ̄) of the prior terms in the values of Q̃ (on its pattern) and in μ̃.
 
     The prior terms shared by the Laplace objective (at fixed z*, Σ_c its covariance)
@@ -230,7 +230,8 @@ def prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint=No
     coordinates; left out for an analytic log-determinant, whose gradient the model
     gives) and μ̄ = −Q̃ r. With ``adjoint`` λ the implicit term −λᵀ ∂(∇_z g)/∂θ of the
     Laplace gradient is folded in: Q̄ −= sym(r λᵀ), μ̄ += Q̃ λ. Then
-    ∂F/∂θ_k = Q̄ · dQ̃_k + μ̄ · dμ̃_k (plain dot products of stored values).
+    ∂F/∂θ_k = Q̄ · dQ̃_k + μ̄ · dμ̃_k (plain dot products of stored values). With ``mean``
+    False μ̄ is not computed (None): a prior whose mean does not depend on θ needs none.
     """
     qp = structure.q_pattern
     Q_bar = structure.covariance_on_prior_pattern(constrained)
@@ -242,22 +243,29 @@ def prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint=No
     if cotangent is not None:
         cotangent *= 0.5
         Q_bar -= cotangent
-    mu_bar = -(Q_tilde @ r)
+    mu_bar = -(Q_tilde @ r) if mean else None
     if adjoint is not None:
         adjoint = np.ascontiguousarray(adjoint, dtype=np.float64)
         _kasm._add_outer_on_pattern(qp.indptr, qp.indices, r, adjoint, -1.0, Q_bar)
-        mu_bar += Q_tilde @ adjoint
+        if mean:
+            mu_bar += Q_tilde @ adjoint
     return Q_bar, mu_bar
 
 
 def prior_partials(structure, Q_tilde, r, constrained, dQ, dmu, prior_logdet, adjoint=None):
     """∂F/∂θ_k of the prior terms of :func:`prior_cotangent` for the prior's θ_k at fixed
     (z, Σ_c) (with the Laplace gradient's implicit term when ``adjoint`` is given): one
-    O(nnz) dot product per hyperparameter."""
+    O(nnz) dot product per hyperparameter. Where dμ̃/dθ vanishes (a mean that does not
+    depend on θ, the usual case) μ̄ is not formed: two products with Q̃ fewer."""
     if not len(dQ):
         return np.zeros(0)
-    Q_bar, mu_bar = prior_cotangent(structure, Q_tilde, r, constrained, prior_logdet, adjoint)
-    partial = np.array([float(Q_bar @ d) for d in dQ]) + dmu @ mu_bar
+    mean = bool(np.any(dmu))
+    Q_bar, mu_bar = prior_cotangent(
+        structure, Q_tilde, r, constrained, prior_logdet, adjoint, mean=mean
+    )
+    partial = np.array([float(Q_bar @ d) for d in dQ])
+    if mean:
+        partial += dmu @ mu_bar
     if prior_logdet.analytic:
         partial -= 0.5 * prior_logdet.analytic_grad()
     return partial
@@ -365,6 +373,7 @@ class LatentStructure:
         a_obs.eliminate_zeros()
         a_obs.sort_indices()
         self.A_obs = a_obs
+        self._setup_transposes()
         constraints = as_constraints(getattr(prior, "constraints", None), n)
         self.constraints = None if constraints is None else constraints.padded(self.n_total)
         self._setup_prior_logdet()
@@ -373,12 +382,14 @@ class LatentStructure:
 
     # rebuilt on load by _setup_pattern_maps (faster than shipping them)
     _DERIVED = ("_q_mirror", "_q_diag", "_q_pos")
+    # views of Ã's arrays as transposed matrices, remade on load by _setup_transposes
+    _TRANSPOSES = ("A_full_T", "A_obs_T")
 
     def __getstate__(self):
         # which Q̃ arrays were checked is about this process's objects, not the model's value
         state = dict(self.__dict__)
         state.pop("_checked", None)
-        for key in self._DERIVED:
+        for key in self._DERIVED + self._TRANSPOSES:
             state.pop(key, None)
         return state
 
@@ -386,8 +397,16 @@ class LatentStructure:
         self.__dict__.update(state)
         self._checked = weakref.WeakValueDictionary()
         self._setup_pattern_maps()
+        self._setup_transposes()
 
     # -- set-up ------------------------------------------------------------------------
+    def _setup_transposes(self):
+        """Ã_fullᵀ and Ã_obsᵀ, which the Newton steps and the sensitivities multiply by, made
+        once (views of Ã's arrays): a new matrix object per ``.T`` costs as much as the
+        product itself at 10⁴ observations."""
+        self.A_full_T = self.A_full.T
+        self.A_obs_T = self.A_obs.T
+
     def _setup_prior_logdet(self):
         """Decide once whether the prior's log-determinant is analytic."""
         prior = self.prior

@@ -462,3 +462,17 @@ def test_start_from_data_only_reads_the_data_as_the_field_when_a_is_the_identity
     assert not np.array_equal(start, s.theta0)
     given = LatentStructure(prior, likelihoods.Poisson(y), sp.identity(n), None)
     np.testing.assert_array_equal(given.start_from_data(), start)
+
+
+def test_the_design_transposes_are_views_left_out_of_pickles_and_remade_on_load():
+    """Ã_fullᵀ and Ã_obsᵀ, made once for the Newton steps, share Ã's arrays, are not
+    written into a pickle and are remade (equal, and sharing the copy's arrays) on load."""
+    model = _matern_poisson_model()
+    s = model.structure
+    copy = pickle.loads(pickle.dumps(model)).structure
+    assert not set(LatentStructure._TRANSPOSES) & set(s.__getstate__())
+    for t in (s, copy):
+        for name, matrix in (("A_full_T", t.A_full), ("A_obs_T", t.A_obs)):
+            transpose = getattr(t, name)
+            assert np.shares_memory(transpose.data, matrix.data)
+            assert (transpose != matrix.T).nnz == 0
