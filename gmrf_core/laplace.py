@@ -907,7 +907,7 @@ class LatentGaussianModel:
                     theta_dot[k:],
                     likelihood=self.likelihood,
                 )
-                tangent -= self.A_full.T @ s_dot
+                tangent -= self.structure.A_full_T @ s_dot
             # the mode's tangent ż = −Σ_c ḃ: the b-part of the solve's JVP
             # (:func:`~gmrf_core.rules.sparse.solve_jvp`) with the tangent −ḃ
             z_dot = -sparse_rules.inverse_apply(ev.mode.constrained, tangent)

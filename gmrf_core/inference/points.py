@@ -229,7 +229,7 @@ def point_task(model, item):
         _d1, _d2, d3 = model.likelihood.eta_derivatives(eta, theta_lik)
         d3 = np.where(observed, d3, 0.0)
         if np.any(d3 != 0.0):
-            b = 0.5 * (model.A_full.T @ (d3 * np.where(observed, eta_var, 0.0)))
+            b = 0.5 * (model.structure.A_full_T @ (d3 * np.where(observed, eta_var, 0.0)))
             shift = np.asarray(constrained.solve(b), dtype=float)
             kappa3 = _skewness_terms(model, constrained, d3, observed)
     eta_shift = np.asarray(model.A_full @ shift, dtype=float)

@@ -176,7 +176,7 @@ def _assemble(model, theta, base_precision, base_linear, lam, gam, mean=None):
     if mean is None:
         # m = z₀ + Σ_c (b − Λ z₀): the conditional mean on A_c z = e (z₀ feasible)
         z0 = structure.feasible(np.zeros(model.n_total))
-        rhs = base_linear + model.A_full.T @ gam
+        rhs = base_linear + structure.A_full_T @ gam
         if constrained.has_constraints:
             rhs = rhs - (base_precision @ z0 + _site_matvec(model, lam, z0))
             mean = z0 + constrained.solve(rhs)
@@ -248,7 +248,7 @@ def initial_q(model, theta, init="laplace", *, site_precision=None, site_linear=
     if mean is None:
         return _assemble(model, theta, Q_tilde, base_linear, lam, gam)
     mean = _check_mean(model, mean)
-    base_linear = Q_tilde @ mean + _site_matvec(model, lam, mean) - model.A_full.T @ gam
+    base_linear = Q_tilde @ mean + _site_matvec(model, lam, mean) - model.structure.A_full_T @ gam
     return _assemble(model, theta, Q_tilde, base_linear, lam, gam, mean=mean)
 
 
