@@ -2,6 +2,7 @@
 
 import math
 
+import mpmath as mp
 import numpy as np
 import pytest
 
@@ -23,6 +24,35 @@ def test_deviance_branches_match_the_vectorised_form(t):
         np.array([x]), np.array([t]), lambda mask: np.array([log1p_t])[mask], np.array([x * t])
     )[0]
     assert klik._deviance(x, t, log1p_t, x * t) == pytest.approx(expected, rel=1e-15, abs=1e-300)
+
+
+def test_bd0_from_the_log_ratio_is_accurate_to_a_few_ulps():
+    # y (eᵘ − 1 − u) against mpmath with enough digits for the cancellation, over the
+    # series' whole range, both signs, tiny u and the ends
+    us = list(np.linspace(-0.4999999, 0.4999999, 2000)) + [1e-150, -1e-150, 1e-8, -1e-8]
+    worst = 0.0
+    for u in us:
+        with mp.workdps(40 + int(2 * abs(math.log10(abs(u))))):
+            u_mp = mp.mpf(float(u))
+            expected = 3.0 * (mp.exp(u_mp) - 1 - u_mp)
+        got = klik._bd0_from_log_ratio(3.0, float(u))
+        worst = max(worst, abs(float((got - expected) / expected)))
+    assert worst < 8 * np.finfo(float).eps
+    assert klik._bd0_from_log_ratio(3.0, 0.0) == 0.0
+
+
+def test_poisson_sum_takes_the_series_inside_and_the_deviance_outside():
+    # counts whose log ratios fall on both sides of LOG_RATIO_SERIES_BELOW: the two forms
+    # meet there (the sum equals the exact terms on either side)
+    y = np.full(4, 5.0)
+    edge = klik.LOG_RATIO_SERIES_BELOW
+    eta = np.log(5.0) + np.array([edge - 1e-12, edge + 1e-12, -edge + 1e-12, -edge - 1e-12])
+    for k in range(4):
+        likelihood = Poisson(y[k : k + 1])
+        with mp.workdps(60):
+            mean = mp.exp(mp.mpf(float(eta[k])))
+            expected = 5 * mp.log(mean) - mean - mp.loggamma(6)
+        assert likelihood.log_density(eta[k : k + 1]) == pytest.approx(float(expected), rel=1e-15)
 
 
 def test_deviance_for_a_ratio_that_overflows_uses_the_log():
