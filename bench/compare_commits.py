@@ -9,7 +9,8 @@ of its own: the current tree, and the older commit from a git worktree (default
 symlinks (``<base>/.import``) on PYTHONPATH (the worktree's ``gmrf_core/``, ``kernels/`` and
 ``bindings/`` arranged as setuptools' ``package-dir`` maps them), so the editable install
 is left alone. The two processes take turns, a few evaluations each per round; medians
-over all evaluations, the ratio old/new, factorizations of H and of Q̃, selected
+over all evaluations, the ratio old/new (and paired: the median over rounds of each round's
+ratio of the two sides' adjacent turns), factorizations of H and of Q̃, selected
 inversions and triangular solves per evaluation (counted by wrapping their entry points),
 and the largest difference between the two sides' objective values and gradients (the
 same points, so they must agree).
@@ -246,10 +247,12 @@ def main():
     print(
         f"SPDE-type Custom prior (2 θ), Poisson, intercept; value_and_grad along a moving θ "
         f"(steps of 0.05, warm-started), {args.rounds} rounds x {args.per_round} evaluations "
-        "per side, turns interleaved; medians"
+        "per side, turns interleaved; medians (paired: the median over rounds of the ratio of "
+        "the two sides' adjacent turns, less sensitive to a machine whose speed drifts)"
     )
     print(
-        f"{'n':>8}{'old s':>9}{'new s':>9}{'old/new':>9}{'|Δvalue|':>10}{'|Δgrad|':>9}   "
+        f"{'n':>8}{'old s':>9}{'new s':>9}{'old/new':>9}{'paired':>8}"
+        f"{'|Δvalue|':>10}{'|Δgrad|':>9}   "
         "per evaluation, old | new: factorizations of H, of Q̃, selected inversions, solves"
     )
     for m in args.sizes:
@@ -259,10 +262,19 @@ def main():
             merged[side] = {key: sum((run[key] for run in runs), []) for key in runs[0]}
         t_old = float(np.median(merged["old"]["times"]))
         t_new = float(np.median(merged["new"]["times"]))
+        paired = float(
+            np.median(
+                [
+                    np.median(old["times"]) / np.median(new["times"])
+                    for old, new in zip(results["old", m], results["new", m])
+                ]
+            )
+        )
         dv = np.abs(np.subtract(merged["old"]["values"], merged["new"]["values"])).max()
         dg = np.abs(np.subtract(merged["old"]["grads"], merged["new"]["grads"])).max()
         print(
-            f"{m * m:>8,}{t_old:>9.3f}{t_new:>9.3f}{t_old / t_new:>9.2f}{dv:>10.1e}{dg:>9.1e}   "
+            f"{m * m:>8,}{t_old:>9.3f}{t_new:>9.3f}{t_old / t_new:>9.2f}{paired:>8.2f}"
+            f"{dv:>10.1e}{dg:>9.1e}   "
             + " | ".join(
                 " ".join(
                     f"{np.mean(merged[side][key]):.2f}" for key in ("H", "Q", "selinv", "solve")
