@@ -21,10 +21,13 @@ class Poisson(Likelihood):
 
     The second form (Loader 2000; δ the Stirling error, bd0(y, μ) = y h(μ/y − 1) ≥ 0 with
     μ/y − 1 = expm1(a_i − log y_i), see :mod:`gmrf_core.likelihoods._numerics`) is the one
-    evaluated: a sum of terms of one sign, so the log density keeps full accuracy for
-    counts up to the largest floats (the first form loses y log μ · 1e-16 to cancellation,
-    ~1 for y ~ 1e15). For η_i large enough that μ_i overflows (a_i > ~709) the log
-    density is −inf and the derivatives ±inf, their floating-point limits.
+    evaluated (the one-pass sum of :meth:`log_density` takes bd0 = y (eᵘ − 1 − u) from
+    u = a_i − log y_i by its Taylor series where |u| < 0.5, see
+    :mod:`gmrf_core.kernels.likelihood`): a sum of terms of one sign, so the log density
+    keeps full accuracy for counts up to the largest floats (the first form loses
+    y log μ · 1e-16 to cancellation, ~1 for y ~ 1e15). For η_i large enough that μ_i
+    overflows (a_i > ~709) the log density is −inf and the derivatives ±inf, their
+    floating-point limits.
 
     Parameters
     ----------
