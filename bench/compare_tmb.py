@@ -1,23 +1,33 @@
 """Laplace objective + gradient: gmrf_core's value_and_grad against TMB (framework "TMBad").
 
-One model on both sides: Poisson counts on an m x m lattice (default 100² and 250²),
-log E y = β + x, x ~ N(0, Q(θ)⁻¹) with the SPDE-type Custom prior of
-bench/compare_gradient.py (``anisotropic_prior``, Q(θ) = e^θ₀ C + e^θ₁ (G_h + G_v)²) and
-β ~ N(0, 1/τ_β), τ_β = 10⁻³ (gmrf_core's default ``fixed_precision``). TMB's template is
-bench/tmb/custom_poisson.cpp (x and β random, ``density::GMRF`` for x, which with TMBad
-takes log|Q| through its atomic sparse log-determinant), compiled with
-``TMB::compile(..., framework = "TMBad")`` into a build directory outside the repository.
-Both sides evaluate the same θ path (θ_j = θ0 + 0.05 (cos j, cos(j + π/4)), each call
-warm-started from the mode at θ_(j-1): TMB's inner Newton starts from its last random
-effects) in turns, a few points each per round; TMB's cost per point is ``obj$fn(θ)`` then
-``obj$gr(θ)`` (as nlminb calls them), gmrf_core's is one ``value_and_grad(θ)``. Both
-objectives keep every constant (the Poisson log y!, the Gaussian 2π terms), so they must
-agree up to the inner solvers' tolerances: the largest difference of the values and of
-the gradients over the path is printed. One thread on both sides (OMP/OpenBLAS threads 1,
-``TMB::openmp(1)``, gmrf_core threads=1). Needs R with TMB (bench/install_tmb.sh).
+The same models on both sides: Poisson counts on an m x m lattice (default 100² and 250²),
+log E y = β + x, β ~ N(0, 1/τ_β), τ_β = 10⁻³ (gmrf_core's default ``fixed_precision``),
+and x ~ N(0, Q(θ)⁻¹) with one of two priors (``--priors``, default both):
 
-Usage: python bench/compare_tmb.py [--sizes 100 250] [--rounds 5] [--per-round 4]
-       [--build-dir ~/.cache/gmrf_core_tmb]
+- ``custom``: the SPDE-type Custom prior of bench/compare_gradient.py
+  (``anisotropic_prior``, Q(θ) = e^θ₀ C + e^θ₁ (G_h + G_v)²), a user's precision callable
+  about which gmrf_core knows nothing: it factorizes Q and takes a selected inversion of it
+  for log|Q| and its gradient, as TMB does. TMB template bench/tmb/custom_poisson.cpp.
+- ``matern``: gmrf_core's ``models.Matern2D`` (θ = (log range, log sd),
+  Q = τ(κ⁴ C + 2κ² G + G C⁻¹ G)), whose log|Q| is exact from the lattice's eigenvalues, so
+  an evaluation factorizes and inverts H only; TMB's template bench/tmb/matern_poisson.cpp
+  builds the same Q from θ and takes log|Q| through ``density::GMRF``, as TMB's SPDE
+  examples (and sdmTMB) do.
+
+In both templates x and β are random and ``density::GMRF`` (with TMBad: its atomic sparse
+log-determinant) gives log|Q|; they are compiled with ``TMB::compile(..., framework =
+"TMBad")`` into a build directory outside the repository. Both sides evaluate the same θ
+path (θ_j = θ0 + 0.05 (cos j, cos(j + π/4)), each call warm-started from the mode at
+θ_(j-1): TMB's inner Newton starts from its last random effects) in turns, a few points
+each per round; TMB's cost per point is ``obj$fn(θ)`` then ``obj$gr(θ)`` (as nlminb calls
+them), gmrf_core's is one ``value_and_grad(θ)``. Both objectives keep every constant (the
+Poisson log y!, the Gaussian 2π terms), so they must agree up to the inner solvers'
+tolerances: the largest difference of the values and of the gradients over the path is
+printed. One thread on both sides (OMP/OpenBLAS threads 1, ``TMB::openmp(1)``, gmrf_core
+threads=1). Needs R with TMB (bench/install_tmb.sh).
+
+Usage: python bench/compare_tmb.py [--sizes 100 250] [--priors custom matern] [--rounds 5]
+       [--per-round 4] [--build-dir ~/.cache/gmrf_core_tmb]
 """
 
 import argparse
@@ -42,18 +52,35 @@ from compare_gradient import anisotropic_prior  # noqa: E402
 
 import gmrf_core as gm  # noqa: E402
 from gmrf_core import likelihoods, models  # noqa: E402
+from gmrf_core.lattice import spde_lattice_parts  # noqa: E402
 
 TMB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tmb")
 
 
-def write_case(data_dir, m, rng, path_length):
-    """The counts, the two structure matrices and the θ path as little-endian binaries."""
+def simulated_counts(m, rng):
+    """Poisson counts with log mean 1 + a Matérn field (range m/10, sd 0.8)."""
     matern = models.Matern2D((m, m))
     field = gm.cholesky(matern.precision(matern.theta_from(m / 10.0, 0.8))).sample(rng=rng)
-    y = rng.poisson(np.exp(1.0 + field)).astype(np.float64)
-    prior = anisotropic_prior(m, 2)
+    return rng.poisson(np.exp(1.0 + field)).astype(np.float64)
+
+
+def prior_and_structures(kind, m):
+    """The prior of ``kind`` (see the module docstring) and the structure matrices TMB's
+    template combines into Q(θ)."""
+    if kind == "custom":
+        prior = anisotropic_prior(m, 2)
+        theta0 = np.asarray(prior.theta0, dtype=float)
+        return prior, prior.precision_grad(np.zeros(theta0.size))  # e^θ_k S_k at θ = 0
+    prior = models.Matern2D((m, m))
+    coefficients = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]  # C, G, G C⁻¹ G
+    indptr, indices, parts = spde_lattice_parts(m, m, prior.spacing, coefficients)
+    return prior, [sp.csc_matrix((data, indices, indptr), shape=(m * m, m * m)) for data in parts]
+
+
+def write_case(data_dir, kind, m, y, path_length):
+    """The counts, the structure matrices and the θ path as little-endian binaries."""
+    prior, structures = prior_and_structures(kind, m)
     theta0 = np.asarray(prior.theta0, dtype=float)
-    structures = prior.precision_grad(np.zeros(theta0.size))  # d/dθ_k e^θ_k S_k at θ = 0
     y.astype("<f8").tofile(os.path.join(data_dir, f"y_{m}"))
     for k, s in enumerate(structures):
         coo = sp.coo_matrix(s)
@@ -63,6 +90,8 @@ def write_case(data_dir, m, rng, path_length):
         coo.data.astype("<f8").tofile(os.path.join(data_dir, f"S{k}_{m}.x"))
         with open(os.path.join(data_dir, f"S{k}_{m}.nnz"), "w") as f:
             f.write(f"{coo.nnz}\n")
+    with open(os.path.join(data_dir, f"structures_{m}"), "w") as f:
+        f.write(f"{len(structures)}\n")
     path = np.array(theta_path(theta0, path_length))
     path.astype("<f8").tofile(os.path.join(data_dir, f"path_{m}"))
     with open(os.path.join(data_dir, f"path_{m}.shape"), "w") as f:
@@ -72,16 +101,17 @@ def write_case(data_dir, m, rng, path_length):
 
 
 class TMBProcess:
-    """Rscript bench/tmb/driver.R, answering θ-path requests over a pipe."""
+    """Rscript bench/tmb/driver.R on one template, answering θ-path requests over a pipe."""
 
-    def __init__(self, data_dir, build_dir, sizes):
+    def __init__(self, data_dir, build_dir, template, sizes):
         os.makedirs(build_dir, exist_ok=True)
-        source = os.path.join(TMB_DIR, "custom_poisson.cpp")
-        target = os.path.join(build_dir, "custom_poisson.cpp")
+        source = os.path.join(TMB_DIR, f"{template}.cpp")
+        target = os.path.join(build_dir, f"{template}.cpp")
         if not os.path.exists(target) or open(source).read() != open(target).read():
             shutil.copyfile(source, target)
         self.process = subprocess.Popen(
-            ["Rscript", os.path.join(TMB_DIR, "driver.R"), data_dir, build_dir, *map(str, sizes)],
+            ["Rscript", os.path.join(TMB_DIR, "driver.R"), data_dir, build_dir, template]
+            + [str(m) for m in sizes],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -115,29 +145,23 @@ class TMBProcess:
         self.process.wait()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 250])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--per-round", type=int, default=4, help="evaluations per turn")
-    parser.add_argument(
-        "--build-dir",
-        default=os.path.join(os.path.expanduser("~"), ".cache", "gmrf_core_tmb"),
-        help="where TMB compiles bench/tmb/custom_poisson.cpp",
-    )
-    args = parser.parse_args()
-    if shutil.which("Rscript") is None:
-        sys.exit("compare_tmb: Rscript not found; run bench/install_tmb.sh first")
-    path_length = 1 + args.rounds * args.per_round
-    rng = np.random.default_rng(0)
-    data_dir = tempfile.mkdtemp(prefix="gmrf_tmb_")
+PRIOR_TITLES = {
+    "custom": "SPDE-type Custom prior (2 θ; Q factorized and inverted on both sides)",
+    "matern": "models.Matern2D (θ = log range, log sd; gmrf_core's log|Q| exact from the "
+    "lattice eigenvalues, TMB's by density::GMRF)",
+}
+
+
+def compare(kind, counts, args, path_length):
+    """Both sides along the θ path for one prior; prints the table."""
+    data_dir = tempfile.mkdtemp(prefix=f"gmrf_tmb_{kind}_")
     cases = {}
     for m in args.sizes:
-        model, path = write_case(data_dir, m, rng, path_length)
+        model, path = write_case(data_dir, kind, m, counts[m], path_length)
         t0 = time.perf_counter()
         model.value_and_grad(path[0])  # compilation and the first mode, as TMB's setup
         cases[m] = (model, path, time.perf_counter() - t0)
-    tmb = TMBProcess(data_dir, args.build_dir, args.sizes)
+    tmb = TMBProcess(data_dir, args.build_dir, f"{kind}_poisson", args.sizes)
 
     results = {(side, m): ([], [], []) for side in ("tmb", "gmrf") for m in args.sizes}
     for round_ in range(args.rounds):
@@ -163,7 +187,7 @@ def main():
     shutil.rmtree(data_dir)
 
     print(
-        "Poisson, SPDE-type Custom prior (2 θ), intercept; objective + gradient of the Laplace "
+        f"Poisson, {PRIOR_TITLES[kind]}, intercept; objective + gradient of the Laplace "
         f"approximation along a moving θ (steps of 0.05, warm-started), {args.rounds} rounds x "
         f"{args.per_round} points per side in turns; medians; 1 thread"
     )
@@ -186,6 +210,29 @@ def main():
         )
     first_values = ", ".join(f"{results['gmrf', m][1][0]:.6f}" for m in args.sizes)
     print(f"gmrf_core's objective at θ_1: {first_values}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 250])
+    parser.add_argument(
+        "--priors", nargs="+", choices=sorted(PRIOR_TITLES), default=["custom", "matern"]
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=4, help="evaluations per turn")
+    parser.add_argument(
+        "--build-dir",
+        default=os.path.join(os.path.expanduser("~"), ".cache", "gmrf_core_tmb"),
+        help="where TMB compiles the templates of bench/tmb/",
+    )
+    args = parser.parse_args()
+    if shutil.which("Rscript") is None:
+        sys.exit("compare_tmb: Rscript not found; run bench/install_tmb.sh first")
+    path_length = 1 + args.rounds * args.per_round
+    rng = np.random.default_rng(0)
+    counts = {m: simulated_counts(m, rng) for m in args.sizes}
+    for kind in args.priors:
+        compare(kind, counts, args, path_length)
 
 
 if __name__ == "__main__":

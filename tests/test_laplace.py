@@ -417,6 +417,47 @@ def test_value_and_grad_at_a_known_mode_counts_factorizations():
     assert_exact_gradient(model, theta)
 
 
+def _custom_spde_case():
+    prior = custom_spde_prior(9)
+    y = np.random.default_rng(2).poisson(2.0, prior.n)
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
+    return model, prior.theta0 + 0.1
+
+
+@pytest.mark.parametrize(
+    "name, prior_factorizations, inversions",
+    [
+        ("matern-poisson", 0, 1),
+        ("besag-binomial", 0, 1),
+        ("bym2-negbin", 0, 1),
+        ("kronecker-poisson", 0, 1),
+        ("rw2-gaussian", 0, 1),
+        ("custom", 1, 2),
+    ],
+)
+def test_selected_inversions_per_evaluation(monkeypatch, name, prior_factorizations, inversions):
+    """A prior with an analytic log-determinant (Matern2D, Besag, BYM2, Kronecker products,
+    RW2 here) costs value_and_grad no factorization of Q̃ and one selected inversion, H's; a
+    Custom prior (log|Q̃| by factorization) one of each more. The gradient stays exact."""
+    model, theta = _custom_spde_case() if name == "custom" else make_case(name)
+    model.value_and_grad(theta)
+    inverted = []
+    original = gm.linalg.SelectedInverse.__init__
+
+    def counting(self, factor):
+        inverted.append("H" if factor.symbolic is model.symbolic else "Q")
+        original(self, factor)
+
+    monkeypatch.setattr(gm.linalg.SelectedInverse, "__init__", counting)
+    with counting_factorizations(model) as counts:
+        model.value_and_grad(theta + 0.05)
+    assert counts["Q"] == prior_factorizations
+    assert counts["H"] >= 1
+    assert sorted(inverted) == ["H"] + ["Q"] * (inversions - 1)
+    monkeypatch.undo()
+    assert_exact_gradient(model, theta + 0.05)
+
+
 def test_one_model_from_many_threads_matches_serial_results():
     """value_and_grad, objective, jvp and laplace on one model from several threads at once,
     at the same and at different θ: no hang, the serial results."""

@@ -1,20 +1,22 @@
-# TMB side of bench/compare_tmb.py: builds custom_poisson.cpp with framework = "TMBad", one
-# MakeADFun per lattice (x and beta random), then answers "run <m> <first> <count>" lines on
-# stdin with one "ev <fn seconds> <gr seconds> <fn> <gr...>" line per point of the θ path and a final "done".
-# Usage: Rscript driver.R <data dir> <build dir> <m> [<m> ...]
+# TMB side of bench/compare_tmb.py: builds <template>.cpp with framework = "TMBad", one
+# MakeADFun per lattice (x and beta random; the structure matrices S0, S1, ... of the data
+# directory as data), then answers "run <m> <first> <count>" lines on stdin with one
+# "ev <fn seconds> <gr seconds> <fn> <gr...>" line per point of the θ path and a final "done".
+# Usage: Rscript driver.R <data dir> <build dir> <template> <m> [<m> ...]
 args <- commandArgs(trailingOnly = TRUE)
 data_dir <- args[1]
 build_dir <- args[2]
-sizes <- as.integer(args[-(1:2)])
+template <- args[3]
+sizes <- as.integer(args[-(1:3)])
 suppressMessages(library(TMB))
 
-source_cpp <- file.path(build_dir, "custom_poisson.cpp")
-library_file <- TMB::dynlib(file.path(build_dir, "custom_poisson"))
+source_cpp <- file.path(build_dir, paste0(template, ".cpp"))
+library_file <- TMB::dynlib(file.path(build_dir, template))
 if (!file.exists(library_file) || file.mtime(library_file) < file.mtime(source_cpp)) {
   TMB::compile(source_cpp, framework = "TMBad")
 }
 dyn.load(library_file)
-TMB::openmp(1, DLL = "custom_poisson")
+TMB::openmp(1, DLL = template)
 
 read_doubles <- function(name, count) {
   con <- file(file.path(data_dir, name), "rb")
@@ -41,11 +43,12 @@ for (m in sizes) {
   meta <- scan(file.path(data_dir, sprintf("path_%d.shape", m)), quiet = TRUE)
   path <- matrix(read_doubles(sprintf("path_%d", m), meta[1] * meta[2]),
                  nrow = meta[1], byrow = TRUE)
-  data <- list(y = read_doubles(sprintf("y_%d", m), n), S0 = read_sparse(m, 0, n),
-               S1 = read_sparse(m, 1, n), fixed_precision = 1e-3)
+  data <- list(y = read_doubles(sprintf("y_%d", m), n), fixed_precision = 1e-3)
+  structures <- scan(file.path(data_dir, sprintf("structures_%d", m)), quiet = TRUE)
+  for (k in seq_len(structures) - 1L) data[[sprintf("S%d", k)]] <- read_sparse(m, k, n)
   t0 <- Sys.time()
   obj <- TMB::MakeADFun(data, list(x = rep(0, n), beta = 0, theta = path[1, ]),
-                        random = c("x", "beta"), DLL = "custom_poisson", silent = TRUE)
+                        random = c("x", "beta"), DLL = template, silent = TRUE)
   obj$fn(path[1, ])
   obj$gr(path[1, ])
   cat(sprintf("setup %d %.3f\n", m, as.numeric(Sys.time() - t0, units = "secs")))
