@@ -424,36 +424,65 @@ def _custom_spde_case():
     return model, prior.theta0 + 0.1
 
 
+def _mesh_case():
+    rng = np.random.default_rng(3)
+    mesh = models.mesh_from_points(rng.uniform(0, 1, (15, 2)), max_area=0.01, extend=0.2)
+    prior = models.MaternSPDE(mesh)
+    y = rng.poisson(2.0, prior.n)
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
+    return model, prior.theta0 + 0.1
+
+
 @pytest.mark.parametrize(
-    "name, prior_factorizations, inversions",
+    "name, prior_factorizations, inverted",
     [
-        ("matern-poisson", 0, 1),
-        ("besag-binomial", 0, 1),
-        ("bym2-negbin", 0, 1),
-        ("kronecker-poisson", 0, 1),
-        ("rw2-gaussian", 0, 1),
-        ("custom", 1, 2),
+        ("matern-poisson", 0, ["H"]),
+        ("besag-binomial", 0, ["H"]),
+        ("bym2-negbin", 0, ["H"]),
+        ("kronecker-poisson", 0, ["H"]),
+        ("rw2-gaussian", 0, ["H"]),
+        ("mesh", 0, ["H", "K"]),
+        ("custom", 1, ["H", "Q"]),
     ],
 )
-def test_selected_inversions_per_evaluation(monkeypatch, name, prior_factorizations, inversions):
+def test_selected_inversions_per_evaluation(monkeypatch, name, prior_factorizations, inverted):
     """A prior with an analytic log-determinant (Matern2D, Besag, BYM2, Kronecker products,
-    RW2 here) costs value_and_grad no factorization of Q̃ and one selected inversion, H's; a
-    Custom prior (log|Q̃| by factorization) one of each more. The gradient stays exact."""
-    model, theta = _custom_spde_case() if name == "custom" else make_case(name)
+    RW2 here) costs value_and_grad no factorization of Q̃ and one selected inversion, H's;
+    MaternSPDE none of Q̃ either, but one of its sparser K = κ²C + G; a Custom prior (log|Q̃|
+    by factorization) one factorization and one selected inversion of Q̃. The gradient stays
+    exact."""
+    cases = {"custom": _custom_spde_case, "mesh": _mesh_case}
+    model, theta = cases[name]() if name in cases else make_case(name)
     model.value_and_grad(theta)
-    inverted = []
+    seen = []
     original = gm.linalg.SelectedInverse.__init__
 
     def counting(self, factor):
-        inverted.append("H" if factor.symbolic is model.symbolic else "Q")
+        if factor.symbolic is model.symbolic:
+            seen.append("H")
+        elif factor.symbolic is model.structure.prior_symbolic:
+            seen.append("Q")
+        else:
+            seen.append("K")
         original(self, factor)
 
     monkeypatch.setattr(gm.linalg.SelectedInverse, "__init__", counting)
+    k_factorizations = []
+    refactorize = gm.linalg.Factor.refactorize
+    k_symbolic = model.prior._k_logdet._symbolic if name == "mesh" else None
+
+    def counting_k(self, matrix):
+        k_factorizations.append(self.symbolic is k_symbolic)
+        return refactorize(self, matrix)
+
+    monkeypatch.setattr(gm.linalg.Factor, "refactorize", counting_k)
     with counting_factorizations(model) as counts:
         model.value_and_grad(theta + 0.05)
     assert counts["Q"] == prior_factorizations
     assert counts["H"] >= 1
-    assert sorted(inverted) == ["H"] + ["Q"] * (inversions - 1)
+    assert sorted(seen) == inverted
+    # MaternSPDE's value and gradient at one θ share one factorization of K
+    assert k_factorizations.count(True) == (1 if name == "mesh" else 0)
     monkeypatch.undo()
     assert_exact_gradient(model, theta + 0.05)
 

@@ -59,6 +59,7 @@ from ..lattice import lattice_shape, lattice_spacing, spde_lattice_parts
 from ..mesh import checked_copy, doubled_areas
 from ..priors import PCMaternPrior
 from ..validation import check_positive
+from ._spde_logdet import SPDELogdet
 from .base import LatentModel
 
 __all__ = ["Matern2D", "MaternSPDE"]
@@ -496,6 +497,11 @@ class MaternSPDE(_MaternBase):
     practical range, log marginal sd); see the module docstring for κ(θ), τ(θ) and
     the derivatives. Q's pattern is that of G C⁻¹ G: nodes at most two edges apart.
 
+    :meth:`logdet` and :meth:`logdet_grad` are exact from one factorization of the much
+    sparser K = κ² C + G (log|Q| = n log τ + 2 log|K| − log|C|, and the diagonal of K⁻¹ for
+    the gradient; see :mod:`gmrf_core.models._spde_logdet`), so a Laplace evaluation
+    factorizes and inverts neither Q nor Q̃.
+
     Parameters
     ----------
     mesh : Mesh or object with ``.points`` (N x 2) and ``.triangles`` (T x 3 int)
@@ -544,6 +550,16 @@ class MaternSPDE(_MaternBase):
         squared = stiffness @ sp.diags(1.0 / mass) @ stiffness
         mass_on = self.on_pattern(pattern, sp.diags(mass))
         diameter = float(np.hypot(*np.ptp(points, axis=0)))
+        # K = κ²C + G on the mesh's own (one-edge) pattern, for the log-determinant
+        adjacency.sort_indices()
+        mass_on_k = self.on_pattern(adjacency, sp.diags(mass))
+        self._k_logdet = SPDELogdet(
+            mass_on_k.indptr,
+            mass_on_k.indices,
+            mass_on_k.data,
+            self.on_pattern(adjacency, stiffness).data,
+            np.asarray(mass, dtype=float),
+        )
         self._set_matrices(
             mass_on.indptr,
             mass_on.indices,
@@ -553,6 +569,37 @@ class MaternSPDE(_MaternBase):
             diameter,
             prior,
         )
+
+    def logdet(self, theta):
+        """log|Q(θ)| = n log τ + 2 log|K| − log|C|, K = κ² C + G, from one factorization
+        of K (kept for a :meth:`logdet_grad` at the same θ).
+
+        Raises
+        ------
+        InputError
+            As :meth:`precision`.
+        NotPositiveDefiniteError
+            If K's factorization breaks down (a range far beyond the mesh's extent).
+        """
+        log_kappa, log_tau = self._log_kappa_tau(theta)
+        kappa2 = math.exp(2.0 * log_kappa)
+        return self.n * log_tau + 2.0 * self._k_logdet.log_det(kappa2) - self._k_logdet.log_mass
+
+    def logdet_grad(self, theta):
+        """∂ log|Q| / ∂θ = (2n − 4κ² tr(K⁻¹ C), −2n).
+
+        From log τ = const + 2θ₀ − 2θ₁ and ∂K/∂θ₀ = −2κ² C (κ = sqrt(8) e^(−θ₀)), with
+        tr(K⁻¹ C) = Σ_i C_ii (K⁻¹)_ii from the selected inverse of K's factor.
+
+        Raises
+        ------
+        InputError, NotPositiveDefiniteError
+            As :meth:`logdet`.
+        """
+        log_kappa, _log_tau = self._log_kappa_tau(theta)
+        kappa2 = math.exp(2.0 * log_kappa)
+        trace = self._k_logdet.trace_mass_inverse(kappa2)
+        return np.array([2.0 * self.n - 4.0 * kappa2 * trace, -2.0 * self.n])
 
     def __repr__(self):
         return f"MaternSPDE(n={self.n}, triangles={self.mesh.n_triangles}, prior={self.prior!r})"

@@ -1,0 +1,144 @@
+"""log|Q| of an α = 2 SPDE precision and its gradient from a factorization of K alone.
+
+With the lumped (diagonal) mass matrix C and the stiffness matrix G,
+
+    K = κ² C + G,    Q = τ K C⁻¹ K,
+
+so (Lindgren, Rue & Lindström 2011, appendix C.5: Q is a product of sparse factors)
+
+    log|Q| = n log τ + 2 log|K| − Σ_i log C_ii,
+    ∂ log|K| / ∂κ² = tr(K⁻¹ C) = Σ_i C_ii (K⁻¹)_ii.
+
+K has the pattern of G (nodes one edge apart), Q that of G C⁻¹ G (two edges apart): on a
+2-D mesh K's Cholesky factor has about a third of the entries of Q's and takes a sixth to
+a tenth of its flops, and its selected inverse is as much cheaper. A Laplace evaluation of a
+mesh Matérn model therefore needs neither a factorization nor a selected inversion of Q̃:
+one factorization of K gives the value and, with the diagonal of K⁻¹ from its selected
+inverse, the gradient. In exact arithmetic this is the log-determinant a factorization of Q
+gives; in floating point it is the more accurate one (cond(K) = cond(Q)^½).
+"""
+
+import threading
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import NotPositiveDefiniteError
+from ..linalg import analyze
+
+
+class SPDELogdet:
+    """log|K(κ²)| with K = κ² C + G on a fixed pattern, and tr(K⁻¹ C), for many κ².
+
+    The symbolic analysis of K is made on first use (not pickled: rebuilt after
+    loading). Thread safety: each call works on a factor of its own, taken from a pool
+    (one per concurrent call, reused by later calls); the factor of the last
+    :meth:`log_det` is kept for a :meth:`trace_mass_inverse` at the same κ², so an
+    evaluation of the value and then the gradient at one θ factorizes K once.
+
+    Parameters
+    ----------
+    indptr, indices : numpy.ndarray
+        CSC structure of K's pattern (sorted row indices, diagonal included).
+    mass, stiffness : numpy.ndarray
+        C's and G's values on that pattern (C diagonal, its off-diagonal values zero).
+    mass_diagonal : numpy.ndarray, shape (n,)
+        C_ii > 0.
+    """
+
+    def __init__(self, indptr, indices, mass, stiffness, mass_diagonal):
+        self.n = mass_diagonal.size
+        self._indptr = indptr
+        self._indices = indices
+        self._mass = mass
+        self._stiffness = stiffness
+        self._mass_diagonal = mass_diagonal
+        self.log_mass = float(np.sum(np.log(mass_diagonal)))
+        self._init_work()
+
+    def _init_work(self):
+        self._symbolic = None
+        self._lock = threading.Lock()
+        self._free = []  # idle [matrix, factor] pairs
+        self._last = None  # (κ², pair): the factor of the last log_det, idle
+
+    def __getstate__(self):
+        # the analysis and the work factors are rebuilt on first use (a lock cannot pickle)
+        state = dict(self.__dict__)
+        for name in ("_symbolic", "_lock", "_free", "_last"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_work()
+
+    def _pair(self, kappa2):
+        """A work pair [matrix, factor] factorized at κ²: the kept one when it is at κ²,
+        else a free (or new) one refactorized."""
+        with self._lock:
+            if self._last is not None and self._last[0] == kappa2:
+                pair = self._last[1]
+                self._last = None
+                return pair
+            if self._symbolic is None:
+                self._symbolic = analyze(self._matrix(self._stiffness + self._mass))
+            pair = self._free.pop() if self._free else [None, None]
+        try:
+            values = kappa2 * self._mass
+            values += self._stiffness
+            if pair[0] is None:
+                pair[0] = self._matrix(values)
+                pair[1] = self._symbolic.factorize(pair[0])
+            else:
+                pair[0].data[:] = values
+                pair[1].refactorize(pair[0])
+        except NotPositiveDefiniteError as exc:
+            with self._lock:
+                self._free.append([None, None])  # the failed factor is not kept
+            raise NotPositiveDefiniteError(
+                f"K = κ²C + G is not numerically positive definite at κ² = {kappa2:.6g} "
+                f"({exc}); the range is too long for this mesh's resolution: use a "
+                "shorter range or a coarser mesh.",
+                column=exc.column,
+            ) from exc
+        return pair
+
+    def _matrix(self, values):
+        return sp.csc_matrix(
+            (values, self._indices.copy(), self._indptr.copy()), shape=(self.n, self.n)
+        )
+
+    def log_det(self, kappa2):
+        """log|κ² C + G| (one factorization, kept for :meth:`trace_mass_inverse`).
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            If K's factorization breaks down (a range far beyond the mesh).
+        """
+        pair = self._pair(kappa2)
+        value = pair[1].logdet()
+        with self._lock:
+            if self._last is not None:
+                self._free.append(self._last[1])
+            self._last = (kappa2, pair)
+        return value
+
+    def trace_mass_inverse(self, kappa2):
+        """tr(K⁻¹ C) = Σ_i C_ii (K⁻¹)_ii at K = κ² C + G (the diagonal of K⁻¹ from the
+        selected inverse of K's factor: that of the last :meth:`log_det` at this κ², else
+        a new factorization).
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            As :meth:`log_det`.
+        """
+        pair = self._pair(kappa2)
+        try:
+            diagonal = pair[1].selected_inverse().diag()
+        finally:
+            with self._lock:
+                self._free.append(pair)
+        return float(self._mass_diagonal @ diagonal)
