@@ -11,12 +11,17 @@ x ~ MaternSPDE at range 0.2, σ 0.8) evaluated two ways along the same moving θ
   the Laplace objective factorizes Q̃ and inverts it selectively (what every MaternSPDE
   did before), the same Q(θ), data and settings otherwise.
 
+With ``--ar1-times T`` the prior is the spatio-temporal ``Kronecker(AR1(T), MaternSPDE)``
+(counts at every node and time), whose log|Q| = T log|Q_space| + n log|Q_AR1| comes from
+the space model's the same way (``Q̃ factorized``: the Kronecker product's Q̃).
+
 The two models take turns, a few evaluations each per round (one thread); medians of
 value_and_grad, the ratio, factorizations of H, Q̃ and K and selected inversions per
 evaluation, and the largest difference of the objectives and gradients (the same
 function, so they must agree to rounding and the Newton tolerance).
 
-Usage: python bench/compare_mesh_logdet.py [--nodes 10000 62500] [--rounds 5] [--per-round 4]
+Usage: python bench/compare_mesh_logdet.py [--nodes 10000 62500] [--ar1-times T] [--rounds 5]
+       [--per-round 4]
 """
 
 import argparse
@@ -46,12 +51,21 @@ class FactorizedMaternSPDE(models.MaternSPDE):
         return None
 
 
-def mesh_case(nodes, rng):
-    """A mesh of about ``nodes`` nodes and Poisson counts on it."""
+def make_prior(cls, mesh, times):
+    space = cls(mesh)
+    return space if not times else models.Kronecker(models.AR1(times), space)
+
+
+def mesh_case(nodes, times, rng):
+    """A mesh of about ``nodes`` nodes and Poisson counts on it (at ``times`` times)."""
     points = rng.uniform(0.0, 1.0, (max(nodes // 5, 3), 2))
     mesh = models.mesh_from_points(points, max_area=1.2 / nodes)
     prior = models.MaternSPDE(mesh)
-    field = gm.cholesky(prior.precision(prior.theta_from(0.2, 0.8))).sample(rng=rng)
+    theta = prior.theta_from(0.2, 0.8)
+    if times:
+        prior = make_prior(models.MaternSPDE, mesh, times)
+        theta = np.r_[prior.time_model.theta0, theta]
+    field = gm.cholesky(prior.precision(theta)).sample(rng=rng)
     y = rng.poisson(np.exp(1.0 + field)).astype(np.float64)
     return mesh, y
 
@@ -82,16 +96,17 @@ class Counter:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[10000, 62500])
+    parser.add_argument("--ar1-times", type=int, default=0, help="Kronecker(AR1(T), MaternSPDE)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=4, help="evaluations per turn")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = []
     for nodes in args.nodes:
-        mesh, y = mesh_case(nodes, rng)
+        mesh, y = mesh_case(nodes, args.ar1_times, rng)
         sides = {}
         for name, cls in (("through K", models.MaternSPDE), ("Q̃ factorized", FactorizedMaternSPDE)):
-            prior = cls(mesh)
+            prior = make_prior(cls, mesh, args.ar1_times)
             model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
             length = 1 + args.rounds * args.per_round
             path = theta_path(np.asarray(prior.theta0, dtype=float), length)
@@ -115,7 +130,8 @@ def main():
                 tally = counts.setdefault(name, {"H": 0, "Q": 0, "K": 0, "inv": 0})
                 h_id = id(model.symbolic)
                 q_id = id(model.structure.prior_symbolic)
-                k_symbolic = model.prior._k_logdet._symbolic
+                space = model.prior.space_model if args.ar1_times else model.prior
+                k_symbolic = space._k_logdet._symbolic
                 k_id = id(k_symbolic) if k_symbolic is not None else None
                 for key, total in counter.factorizations.items():
                     done = total - before[0].get(key, 0)
@@ -132,8 +148,9 @@ def main():
             float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(k["grads"], q["grads"])
         )
         rows.append((mesh.n_nodes, q, k, counts, evaluations, dv, dg, k["values"][0]))
+    kind = f"Kronecker(AR1({args.ar1_times}), MaternSPDE)" if args.ar1_times else "MaternSPDE"
     print(
-        "Poisson counts on MaternSPDE meshes (one per node, intercept); value_and_grad along a "
+        f"Poisson counts, {kind} on meshes (one per node, intercept); value_and_grad along a "
         f"moving θ, warm-started; {args.rounds} rounds x {args.per_round} evaluations per side "
         "in turns, medians; 1 thread"
     )

@@ -1,8 +1,9 @@
 """Laplace objective + gradient: gmrf_core's value_and_grad against TMB (framework "TMBad").
 
-The same models on both sides: Poisson counts on an m x m lattice (default 100² and 250²),
-log E y = β + x, β ~ N(0, 1/τ_β), τ_β = 10⁻³ (gmrf_core's default ``fixed_precision``),
-and x ~ N(0, Q(θ)⁻¹) with one of two priors (``--priors``, default both):
+The same models on both sides: Poisson counts on an m x m lattice or a mesh of about m²
+nodes (default m = 100 and 250), log E y = β + x, β ~ N(0, 1/τ_β), τ_β = 10⁻³ (gmrf_core's
+default ``fixed_precision``), and x ~ N(0, Q(θ)⁻¹) with one of three priors (``--priors``,
+default all):
 
 - ``custom``: the SPDE-type Custom prior of bench/compare_gradient.py
   (``anisotropic_prior``, Q(θ) = e^θ₀ C + e^θ₁ (G_h + G_v)²), a user's precision callable
@@ -13,6 +14,11 @@ and x ~ N(0, Q(θ)⁻¹) with one of two priors (``--priors``, default both):
   an evaluation factorizes and inverts H only; TMB's template bench/tmb/matern_poisson.cpp
   builds the same Q from θ and takes log|Q| through ``density::GMRF``, as TMB's SPDE
   examples (and sdmTMB) do.
+- ``mesh``: gmrf_core's ``models.MaternSPDE`` on a triangle mesh of about m² nodes
+  (``mesh_from_points`` on m²/5 uniform points in the unit square, ``max_area`` 1.2/m²;
+  counts of a field of range 0.2 and sd 0.8 at every node), whose log|Q| comes from one
+  factorization of the far sparser K = κ²C + G and the diagonal of K⁻¹; TMB's template is
+  matern_poisson.cpp again, with the mesh's C, G and G C⁻¹ G.
 
 In both templates x and β are random and ``density::GMRF`` (with TMBad: its atomic sparse
 log-determinant) gives log|Q|; they are compiled with ``TMB::compile(..., framework =
@@ -26,7 +32,7 @@ tolerances: the largest difference of the values and of the gradients over the p
 printed. One thread on both sides (OMP/OpenBLAS threads 1, ``TMB::openmp(1)``, gmrf_core
 threads=1). Needs R with TMB (bench/install_tmb.sh).
 
-Usage: python bench/compare_tmb.py [--sizes 100 250] [--priors custom matern] [--rounds 5]
+Usage: python bench/compare_tmb.py [--sizes 100 250] [--priors custom matern mesh] [--rounds 5]
        [--per-round 4] [--build-dir ~/.cache/gmrf_core_tmb]
 """
 
@@ -64,9 +70,24 @@ def simulated_counts(m, rng):
     return rng.poisson(np.exp(1.0 + field)).astype(np.float64)
 
 
+def mesh_case(m):
+    """The ``mesh`` prior for size m and counts on its nodes."""
+    rng = np.random.default_rng(m)
+    points = rng.uniform(0.0, 1.0, (m * m // 5, 2))
+    prior = models.MaternSPDE(models.mesh_from_points(points, max_area=1.2 / (m * m)))
+    field = gm.cholesky(prior.precision(prior.theta_from(0.2, 0.8))).sample(rng=rng)
+    return prior, rng.poisson(np.exp(1.0 + field)).astype(np.float64)
+
+
 def prior_and_structures(kind, m):
     """The prior of ``kind`` (see the module docstring) and the structure matrices TMB's
     template combines into Q(θ)."""
+    if kind == "mesh":
+        prior, _y = mesh_case(m)
+        # C, G and G C⁻¹ G on Q's pattern, the matrices MaternSPDE combines
+        return prior, [
+            prior._csc(part) for part in (prior._mass, prior._stiffness, prior._stiffness_squared)
+        ]
     if kind == "custom":
         prior = anisotropic_prior(m, 2)
         theta0 = np.asarray(prior.theta0, dtype=float)
@@ -74,7 +95,8 @@ def prior_and_structures(kind, m):
     prior = models.Matern2D((m, m))
     coefficients = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]  # C, G, G C⁻¹ G
     indptr, indices, parts = spde_lattice_parts(m, m, prior.spacing, coefficients)
-    return prior, [sp.csc_matrix((data, indices, indptr), shape=(m * m, m * m)) for data in parts]
+    n = m * m
+    return prior, [sp.csc_matrix((data, indices, indptr), shape=(n, n)) for data in parts]
 
 
 def write_case(data_dir, kind, m, y, path_length):
@@ -82,6 +104,8 @@ def write_case(data_dir, kind, m, y, path_length):
     prior, structures = prior_and_structures(kind, m)
     theta0 = np.asarray(prior.theta0, dtype=float)
     y.astype("<f8").tofile(os.path.join(data_dir, f"y_{m}"))
+    with open(os.path.join(data_dir, f"n_{m}"), "w") as f:
+        f.write(f"{prior.n}\n")
     for k, s in enumerate(structures):
         coo = sp.coo_matrix(s)
         coo.eliminate_zeros()
@@ -96,7 +120,7 @@ def write_case(data_dir, kind, m, y, path_length):
     path.astype("<f8").tofile(os.path.join(data_dir, f"path_{m}"))
     with open(os.path.join(data_dir, f"path_{m}.shape"), "w") as f:
         f.write(f"{path.shape[0]} {path.shape[1]}\n")
-    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((m * m, 1)))
+    model = gm.LatentGaussianModel(prior, likelihoods.Poisson(y), X=np.ones((prior.n, 1)))
     return model, path
 
 
@@ -149,7 +173,10 @@ PRIOR_TITLES = {
     "custom": "SPDE-type Custom prior (2 θ; Q factorized and inverted on both sides)",
     "matern": "models.Matern2D (θ = log range, log sd; gmrf_core's log|Q| exact from the "
     "lattice eigenvalues, TMB's by density::GMRF)",
+    "mesh": "models.MaternSPDE on a triangle mesh (gmrf_core's log|Q| from one factorization of "
+    "K = κ²C + G, TMB's by density::GMRF)",
 }
+TEMPLATES = {"custom": "custom_poisson", "matern": "matern_poisson", "mesh": "matern_poisson"}
 
 
 def compare(kind, counts, args, path_length):
@@ -157,11 +184,12 @@ def compare(kind, counts, args, path_length):
     data_dir = tempfile.mkdtemp(prefix=f"gmrf_tmb_{kind}_")
     cases = {}
     for m in args.sizes:
-        model, path = write_case(data_dir, kind, m, counts[m], path_length)
+        y = mesh_case(m)[1] if kind == "mesh" else counts[m]
+        model, path = write_case(data_dir, kind, m, y, path_length)
         t0 = time.perf_counter()
         model.value_and_grad(path[0])  # compilation and the first mode, as TMB's setup
         cases[m] = (model, path, time.perf_counter() - t0)
-    tmb = TMBProcess(data_dir, args.build_dir, f"{kind}_poisson", args.sizes)
+    tmb = TMBProcess(data_dir, args.build_dir, TEMPLATES[kind], args.sizes)
 
     results = {(side, m): ([], [], []) for side in ("tmb", "gmrf") for m in args.sizes}
     for round_ in range(args.rounds):
@@ -204,7 +232,7 @@ def compare(kind, counts, args, path_length):
         g_tmb, g_gm = np.array(g_tmb), np.array(g_gm)
         dg = (np.abs(g_tmb - g_gm).max(axis=1) / np.abs(g_gm).max(axis=1)).max()
         print(
-            f"{m * m:>8,}{t_fn:>10.3f}{t_gr:>10.3f}{np.median(t_tmb):>9.3f}{np.median(t_gm):>13.3f}"
+            f"{cases[m][0].n_latent:>8,}{t_fn:>10.3f}{t_gr:>10.3f}{np.median(t_tmb):>9.3f}{np.median(t_gm):>13.3f}"
             f"{np.median(t_tmb) / np.median(t_gm):>10.2f}{dv:>14.1e}{dg:>16.1e}"
             f"{tmb.setup[m]:>13.1f}"
         )
@@ -216,7 +244,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 250])
     parser.add_argument(
-        "--priors", nargs="+", choices=sorted(PRIOR_TITLES), default=["custom", "matern"]
+        "--priors", nargs="+", choices=sorted(PRIOR_TITLES), default=["custom", "matern", "mesh"]
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=4, help="evaluations per turn")

@@ -39,7 +39,7 @@ read_sparse <- function(m, k, n) {
 objects <- list()
 paths <- list()
 for (m in sizes) {
-  n <- m * m
+  n <- scan(file.path(data_dir, sprintf("n_%d", m)), quiet = TRUE)
   meta <- scan(file.path(data_dir, sprintf("path_%d.shape", m)), quiet = TRUE)
   path <- matrix(read_doubles(sprintf("path_%d", m), meta[1] * meta[2]),
                  nrow = meta[1], byrow = TRUE)

@@ -10,8 +10,10 @@ so (Lindgren, Rue & Lindström 2011, appendix C.5: Q is a product of sparse fact
     ∂ log|K| / ∂κ² = tr(K⁻¹ C) = Σ_i C_ii (K⁻¹)_ii.
 
 K has the pattern of G (nodes one edge apart), Q that of G C⁻¹ G (two edges apart): on a
-2-D mesh K's Cholesky factor has about a third of the entries of Q's and takes a sixth to
-a tenth of its flops, and its selected inverse is as much cheaper. A Laplace evaluation of a
+2-D mesh K's Cholesky factor has about a third of the entries of Q's and takes about a
+tenth of its flops (20,266 nodes: 0.64 against 1.79 M entries, 36 against 307 MFLOP;
+119,588 nodes: 4.6 against 14.8 M, 0.56 against 6.1 GFLOP), and its selected inverse is
+as much cheaper. A Laplace evaluation of a
 mesh Matérn model therefore needs neither a factorization nor a selected inversion of Q̃:
 one factorization of K gives the value and, with the diagonal of K⁻¹ from its selected
 inverse, the gradient. In exact arithmetic this is the log-determinant a factorization of Q

@@ -96,11 +96,12 @@ class LatentModel:
         return grad
 
     def logdet(self, theta):
-        """Analytic log-determinant of Q(θ) (generalised for intrinsic models), or None.
+        """The model's own log-determinant of Q(θ) (generalised for intrinsic models), or None.
 
-        For intrinsic models this is the generalised log-determinant log|Q|*, the
-        sum of the logs of the nonzero eigenvalues. None means "not available
-        analytically": callers factorize instead.
+        In closed form for most models; MaternSPDE takes it from one factorization of
+        its far sparser K = κ²C + G. For intrinsic models this is the generalised
+        log-determinant log|Q|*, the sum of the logs of the nonzero eigenvalues. None
+        means "not available from the model": callers factorize Q instead.
         """
         return None
 
