@@ -5,7 +5,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError, NotSymmetricError
 from ..kernels import assemble as _kasm
-from ..linalg import as_csc
+from ..linalg import as_csc, cholesky
 from ..pattern import FixedPattern
 from ..validation import check_count
 from .base import LatentModel
@@ -14,6 +14,9 @@ __all__ = ["Custom"]
 
 # Relative tolerance of the symmetry check of user matrices.
 SYMMETRY_RTOL = 1e-10
+# Relative tolerance of the check of a user log-determinant (and its gradient) against a
+# factorization of Q(theta0) at construction.
+LOGDET_RTOL = 1e-8
 
 
 class Custom(LatentModel):
@@ -50,6 +53,13 @@ class Custom(LatentModel):
         Priors by hyperparameter name (any Prior may be used on any hyperparameter).
     to_natural : callable, optional
         ``to_natural(theta) -> dict``; default: the identity, keyed by theta_names.
+    logdet, logdet_grad : callable, optional
+        ``logdet(theta) -> float`` = log|Q(θ)| and ``logdet_grad(theta) -> array`` of its
+        derivatives in θ, where the user knows them (as R-INLA's ``rgeneric`` takes its
+        ``log.norm.const``): the Laplace objective then factorizes and inverts neither Q
+        nor Q̃. Both or neither; for proper models without constraints only. Checked once
+        at construction against a factorization of ``precision(theta0)`` and the traces
+        tr(Q⁻¹ dQ/dθ_k) from its selected inverse (relative tolerance 1e-8), then trusted.
 
     Raises
     ------
@@ -57,7 +67,9 @@ class Custom(LatentModel):
         Bad n, names, theta0, constraints, callables, or matrices at theta0 (wrong
         shape, non-finite values, gradient list of the wrong length); a user callable
         that raised (at theta0 during construction, or later), with the original
-        exception as ``__cause__``.
+        exception as ``__cause__``; a ``logdet`` or ``logdet_grad`` that disagrees with
+        the factorization at theta0, returns a value of the wrong shape or not finite,
+        or is given without the other or for a constrained or intrinsic model.
     NotSymmetricError
         A returned matrix is not symmetric.
     PatternError
@@ -76,10 +88,16 @@ class Custom(LatentModel):
         pattern=None,
         prior=None,
         to_natural=None,
+        logdet=None,
+        logdet_grad=None,
     ):
         self.n = check_count(n, "n", "Custom", 1)
         if not callable(precision) or not callable(precision_grad):
             raise InputError("Custom: precision and precision_grad must be callables.")
+        if (logdet is None) != (logdet_grad is None):
+            raise InputError("Custom: give logdet and logdet_grad together, or neither.")
+        if logdet is not None and not (callable(logdet) and callable(logdet_grad)):
+            raise InputError("Custom: logdet and logdet_grad must be callables.")
         if to_natural is not None and not callable(to_natural):
             raise InputError("Custom: to_natural must be a callable or None.")
         if isinstance(theta_names, str):
@@ -99,9 +117,17 @@ class Custom(LatentModel):
                 f"Custom: rank_deficiency must be < n = {self.n}, got {self.rank_deficiency}."
             )
         self.constraints = self._check_constraints(constraints)
+        if logdet is not None and (self.constraints is not None or self.rank_deficiency):
+            raise InputError(
+                "Custom: a user logdet is taken for proper models without constraints only "
+                "(rank_deficiency 0, constraints None); leave it out and the log-determinant "
+                "on the constraint surface comes from a factorization."
+            )
         self._precision = precision
         self._precision_grad = precision_grad
         self._to_natural = to_natural
+        self._logdet = logdet
+        self._logdet_grad = logdet_grad
         # (indptr, indices, positions) of the last sub-pattern a returned matrix was
         # mapped from, replaced as one tuple (threads may share the model)
         self._known = None
@@ -119,7 +145,68 @@ class Custom(LatentModel):
         # validate both callables once up front, so errors surface at construction
         self.precision(self.theta0)
         self.precision_grad(self.theta0)
+        if logdet is not None:
+            self._check_user_logdet()
         self._set_priors(prior)
+
+    def _check_user_logdet(self):
+        """The user's logdet and logdet_grad at theta0 against a factorization of Q(theta0)
+        and tr(Q⁻¹ dQ/dθ_k) from its selected inverse."""
+        theta = self.theta0
+        factor = cholesky(self.precision(theta))
+        expected = factor.logdet()
+        value = self.logdet(theta)
+        if abs(value - expected) > LOGDET_RTOL * max(1.0, abs(expected)):
+            raise InputError(
+                f"Custom: logdet(theta0) = {value!r}, but the factorization of "
+                f"precision(theta0) gives log|Q| = {expected!r}; fix logdet or leave it out."
+            )
+        inverse = factor.selected_inverse()
+        expected_grad = np.array([inverse.trace_product(d) for d in self.precision_grad(theta)])
+        grad = self.logdet_grad(theta)
+        scale = max(1.0, float(np.max(np.abs(expected_grad))))
+        if np.max(np.abs(grad - expected_grad)) > LOGDET_RTOL * scale:
+            raise InputError(
+                f"Custom: logdet_grad(theta0) = {grad.tolist()}, but tr(Q⁻¹ dQ/dθ_k) from "
+                f"the factorization of precision(theta0) gives {expected_grad.tolist()}; fix "
+                "logdet_grad or leave both out."
+            )
+
+    def logdet(self, theta):
+        """The user's log|Q(θ)| (checked finite), or None when none was given."""
+        if self._logdet is None:
+            return None
+        theta = self.check_theta(theta)
+        value = self._call("logdet", theta)
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"Custom: logdet must return a number, got {type(value).__name__}."
+            ) from exc
+        if not np.isfinite(value):
+            raise InputError(f"Custom: logdet(theta) is {value} at theta = {theta.tolist()}.")
+        return value
+
+    def logdet_grad(self, theta):
+        """The user's ∂ log|Q(θ)|/∂θ (checked: one finite number per θ), or None."""
+        if self._logdet_grad is None:
+            return None
+        theta = self.check_theta(theta)
+        grad = self._call("logdet_grad", theta)
+        try:
+            grad = np.array(grad, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InputError("Custom: logdet_grad must return an array of numbers.") from exc
+        if grad.shape != theta.shape:
+            raise InputError(
+                f"Custom: logdet_grad returned shape {grad.shape} for {theta.size} hyperparameters."
+            )
+        if not np.all(np.isfinite(grad)):
+            raise InputError(
+                f"Custom: logdet_grad(theta) has NaN or inf entries at theta = {theta.tolist()}."
+            )
+        return grad
 
     def _check_constraints(self, constraints):
         if constraints is None:
@@ -168,6 +255,8 @@ class Custom(LatentModel):
             "precision": self._precision,
             "precision_grad": self._precision_grad,
             "to_natural": self._to_natural,
+            "logdet": self._logdet,
+            "logdet_grad": self._logdet_grad,
         }[name]
         try:
             return function(np.array(theta, dtype=float))

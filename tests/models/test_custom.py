@@ -278,3 +278,107 @@ def test_sub_patterns_of_one_size_are_told_apart():
     for matrix in (lower, pairs.multiply(np.arange(N)[:, None] + 1.0).tocsc()):
         with pytest.raises(NotSymmetricError, match="not symmetric"):
             model._values(sp.csc_matrix(matrix), "q")
+
+
+# ------------------------------------------------------------------ a user log-determinant
+LAPLACIAN_EIGENVALUES = np.linalg.eigvalsh(LAPLACIAN.toarray())
+
+
+def ar_like_logdet(theta):
+    """log|Q| of :func:`ar_like` from the dense eigenvalues of L (computed in the test)."""
+    return float(np.sum(theta[0] + np.log(LAPLACIAN_EIGENVALUES + np.exp(theta[1]))))
+
+
+def ar_like_logdet_grad(theta):
+    nugget = np.exp(theta[1])
+    return np.array([N, float(np.sum(nugget / (LAPLACIAN_EIGENVALUES + nugget)))])
+
+
+def test_user_logdet_matches_the_dense_log_determinant():
+    model = make(logdet=ar_like_logdet, logdet_grad=ar_like_logdet_grad)
+    for theta in ([0.0, 0.0], [0.7, -1.2], [-0.4, 2.0]):
+        theta = np.array(theta)
+        sign, expected = np.linalg.slogdet(ar_like(theta).toarray())
+        assert sign == 1.0
+        assert model.logdet(theta) == pytest.approx(expected, rel=1e-12)
+        step = 1e-6
+        fd = [
+            (
+                np.linalg.slogdet(ar_like(theta + step * e).toarray())[1]
+                - np.linalg.slogdet(ar_like(theta - step * e).toarray())[1]
+            )
+            / (2 * step)
+            for e in np.eye(2)
+        ]
+        np.testing.assert_allclose(model.logdet_grad(theta), fd, rtol=1e-7)
+    assert make().logdet([0.0, 0.0]) is None and make().logdet_grad([0.0, 0.0]) is None
+
+
+def test_user_logdet_spares_the_laplace_objective_the_factorization_of_q_tilde():
+    """The same objective and gradient as without the user logdet, and no factorization or
+    selected inversion of Q̃ (a Custom prior without one takes one of each)."""
+    import gmrf_core as gm
+    from gmrf_core import likelihoods
+    from gmrf_core.testing import counting_factorizations
+
+    y = np.random.default_rng(4).poisson(2.0, N)
+    given = gm.LatentGaussianModel(
+        make(logdet=ar_like_logdet, logdet_grad=ar_like_logdet_grad), likelihoods.Poisson(y)
+    )
+    plain = gm.LatentGaussianModel(make(), likelihoods.Poisson(y))
+    for theta in ([0.1, -0.2], [0.5, 0.3]):
+        theta = np.array(theta)
+        plain_value, plain_grad = plain.value_and_grad(theta)
+        with counting_factorizations(given) as counts:
+            value, grad = given.value_and_grad(theta)
+        assert counts["Q"] == 0
+        assert value == pytest.approx(plain_value, rel=1e-12)
+        np.testing.assert_allclose(grad, plain_grad, rtol=1e-9)
+        with counting_factorizations(plain) as counts:
+            plain.value_and_grad(theta + 0.01)
+        assert counts["Q"] == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"logdet": ar_like_logdet}, "together"),
+        ({"logdet_grad": ar_like_logdet_grad}, "together"),
+        ({"logdet": 1.0, "logdet_grad": ar_like_logdet_grad}, "callables"),
+        (
+            {"logdet": lambda t: ar_like_logdet(t) + 1e-3, "logdet_grad": ar_like_logdet_grad},
+            r"logdet\(theta0\) = .* log\|Q\|",
+        ),
+        (
+            {"logdet": ar_like_logdet, "logdet_grad": lambda t: ar_like_logdet_grad(t) * 1.01},
+            r"logdet_grad\(theta0\)",
+        ),
+        ({"logdet": ar_like_logdet, "logdet_grad": lambda t: [1.0]}, "shape"),
+        ({"logdet": lambda t: "x", "logdet_grad": ar_like_logdet_grad}, "a number"),
+        (
+            {
+                "logdet": ar_like_logdet,
+                "logdet_grad": ar_like_logdet_grad,
+                "constraints": (np.ones((1, N)), [0.0]),
+            },
+            "without constraints",
+        ),
+    ],
+)
+def test_user_logdet_validation(overrides, message):
+    with pytest.raises(InputError, match=message):
+        make(**overrides)
+
+
+def test_user_logdet_not_finite_later_is_an_input_error():
+    def logdet(theta):
+        return ar_like_logdet(theta) if theta[0] < 1.0 else np.nan
+
+    def logdet_grad(theta):
+        return ar_like_logdet_grad(theta) if theta[0] < 1.0 else [np.inf, 0.0]
+
+    model = make(logdet=logdet, logdet_grad=logdet_grad)
+    with pytest.raises(InputError, match="logdet"):
+        model.logdet([2.0, 0.0])
+    with pytest.raises(InputError, match="NaN or inf"):
+        model.logdet_grad([2.0, 0.0])
