@@ -21,9 +21,7 @@ work factors, which hand each call its own factor (see :class:`FactorPool`).
 """
 
 import numbers
-import threading
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +32,7 @@ from .errors import GMRFError, InputError, NotPositiveDefiniteError
 from .kernels import _status
 from .kernels import assemble as _kasm
 from .kernels import symbolic as _ksym
-from .linalg import _CheckedValues, _raise_for, analyze, as_csc
+from .linalg import FactorPool, _raise_for, analyze, as_csc
 from .pattern import FixedPattern
 from .rules import sparse as sparse_rules
 
@@ -71,73 +69,6 @@ class Theta:
     full: np.ndarray
     prior: np.ndarray
     likelihood: np.ndarray
-
-
-class FactorPool:
-    """Work factors of one symbolic analysis, one per concurrent call.
-
-    A call takes a factor (and the value array it assembles into) with
-    :meth:`borrow` and gives it back when it is done, so two threads never share a
-    factor, while serial use keeps reusing one (no fresh memory per evaluation).
-    """
-
-    def __init__(self, symbolic, pattern):
-        self.symbolic = symbolic
-        self._pattern = pattern  # (indptr, indices, shape) of the assembled matrix
-        self._free = []
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        # work factors are not part of a model's value (and a lock cannot be pickled)
-        return {"symbolic": self.symbolic, "_pattern": self._pattern}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._free = []
-        self._lock = threading.Lock()
-
-    def _new(self):
-        indptr, indices, shape = self._pattern
-        matrix = sp.csc_matrix((np.zeros(indices.size), indices, indptr), shape=shape)
-        return [matrix, None]  # the factor is created on the first factorization
-
-    def acquire(self, preferred=None):
-        """A free work item [matrix, factor] (a new one when all are in use); ``preferred``
-        when it is free (a caller that wants the factor it left there)."""
-        with self._lock:
-            for k, item in enumerate(self._free):
-                if item is preferred:
-                    return self._free.pop(k)
-            return self._free.pop() if self._free else self._new()
-
-    def release(self, item):
-        """Give a work item back (its factor may be overwritten by the next call)."""
-        with self._lock:
-            self._free.append(item)
-
-    @contextmanager
-    def borrow(self):
-        item = self.acquire()
-        try:
-            yield item
-        finally:
-            self.release(item)
-
-    @staticmethod
-    def factorize(item, symbolic, checked=False):
-        """Factorize item's matrix into item's factor (in place) -> the factor.
-
-        ``checked``: the matrix's values were assembled by the library from validated
-        pieces (finite, symmetric), so the factorization does not check them again.
-        """
-        matrix, factor = item
-        if factor is None:
-            item[1] = symbolic.factorize(matrix)
-        elif checked:
-            factor.refactorize(_CheckedValues(symbolic, matrix.data))
-        else:
-            factor.refactorize(matrix)
-        return item[1]
 
 
 class PriorLogdet:
