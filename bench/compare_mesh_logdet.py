@@ -131,7 +131,7 @@ def main():
                 h_id = id(model.symbolic)
                 q_id = id(model.structure.prior_symbolic)
                 space = model.prior.space_model if args.ar1_times else model.prior
-                k_symbolic = space._k_logdet._symbolic
+                k_symbolic = space._k_logdet.symbolic
                 k_id = id(k_symbolic) if k_symbolic is not None else None
                 for key, total in counter.factorizations.items():
                     done = total - before[0].get(key, 0)

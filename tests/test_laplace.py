@@ -469,7 +469,7 @@ def test_selected_inversions_per_evaluation(monkeypatch, name, prior_factorizati
     monkeypatch.setattr(gm.linalg.SelectedInverse, "__init__", counting)
     k_factorizations = []
     refactorize = gm.linalg.Factor.refactorize
-    k_symbolic = model.prior._k_logdet._symbolic if name == "mesh" else None
+    k_symbolic = model.prior._k_logdet.symbolic if name == "mesh" else None
 
     def counting_k(self, matrix):
         k_factorizations.append(self.symbolic is k_symbolic)

@@ -26,17 +26,19 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import NotPositiveDefiniteError
-from ..linalg import analyze
+from ..linalg import FactorPool, analyze
 
 
 class SPDELogdet:
     """log|K(κ²)| with K = κ² C + G on a fixed pattern, and tr(K⁻¹ C), for many κ².
 
-    The symbolic analysis of K is made on first use (not pickled: rebuilt after
-    loading). Thread safety: each call works on a factor of its own, taken from a pool
-    (one per concurrent call, reused by later calls); the factor of the last
-    :meth:`log_det` is kept for a :meth:`trace_mass_inverse` at the same κ², so an
-    evaluation of the value and then the gradient at one θ factorizes K once.
+    The symbolic analysis of K and its :class:`~gmrf_core.linalg.FactorPool` are made
+    on first use (not pickled: rebuilt after loading). Thread safety: each call works on
+    a factor of its own from the pool (one per concurrent call, reused by later calls);
+    the factor of the last :meth:`log_det` is asked for again by a
+    :meth:`trace_mass_inverse` at the same κ² and reused if nobody has refactorized it
+    since, so an evaluation of the value and then the gradient at one θ factorizes K
+    once.
 
     Parameters
     ----------
@@ -59,15 +61,14 @@ class SPDELogdet:
         self._init_work()
 
     def _init_work(self):
-        self._symbolic = None
-        self._lock = threading.Lock()
-        self._free = []  # idle [matrix, factor] pairs
-        self._last = None  # (κ², pair): the factor of the last log_det, idle
+        self._lock = threading.Lock()  # guards the pool's creation
+        self._pool = None
+        self._last = None  # (κ², item, its factor's factorization count) of the last log_det
 
     def __getstate__(self):
         # the analysis and the work factors are rebuilt on first use (a lock cannot pickle)
         state = dict(self.__dict__)
-        for name in ("_symbolic", "_lock", "_free", "_last"):
+        for name in ("_lock", "_pool", "_last"):
             state.pop(name)
         return state
 
@@ -75,41 +76,47 @@ class SPDELogdet:
         self.__dict__.update(state)
         self._init_work()
 
-    def _pair(self, kappa2):
-        """A work pair [matrix, factor] factorized at κ²: the kept one when it is at κ²,
-        else a free (or new) one refactorized."""
+    @property
+    def symbolic(self):
+        """K's symbolic analysis, or None before the first factorization."""
+        return None if self._pool is None else self._pool.symbolic
+
+    def _work_pool(self):
         with self._lock:
-            if self._last is not None and self._last[0] == kappa2:
-                pair = self._last[1]
-                self._last = None
-                return pair
-            if self._symbolic is None:
-                self._symbolic = analyze(self._matrix(self._stiffness + self._mass))
-            pair = self._free.pop() if self._free else [None, None]
+            if self._pool is None:
+                shape = (self.n, self.n)
+                structure = sp.csc_matrix(
+                    (np.ones(self._indices.size), self._indices, self._indptr), shape=shape
+                )
+                self._pool = FactorPool(analyze(structure), (self._indptr, self._indices, shape))
+            return self._pool
+
+    def _factorized(self, kappa2):
+        """A pool item [matrix, factor] holding K's factor at κ²: the last log_det's when it
+        is free and unchanged since, else one refactorized (the caller releases it)."""
+        pool = self._work_pool()
+        last = self._last
+        item = pool.acquire(None if last is None else last[1])
+        kept = last is not None and item is last[1]
+        if kept and last[0] == kappa2 and item[1].factorizations == last[2]:
+            return item
+        values = kappa2 * self._mass
+        values += self._stiffness
+        item[0].data[:] = values
         try:
-            values = kappa2 * self._mass
-            values += self._stiffness
-            if pair[0] is None:
-                pair[0] = self._matrix(values)
-                pair[1] = self._symbolic.factorize(pair[0])
-            else:
-                pair[0].data[:] = values
-                pair[1].refactorize(pair[0])
+            FactorPool.factorize(item, pool.symbolic)
         except NotPositiveDefiniteError as exc:
-            with self._lock:
-                self._free.append([None, None])  # the failed factor is not kept
+            pool.release(item)
             raise NotPositiveDefiniteError(
                 f"K = κ²C + G is not numerically positive definite at κ² = {kappa2:.6g} "
                 f"({exc}); the range is too long for this mesh's resolution: use a "
                 "shorter range or a coarser mesh.",
                 column=exc.column,
             ) from exc
-        return pair
-
-    def _matrix(self, values):
-        return sp.csc_matrix(
-            (values, self._indices.copy(), self._indptr.copy()), shape=(self.n, self.n)
-        )
+        except BaseException:
+            pool.release(item)
+            raise
+        return item
 
     def log_det(self, kappa2):
         """log|κ² C + G| (one factorization, kept for :meth:`trace_mass_inverse`).
@@ -119,12 +126,12 @@ class SPDELogdet:
         NotPositiveDefiniteError
             If K's factorization breaks down (a range far beyond the mesh).
         """
-        pair = self._pair(kappa2)
-        value = pair[1].logdet()
-        with self._lock:
-            if self._last is not None:
-                self._free.append(self._last[1])
-            self._last = (kappa2, pair)
+        item = self._factorized(kappa2)
+        try:
+            value = item[1].logdet()
+            self._last = (kappa2, item, item[1].factorizations)
+        finally:
+            self._pool.release(item)
         return value
 
     def trace_mass_inverse(self, kappa2):
@@ -137,10 +144,9 @@ class SPDELogdet:
         NotPositiveDefiniteError
             As :meth:`log_det`.
         """
-        pair = self._pair(kappa2)
+        item = self._factorized(kappa2)
         try:
-            diagonal = pair[1].selected_inverse().diag()
+            diagonal = item[1].selected_inverse().diag()
         finally:
-            with self._lock:
-                self._free.append(pair)
+            self._pool.release(item)
         return float(self._mass_diagonal @ diagonal)
