@@ -79,29 +79,30 @@ def mesh_case(m):
     return prior, rng.poisson(np.exp(1.0 + field)).astype(np.float64)
 
 
-def prior_and_structures(kind, m):
-    """The prior of ``kind`` (see the module docstring) and the structure matrices TMB's
-    template combines into Q(θ)."""
+def prior_structures_counts(kind, m, lattice_counts):
+    """The prior of ``kind`` (see the module docstring), the structure matrices TMB's
+    template combines into Q(θ), and the counts (``lattice_counts`` on the lattices)."""
     if kind == "mesh":
-        prior, _y = mesh_case(m)
+        prior, y = mesh_case(m)
         # C, G and G C⁻¹ G on Q's pattern, the matrices MaternSPDE combines
-        return prior, [
-            prior._csc(part) for part in (prior._mass, prior._stiffness, prior._stiffness_squared)
-        ]
+        parts = (prior._mass, prior._stiffness, prior._stiffness_squared)
+        return prior, [prior._csc(part) for part in parts], y
     if kind == "custom":
         prior = anisotropic_prior(m, 2)
         theta0 = np.asarray(prior.theta0, dtype=float)
-        return prior, prior.precision_grad(np.zeros(theta0.size))  # e^θ_k S_k at θ = 0
+        # e^θ_k S_k at θ = 0
+        return prior, prior.precision_grad(np.zeros(theta0.size)), lattice_counts
     prior = models.Matern2D((m, m))
     coefficients = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]  # C, G, G C⁻¹ G
     indptr, indices, parts = spde_lattice_parts(m, m, prior.spacing, coefficients)
     n = m * m
-    return prior, [sp.csc_matrix((data, indices, indptr), shape=(n, n)) for data in parts]
+    structures = [sp.csc_matrix((data, indices, indptr), shape=(n, n)) for data in parts]
+    return prior, structures, lattice_counts
 
 
-def write_case(data_dir, kind, m, y, path_length):
+def write_case(data_dir, kind, m, lattice_counts, path_length):
     """The counts, the structure matrices and the θ path as little-endian binaries."""
-    prior, structures = prior_and_structures(kind, m)
+    prior, structures, y = prior_structures_counts(kind, m, lattice_counts)
     theta0 = np.asarray(prior.theta0, dtype=float)
     y.astype("<f8").tofile(os.path.join(data_dir, f"y_{m}"))
     with open(os.path.join(data_dir, f"n_{m}"), "w") as f:
@@ -184,8 +185,7 @@ def compare(kind, counts, args, path_length):
     data_dir = tempfile.mkdtemp(prefix=f"gmrf_tmb_{kind}_")
     cases = {}
     for m in args.sizes:
-        y = mesh_case(m)[1] if kind == "mesh" else counts[m]
-        model, path = write_case(data_dir, kind, m, y, path_length)
+        model, path = write_case(data_dir, kind, m, counts[m], path_length)
         t0 = time.perf_counter()
         model.value_and_grad(path[0])  # compilation and the first mode, as TMB's setup
         cases[m] = (model, path, time.perf_counter() - t0)

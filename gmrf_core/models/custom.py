@@ -143,17 +143,18 @@ class Custom(LatentModel):
                 "Custom: the sparsity pattern is not symmetric; a precision matrix is."
             ) from exc
         # validate both callables once up front, so errors surface at construction
-        self.precision(self.theta0)
-        self.precision_grad(self.theta0)
+        precision0 = self.precision(self.theta0)
+        precision_grad0 = self.precision_grad(self.theta0)
         if logdet is not None:
-            self._check_user_logdet()
+            self._check_user_logdet(precision0, precision_grad0)
         self._set_priors(prior)
 
-    def _check_user_logdet(self):
-        """The user's logdet and logdet_grad at theta0 against a factorization of Q(theta0)
-        and tr(Q⁻¹ dQ/dθ_k) from its selected inverse."""
+    def _check_user_logdet(self, precision0, precision_grad0):
+        """The user's logdet and logdet_grad at theta0 against a factorization of
+        ``precision0`` = Q(theta0) and tr(Q⁻¹ dQ/dθ_k) (``precision_grad0``) from its
+        selected inverse."""
         theta = self.theta0
-        factor = cholesky(self.precision(theta))
+        factor = cholesky(precision0)
         expected = factor.logdet()
         value = self.logdet(theta)
         if abs(value - expected) > LOGDET_RTOL * max(1.0, abs(expected)):
@@ -162,7 +163,7 @@ class Custom(LatentModel):
                 f"precision(theta0) gives log|Q| = {expected!r}; fix logdet or leave it out."
             )
         inverse = factor.selected_inverse()
-        expected_grad = np.array([inverse.trace_product(d) for d in self.precision_grad(theta)])
+        expected_grad = np.array([inverse.trace_product(d) for d in precision_grad0])
         grad = self.logdet_grad(theta)
         scale = max(1.0, float(np.max(np.abs(expected_grad))))
         if np.max(np.abs(grad - expected_grad)) > LOGDET_RTOL * scale:
